@@ -1,0 +1,145 @@
+"""Training configuration: one validated record shared by the CLI, the estimators and run files."""
+
+from __future__ import annotations
+
+import json
+import numbers
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from fastfa.kernels import codes
+from fastfa.network import check_init
+from fastfa.optim import SCHEDULES
+
+DTYPES = ("float32", "float64")
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _number(name, value, *, low, high=None, low_open=False, high_open=True):
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value
+    if ok:
+        value = float(value)
+        ok = (value > low if low_open else value >= low) and (
+            high is None or (value < high if high_open else value <= high)
+        )
+    if not ok:
+        lo = f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f" and {'<' if high_open else '<='} {high}"
+        raise ValueError(f"{name} must be a number {lo}{hi}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (apart from the data).
+
+    Parameters
+    ----------
+    hidden : tuple of int
+        Hidden layer sizes, e.g. ``(1000,)``; may be empty (a single layer).
+    rule : str
+        Name of a registered learning rule (``fastfa rules`` lists them).
+    rule_options : dict
+        Options of that rule (``feedback_scale``, ...).
+    activation : str
+        Hidden nonlinearity: tanh, logistic, relu or identity.
+    output_activation, loss : str or None
+        ``None`` picks the task's default: softmax + cross_entropy for
+        classification, identity + squared_error for regression.
+    init : str or float
+        Weight initialiser (:func:`fastfa.network.init_matrix`).
+    optimizer : str
+        ``sgd`` (with ``momentum``, ``nesterov``) or ``adam`` (``beta1``,
+        ``beta2``, ``epsilon``).
+    lr : float
+        Initial learning rate; ``schedule`` (constant, step, cosine) with
+        ``step_size``, ``gamma`` and ``lr_min`` changes it per epoch.
+    weight_decay : float
+        L2 penalty ``0.5 * weight_decay * ||W||^2`` per update (weights only).
+    batch_size, epochs, seed : int
+    shuffle : bool
+        Reshuffle the training rows every epoch.
+    dtype : str
+        ``float32`` (default) or ``float64``.
+    """
+
+    hidden: tuple = (100,)
+    rule: str = "fa"
+    rule_options: dict = field(default_factory=dict)
+    activation: str = "tanh"
+    output_activation: str | None = None
+    loss: str | None = None
+    init: str | float = "uniform"
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+    schedule: str = "constant"
+    step_size: int = 10
+    gamma: float = 0.1
+    lr_min: float = 0.0
+    batch_size: int = 32
+    epochs: int = 10
+    seed: int = 0
+    shuffle: bool = True
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        hidden = (self.hidden,) if isinstance(self.hidden, numbers.Integral) else tuple(self.hidden)
+        object.__setattr__(self, "hidden", tuple(_positive_int("hidden layer size", h) for h in hidden))
+        object.__setattr__(self, "rule_options", dict(self.rule_options or {}))
+        if self.activation not in codes.ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; choose one of {', '.join(codes.ACTIVATIONS)}")
+        object.__setattr__(self, "init", check_init(self.init))
+        if self.optimizer not in codes.OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(codes.OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        checks = {
+            "lr": _number("learning rate", self.lr, low=0, low_open=True),
+            "momentum": _number("momentum", self.momentum, low=0, high=1),
+            "weight_decay": _number("weight decay", self.weight_decay, low=0),
+            "beta1": _number("beta1", self.beta1, low=0, high=1),
+            "beta2": _number("beta2", self.beta2, low=0, high=1),
+            "epsilon": _number("epsilon", self.epsilon, low=0, low_open=True),
+            "gamma": _number("gamma", self.gamma, low=0, low_open=True),
+            "lr_min": _number("lr_min", self.lr_min, low=0),
+            "batch_size": _positive_int("batch size", self.batch_size),
+            "epochs": _positive_int("epochs", self.epochs),
+            "step_size": _positive_int("step size", self.step_size),
+        }
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        checks["seed"] = int(self.seed)
+        checks["nesterov"] = bool(self.nesterov)
+        checks["shuffle"] = bool(self.shuffle)
+        for name, value in checks.items():
+            object.__setattr__(self, name, value)
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def to_json(self):
+        """The configuration as a JSON string (for run files)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        """Inverse of :meth:`to_json`; unknown keys are an error."""
+        data = json.loads(text)
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
+        return cls(**data)

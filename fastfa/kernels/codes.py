@@ -1,0 +1,71 @@
+"""Integer codes shared by the Python side and the compiled kernels.
+
+Kernels are specialised by branching on these small integers outside their inner
+loops, so one compiled function serves every activation, loss, rule and optimiser
+(a jitted function passed as an argument would cost microseconds per call and
+defeat numba's on-disk cache; see DESIGN.md section 4).
+"""
+
+# activations (hidden and output)
+IDENTITY = 0
+TANH = 1
+LOGISTIC = 2
+RELU = 3
+SOFTMAX = 4
+
+ACTIVATIONS = {"identity": IDENTITY, "tanh": TANH, "logistic": LOGISTIC, "relu": RELU}
+OUTPUT_ACTIVATIONS = dict(ACTIVATIONS, softmax=SOFTMAX)
+
+# losses
+CROSS_ENTROPY = 0
+SQUARED_ERROR = 1
+
+LOSSES = {"cross_entropy": CROSS_ENTROPY, "squared_error": SQUARED_ERROR}
+
+# where a hidden layer's learning signal comes from
+SIGNAL_BACKPROP = 0  # delta_{l+1} through W_{l+1}^T
+SIGNAL_LAYERWISE = 1  # delta_{l+1} through a feedback matrix B_{l+1}
+SIGNAL_DIRECT = 2  # output error e through a feedback matrix D_l
+SIGNAL_TARGET = 3  # the (negated) target t through a feedback matrix D_l
+SIGNAL_NONE = 4  # hidden layers receive nothing
+
+SIGNALS = {
+    "backprop": SIGNAL_BACKPROP,
+    "layerwise": SIGNAL_LAYERWISE,
+    "direct": SIGNAL_DIRECT,
+    "target": SIGNAL_TARGET,
+    "none": SIGNAL_NONE,
+}
+
+# how the feedback matrices change during training
+DYNAMICS_FIXED = 0  # never
+DYNAMICS_SIGN = 1  # B = |B0| * sign(W^T), refreshed before every batch
+DYNAMICS_SIGN_REDRAW = 2  # B = U * |B0| * sign(W^T), U ~ U[0, 1) redrawn every batch
+
+DYNAMICS = {"fixed": DYNAMICS_FIXED, "sign": DYNAMICS_SIGN, "sign-redraw": DYNAMICS_SIGN_REDRAW}
+
+# optimisers
+SGD = 0
+ADAM = 1
+
+OPTIMIZERS = {"sgd": SGD, "adam": ADAM}
+
+# layout of the integer configuration vector passed to the kernels
+I_SIGNAL = 0
+I_LOSS = 1
+I_DYNAMICS = 2
+I_OPTIMIZER = 3
+I_NESTEROV = 4
+I_FIRST_TRAINABLE = 5
+I_CLASSIFICATION = 6
+I_SEED = 7
+N_ICFG = 8
+
+# layout of the float configuration vector passed to the kernels
+F_LR = 0
+F_MOMENTUM = 1
+F_WEIGHT_DECAY = 2
+F_BETA1 = 3
+F_BETA2 = 4
+F_EPSILON = 5
+N_FCFG = 6

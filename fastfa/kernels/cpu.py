@@ -1,0 +1,551 @@
+"""CPU kernels: numba ``@njit`` functions for one family of learning rules.
+
+Conventions (row-vector, as in DESIGN.md section 1). Layers are indexed from 0 in
+the code: layer ``l`` maps ``sizes[l]`` inputs to ``sizes[l + 1]`` outputs,
+
+    a_l = h_{l-1} W_l + b_l,    h_l = f_l(a_l),    h_{-1} = x.
+
+All parameters live in one flat buffer ``params`` laid out as
+``[W_0, ..., W_{L-1}, b_0, ..., b_{L-1}]`` (each ``W_l`` C-ordered, shape
+``(sizes[l], sizes[l+1])``), so the optimiser is one fused pass over contiguous
+memory and weight decay covers exactly the first ``n_weights`` entries.
+
+Feedback matrices live in a second flat buffer ``feedback`` in *forward
+orientation*: hidden layer ``l`` owns ``F_l`` with shape ``(sizes[l+1], n_src)``
+and receives
+
+    delta_l = (s F_l^T) * f_l'(a_l),
+
+where ``s`` is ``delta_{l+1}`` (layerwise rules; ``n_src = sizes[l+2]``) or the
+output error ``e`` / the negated target (direct rules; ``n_src = sizes[L]``).
+The paper's feedback matrix is ``B = F^T``. Backprop is the same product with
+``F_l = W_{l+1}``, so fa with ``B = W^T`` *is* bp, operation for operation.
+
+Every activation used here has a derivative that is a function of its output,
+so only the activations ``h_l`` are kept, never the pre-activations.
+
+The output error is divided by the batch size once, so every delta carries the
+``1/m`` of the batch mean and the weight gradient is simply ``h^T delta``.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+from fastfa.kernels.codes import (
+    ADAM,
+    CROSS_ENTROPY,
+    DYNAMICS_SIGN,
+    DYNAMICS_SIGN_REDRAW,
+    F_BETA1,
+    F_BETA2,
+    F_EPSILON,
+    F_LR,
+    F_MOMENTUM,
+    F_WEIGHT_DECAY,
+    I_CLASSIFICATION,
+    I_DYNAMICS,
+    I_FIRST_TRAINABLE,
+    I_LOSS,
+    I_NESTEROV,
+    I_OPTIMIZER,
+    I_SEED,
+    I_SIGNAL,
+    IDENTITY,
+    LOGISTIC,
+    RELU,
+    SIGNAL_BACKPROP,
+    SIGNAL_DIRECT,
+    SIGNAL_LAYERWISE,
+    SIGNAL_NONE,
+    SIGNAL_TARGET,
+    SOFTMAX,
+    TANH,
+)
+
+_LOG_CLIP = 1e-12  # probabilities are clipped here when the loss is reported
+
+# --------------------------------------------------------------------------- layout
+
+
+@njit(cache=True)
+def n_weights(sizes):
+    """Number of weight entries, sum_l sizes[l] * sizes[l+1]."""
+    n = 0
+    for layer in range(sizes.size - 1):
+        n += sizes[layer] * sizes[layer + 1]
+    return n
+
+
+@njit(cache=True)
+def weight_view(params, sizes, layer):
+    """``W_layer`` as a C-ordered ``(sizes[layer], sizes[layer+1])`` view of ``params``."""
+    off = 0
+    for k in range(layer):
+        off += sizes[k] * sizes[k + 1]
+    size = sizes[layer] * sizes[layer + 1]
+    return params[off : off + size].reshape((sizes[layer], sizes[layer + 1]))
+
+
+@njit(cache=True)
+def bias_view(params, sizes, layer):
+    """``b_layer`` as a view of ``params`` (biases follow all the weights)."""
+    off = n_weights(sizes)
+    for k in range(1, layer + 1):
+        off += sizes[k]
+    return params[off : off + sizes[layer + 1]]
+
+
+@njit(cache=True)
+def feedback_cols(sizes, signal, layer):
+    """``n_src`` of hidden layer ``layer``: width of the signal it receives."""
+    if signal == SIGNAL_LAYERWISE or signal == SIGNAL_BACKPROP:
+        return sizes[layer + 2]
+    return sizes[sizes.size - 1]
+
+
+@njit(cache=True)
+def feedback_view(feedback, sizes, signal, layer):
+    """``F_layer`` (forward orientation, ``(sizes[layer+1], n_src)``) inside ``feedback``."""
+    off = 0
+    for k in range(layer):
+        off += sizes[k + 1] * feedback_cols(sizes, signal, k)
+    cols = feedback_cols(sizes, signal, layer)
+    return feedback[off : off + sizes[layer + 1] * cols].reshape((sizes[layer + 1], cols))
+
+
+@njit(cache=True)
+def activation_view(buffer, sizes, layer, m):
+    """Rows ``0..m`` of layer ``layer``'s ``(capacity, sizes[layer+1])`` slot in ``buffer``.
+
+    The capacity (the most rows a workspace holds) is ``buffer.size // sum(sizes[1:])``.
+    """
+    total = 0
+    for k in range(1, sizes.size):
+        total += sizes[k]
+    capacity = buffer.size // total
+    off = 0
+    for k in range(1, layer + 1):
+        off += capacity * sizes[k]
+    return buffer[off : off + m * sizes[layer + 1]].reshape((m, sizes[layer + 1]))
+
+
+# ----------------------------------------------------------------------- elementwise
+
+
+@njit(cache=True)
+def bias_activation(z, b, act):
+    """In place: ``z <- f(z + b)`` for each row, fused in one pass.
+
+    ``softmax`` is ``exp(z_k - max z) / sum_j exp(z_j - max z)`` row by row;
+    ``logistic`` uses the overflow-free form ``exp(min(z,0)) / (1 + exp(-|z|))``.
+    """
+    m, n = z.shape
+    if act == TANH:
+        for i in range(m):
+            for j in range(n):
+                z[i, j] = math.tanh(z[i, j] + b[j])
+    elif act == LOGISTIC:
+        for i in range(m):
+            for j in range(n):
+                v = z[i, j] + b[j]
+                if v >= 0:
+                    z[i, j] = 1.0 / (1.0 + math.exp(-v))
+                else:
+                    ev = math.exp(v)
+                    z[i, j] = ev / (1.0 + ev)
+    elif act == RELU:
+        for i in range(m):
+            for j in range(n):
+                v = z[i, j] + b[j]
+                z[i, j] = v if v > 0 else 0.0
+    elif act == SOFTMAX:
+        for i in range(m):
+            top = -np.inf
+            for j in range(n):
+                v = z[i, j] + b[j]
+                z[i, j] = v
+                if v > top:
+                    top = v
+            total = 0.0
+            for j in range(n):
+                v = math.exp(z[i, j] - top)
+                z[i, j] = v
+                total += v
+            inv = 1.0 / total
+            for j in range(n):
+                z[i, j] *= inv
+    else:  # IDENTITY
+        for i in range(m):
+            for j in range(n):
+                z[i, j] += b[j]
+
+
+@njit(cache=True)
+def multiply_derivative(delta, h, act):
+    """In place: ``delta <- delta * f'(a)``, with ``f'`` written through ``h = f(a)``.
+
+    tanh: ``1 - h^2``; logistic: ``h (1 - h)``; relu: ``[h > 0]``; identity: ``1``.
+    """
+    m, n = delta.shape
+    if act == TANH:
+        for i in range(m):
+            for j in range(n):
+                delta[i, j] *= 1.0 - h[i, j] * h[i, j]
+    elif act == LOGISTIC:
+        for i in range(m):
+            for j in range(n):
+                delta[i, j] *= h[i, j] * (1.0 - h[i, j])
+    elif act == RELU:
+        for i in range(m):
+            for j in range(n):
+                if h[i, j] <= 0:
+                    delta[i, j] = 0.0
+
+
+@njit(cache=True)
+def _argmax(row):
+    best = 0
+    for j in range(1, row.size):
+        if row[j] > row[best]:
+            best = j
+    return best
+
+
+@njit(cache=True)
+def output_error(y, t, act, loss, classification, e, scale):
+    """Output error ``e = scale * dLoss/da_L``, the summed loss and the error count.
+
+    Cross-entropy with a softmax or logistic output: ``e = y - t`` and loss
+    ``-sum t log y`` (plus ``-(1-t) log(1-y)`` per unit for logistic).
+    Squared error ``0.5 ||y - t||^2``: ``e = (y - t) * f'(a_L)``.
+    An error is counted when ``argmax y != argmax t`` (one output: ``y`` and
+    ``t`` on different sides of 0.5) and ``classification`` is set.
+    """
+    m, n = y.shape
+    total = 0.0
+    for i in range(m):
+        for j in range(n):
+            diff = y[i, j] - t[i, j]
+            if loss == CROSS_ENTROPY:
+                p = y[i, j]
+                if t[i, j] != 0:
+                    total -= t[i, j] * math.log(max(p, _LOG_CLIP))
+                if act == LOGISTIC and t[i, j] != 1:
+                    total -= (1.0 - t[i, j]) * math.log(max(1.0 - p, _LOG_CLIP))
+                e[i, j] = scale * diff
+            else:
+                total += 0.5 * diff * diff
+                e[i, j] = scale * diff
+    if loss != CROSS_ENTROPY:
+        multiply_derivative(e, y, act)
+    errors = 0
+    if classification:
+        for i in range(m):
+            if n == 1:
+                if (y[i, 0] > 0.5) != (t[i, 0] > 0.5):
+                    errors += 1
+            elif _argmax(y[i]) != _argmax(t[i]):
+                errors += 1
+    return total, errors
+
+
+@njit(cache=True)
+def column_sums(a, out):
+    """``out[j] = sum_i a[i, j]`` (the bias gradient)."""
+    out[:] = 0.0
+    m, n = a.shape
+    for i in range(m):
+        for j in range(n):
+            out[j] += a[i, j]
+
+
+# ------------------------------------------------------------------------- forward
+
+
+@njit(cache=True)
+def forward(params, sizes, acts, x, hidden):
+    """Forward pass of ``x`` (``(m, sizes[0])``); activations go to ``hidden``.
+
+    Returns the output view ``h_{L-1}`` (``(m, sizes[-1])``).
+    """
+    m = x.shape[0]
+    h_in = x
+    for layer in range(sizes.size - 1):
+        h = activation_view(hidden, sizes, layer, m)
+        np.dot(h_in, weight_view(params, sizes, layer), h)
+        bias_activation(h, bias_view(params, sizes, layer), acts[layer])
+        h_in = h
+    return h_in
+
+
+# ------------------------------------------------------------------------ feedback
+
+
+@njit(cache=True)
+def counter_uniform(seed, step, index):
+    """A uniform draw in [0, 1) from the counter ``(seed, step, index)``.
+
+    SplitMix64's finaliser (Steele, Lea, Flood 2014) on a mix of the three
+    integers: stateless, so a resumed run redraws exactly what it would have.
+    """
+    z = (
+        np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+        + np.uint64(step) * np.uint64(0xD1B54A32D192ED03)
+        + np.uint64(index)
+    )
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return float(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True)
+def refresh_feedback(params, feedback, magnitude, sizes, icfg, step):
+    """Sign-concordant feedback before a batch: ``F_l = |B0_l| * sign(W_{l+1})``.
+
+    With ``sign-redraw`` dynamics each entry is further scaled by a fresh
+    ``U[0, 1)`` draw (Liao et al. 2016's batchwise random magnitudes).
+    ``magnitude`` holds ``|B0|`` in the layout of ``feedback``.
+    """
+    dynamics = icfg[I_DYNAMICS]
+    signal = icfg[I_SIGNAL]
+    if (dynamics != DYNAMICS_SIGN and dynamics != DYNAMICS_SIGN_REDRAW) or signal != SIGNAL_LAYERWISE:
+        return
+    seed = icfg[I_SEED]
+    base = 0
+    for layer in range(sizes.size - 2):
+        f = feedback_view(feedback, sizes, signal, layer)
+        mag = feedback_view(magnitude, sizes, signal, layer)
+        w = weight_view(params, sizes, layer + 1)
+        rows, cols = f.shape
+        for i in range(rows):
+            for j in range(cols):
+                v = mag[i, j] * np.sign(w[i, j])
+                if dynamics == DYNAMICS_SIGN_REDRAW:
+                    v *= counter_uniform(seed, step, base + i * cols + j)
+                f[i, j] = v
+        base += rows * cols
+
+
+# ----------------------------------------------------------------------- gradients
+
+
+@njit(cache=True)
+def compute_gradients(params, feedback, grads, sizes, acts, icfg, x, t, hidden, deltas):
+    """Forward pass, output error, the rule's hidden signals and all gradients.
+
+    For hidden layer ``l`` (0 <= l < L-1):
+
+    - backprop:  ``delta_l = (delta_{l+1} W_{l+1}^T) * f'(a_l)``
+    - layerwise: ``delta_l = (delta_{l+1} B_{l+1}) * f'(a_l)``
+    - direct:    ``delta_l = (e D_l) * f'(a_l)``
+    - target:    ``delta_l = (-t D_l) * f'(a_l)``
+    - none:      no signal; hidden gradients are left as they are.
+
+    Then ``dW_l = h_{l-1}^T delta_l`` and ``db_l = sum_rows(delta_l)`` (the
+    ``1/m`` already sits in ``e``). Gradients go to ``grads`` (layout of
+    ``params``). Returns ``(summed loss, error count)`` of the forward pass.
+    """
+    m = x.shape[0]
+    n_layers = sizes.size - 1
+    last = n_layers - 1
+    signal = icfg[I_SIGNAL]
+    y = forward(params, sizes, acts, x, hidden)
+    e = activation_view(deltas, sizes, last, m)
+    loss, errors = output_error(
+        y, t, acts[last], icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0 / m
+    )
+    first = last if signal == SIGNAL_NONE else 0
+    for layer in range(last, first - 1, -1):
+        delta = activation_view(deltas, sizes, layer, m)
+        if layer < last:
+            if signal == SIGNAL_BACKPROP:
+                source = activation_view(deltas, sizes, layer + 1, m)
+                np.dot(source, weight_view(params, sizes, layer + 1).T, delta)
+            elif signal == SIGNAL_LAYERWISE:
+                source = activation_view(deltas, sizes, layer + 1, m)
+                np.dot(source, feedback_view(feedback, sizes, signal, layer).T, delta)
+            elif signal == SIGNAL_DIRECT:
+                np.dot(e, feedback_view(feedback, sizes, signal, layer).T, delta)
+            elif signal == SIGNAL_TARGET:
+                np.dot(t, feedback_view(feedback, sizes, signal, layer).T, delta)
+                scale = -1.0 / m
+                for i in range(m):
+                    for j in range(delta.shape[1]):
+                        delta[i, j] *= scale
+            multiply_derivative(delta, activation_view(hidden, sizes, layer, m), acts[layer])
+        h_in = x if layer == 0 else activation_view(hidden, sizes, layer - 1, m)
+        np.dot(h_in.T, delta, weight_view(grads, sizes, layer))
+        column_sums(delta, bias_view(grads, sizes, layer))
+    return loss, errors
+
+
+# ----------------------------------------------------------------------- optimisers
+
+
+@njit(cache=True)
+def _sgd_range(params, grads, velocity, lo, hi, lr, momentum, decay, nesterov):
+    """SGD over ``params[lo:hi]`` with gradient ``g = grad + decay * w``.
+
+    Plain (momentum 0): ``w -= lr g``. Momentum: ``v <- mu v - lr g``, then
+    ``w += v``, or ``w += mu v - lr g`` with Nesterov's correction
+    (Sutskever et al. 2013; the form scikit-learn's MLP uses).
+    """
+    if momentum == 0.0:
+        for i in range(lo, hi):
+            params[i] -= lr * (grads[i] + decay * params[i])
+    elif nesterov:
+        for i in range(lo, hi):
+            g = grads[i] + decay * params[i]
+            v = momentum * velocity[i] - lr * g
+            velocity[i] = v
+            params[i] += momentum * v - lr * g
+    else:
+        for i in range(lo, hi):
+            v = momentum * velocity[i] - lr * (grads[i] + decay * params[i])
+            velocity[i] = v
+            params[i] += v
+
+
+@njit(cache=True)
+def _adam_range(params, grads, first, second, lo, hi, lr, beta1, beta2, eps, decay, step):
+    """Adam (Kingma and Ba 2015) over ``params[lo:hi]``, with bias correction folded into the rate.
+
+    ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,
+    ``w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``.
+    """
+    rate = lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+    for i in range(lo, hi):
+        g = grads[i] + decay * params[i]
+        mi = beta1 * first[i] + (1.0 - beta1) * g
+        vi = beta2 * second[i] + (1.0 - beta2) * g * g
+        first[i] = mi
+        second[i] = vi
+        params[i] -= rate * mi / (math.sqrt(vi) + eps)
+
+
+@njit(cache=True)
+def update_parameters(params, grads, state, sizes, icfg, fcfg, step):
+    """One optimiser step on the trainable layers (weight decay on weights only).
+
+    ``state`` is ``(2, params.size)``: velocity for SGD, first and second
+    moments for Adam. ``step`` counts updates from 1 (Adam's bias correction).
+    """
+    first = icfg[I_FIRST_TRAINABLE]
+    w_lo = 0
+    for k in range(first):
+        w_lo += sizes[k] * sizes[k + 1]
+    w_hi = n_weights(sizes)
+    b_lo = w_hi
+    for k in range(1, first + 1):
+        b_lo += sizes[k]
+    b_hi = params.size
+    lr = fcfg[F_LR]
+    decay = fcfg[F_WEIGHT_DECAY]
+    if icfg[I_OPTIMIZER] == ADAM:
+        b1, b2, eps = fcfg[F_BETA1], fcfg[F_BETA2], fcfg[F_EPSILON]
+        _adam_range(params, grads, state[0], state[1], w_lo, w_hi, lr, b1, b2, eps, decay, step)
+        _adam_range(params, grads, state[0], state[1], b_lo, b_hi, lr, b1, b2, eps, 0.0, step)
+    else:
+        mu, nesterov = fcfg[F_MOMENTUM], icfg[I_NESTEROV] != 0
+        _sgd_range(params, grads, state[0], w_lo, w_hi, lr, mu, decay, nesterov)
+        _sgd_range(params, grads, state[0], b_lo, b_hi, lr, mu, 0.0, nesterov)
+
+
+# ---------------------------------------------------------------------- batch/epoch
+
+
+@njit(cache=True)
+def gather_batch(x_all, labels, targets, order, start, m, xb, tb):
+    """Copy rows ``order[start:start+m]`` into ``xb`` and their targets into ``tb``.
+
+    Classification passes integer ``labels`` (one-hot encoded here) and an
+    empty ``targets``; regression passes float ``targets`` and empty ``labels``.
+    """
+    for i in range(m):
+        row = order[start + i]
+        xb[i, :] = x_all[row]
+        if labels.size > 0:
+            tb[i, :] = 0.0
+            tb[i, labels[row]] = 1.0
+        else:
+            tb[i, :] = targets[row]
+
+
+@njit(cache=True)
+def train_batch(params, feedback, magnitude, grads, state, sizes, acts, icfg, fcfg, x, t, hidden, deltas, step):
+    """One training step on batch ``(x, t)``: refresh feedback, gradients, update.
+
+    Returns ``(summed loss, error count)`` measured before the update.
+    """
+    refresh_feedback(params, feedback, magnitude, sizes, icfg, step)
+    loss, errors = compute_gradients(params, feedback, grads, sizes, acts, icfg, x, t, hidden, deltas)
+    update_parameters(params, grads, state, sizes, icfg, fcfg, step)
+    return loss, errors
+
+
+@njit(cache=True)
+def train_epoch(
+    x_all, labels, targets, order, batch_size, params, feedback, magnitude, grads, state,
+    sizes, acts, icfg, fcfg, hidden, deltas, xbuf, tbuf, step,
+):
+    """Train on the rows ``order`` of ``x_all`` in batches, entirely in compiled code.
+
+    ``step`` is the number of updates made before this call. Returns
+    ``(summed loss, error count)`` over the epoch, each batch measured before
+    its own update (the convention of scikit-learn's ``loss_curve_``).
+    """
+    n_in = sizes[0]
+    n_out = sizes[sizes.size - 1]
+    total_loss = 0.0
+    total_errors = 0
+    n = order.size
+    for start in range(0, n, batch_size):
+        m = min(batch_size, n - start)
+        xb = xbuf[: m * n_in].reshape((m, n_in))
+        tb = tbuf[: m * n_out].reshape((m, n_out))
+        gather_batch(x_all, labels, targets, order, start, m, xb, tb)
+        step += 1
+        loss, errors = train_batch(
+            params, feedback, magnitude, grads, state, sizes, acts, icfg, fcfg, xb, tb, hidden, deltas, step
+        )
+        total_loss += loss
+        total_errors += errors
+    return total_loss, total_errors
+
+
+@njit(cache=True)
+def evaluate(x_all, labels, targets, params, sizes, acts, icfg, hidden, deltas, xbuf, tbuf, outputs):
+    """Summed loss and error count of the network on every row of ``x_all``.
+
+    Rows go through in chunks as large as the workspace holds. When
+    ``outputs`` has rows, the network's outputs are written there too.
+    """
+    n_in = sizes[0]
+    n_out = sizes[sizes.size - 1]
+    capacity = xbuf.size // n_in
+    n = x_all.shape[0]
+    order = np.arange(n)
+    total_loss = 0.0
+    total_errors = 0
+    for start in range(0, n, capacity):
+        m = min(capacity, n - start)
+        xb = xbuf[: m * n_in].reshape((m, n_in))
+        tb = tbuf[: m * n_out].reshape((m, n_out))
+        if labels.size > 0 or targets.size > 0:
+            gather_batch(x_all, labels, targets, order, start, m, xb, tb)
+        else:
+            xb[:, :] = x_all[start : start + m]
+        y = forward(params, sizes, acts, xb, hidden)
+        if outputs.shape[0] > 0:
+            outputs[start : start + m] = y
+        if labels.size > 0 or targets.size > 0:
+            e = activation_view(deltas, sizes, sizes.size - 2, m)
+            loss, errors = output_error(
+                y, tb, acts[sizes.size - 2], icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0
+            )
+            total_loss += loss
+            total_errors += errors
+    return total_loss, total_errors

@@ -1,0 +1,44 @@
+"""Optimiser settings and learning-rate schedules, packed for the kernels.
+
+The update rules themselves are compiled (:func:`fastfa.kernels.cpu.update_parameters`):
+SGD with optional (Nesterov) momentum and L2 weight decay, and Adam. State is a
+``(2, n_params)`` array: velocity for SGD, first and second moments for Adam.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastfa.kernels import codes
+
+SCHEDULES = ("constant", "step", "cosine")
+
+
+def learning_rate(schedule, lr, epoch, *, epochs, step_size=10, gamma=0.1, lr_min=0.0):
+    """Learning rate for a 0-based ``epoch``.
+
+    ``constant``: ``lr``. ``step``: ``lr * gamma ** (epoch // step_size)``.
+    ``cosine``: ``lr_min + (lr - lr_min) (1 + cos(pi epoch / epochs)) / 2``
+    (Loshchilov and Hutter 2017, without restarts).
+    """
+    if schedule == "constant":
+        return lr
+    if schedule == "step":
+        return lr * gamma ** (epoch // step_size)
+    if schedule == "cosine":
+        return lr_min + 0.5 * (lr - lr_min) * (1.0 + math.cos(math.pi * min(epoch, epochs) / epochs))
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+def float_config(*, lr, momentum, weight_decay, beta1, beta2, epsilon):
+    """The float configuration vector of the kernels (see :mod:`fastfa.kernels.codes`)."""
+    fcfg = np.zeros(codes.N_FCFG)
+    fcfg[codes.F_LR] = lr
+    fcfg[codes.F_MOMENTUM] = momentum
+    fcfg[codes.F_WEIGHT_DECAY] = weight_decay
+    fcfg[codes.F_BETA1] = beta1
+    fcfg[codes.F_BETA2] = beta2
+    fcfg[codes.F_EPSILON] = epsilon
+    return fcfg

@@ -1,0 +1,229 @@
+"""Learning rules as data, and the registry that finds them.
+
+Every rule of the family trains the output layer with its true gradient and
+differs only in the signal a hidden layer receives (DESIGN.md section 1):
+
+- ``signal``: where it comes from -- ``backprop`` (``delta_{l+1} W_{l+1}^T``),
+  ``layerwise`` (``delta_{l+1} B_{l+1}``), ``direct`` (output error ``e D_l``),
+  ``target`` (``-t D_l``, the target projected directly) or ``none``;
+- ``init_feedback``: how its feedback matrix is drawn;
+- ``dynamics``: whether that matrix changes during training -- ``fixed``,
+  ``sign`` (``B = |B0| * sign(W^T)`` before each batch) or ``sign-redraw``
+  (the same with magnitudes redrawn every batch);
+- ``after_batch``: an optional Python hook run after every update, for
+  feedback that learns in ways the compiled dynamics do not cover
+  (Kolen-Pollack, weight mirrors). A rule with a hook trains batch by batch
+  from Python; everything else runs whole epochs in compiled code.
+
+Rules arrive through the entry-point group ``fastfa.rules``; the built-in ones
+(package ``fastfa_plugins``, folder ``plugins/``) are registered the same way a
+third-party distribution registers its own::
+
+    [project.entry-points."fastfa.rules"]
+    myrule = "mypackage.myrule:rule"
+
+where ``rule`` is a :class:`Rule`. A plugin that fails to import or is not a
+``Rule`` produces a :class:`PluginWarning` and is skipped; the other rules keep
+working.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+
+from fastfa.kernels import codes
+from fastfa.network import check_init, init_matrix
+
+ENTRY_POINT_GROUP = "fastfa.rules"
+
+
+class PluginWarning(UserWarning):
+    """A rule plugin could not be loaded, or clashes with another one."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A learning rule of the feedback-alignment family.
+
+    Parameters
+    ----------
+    name : str
+        Registry name (what ``rule=`` and ``--rule`` take).
+    summary : str
+        One line for ``fastfa rules``.
+    reference : str
+        The paper, short form.
+    signal : str
+        ``backprop``, ``layerwise``, ``direct``, ``target`` or ``none``.
+    init_feedback : callable, optional
+        ``init_feedback(rng, shape, *, fan_in, fan_out, init, options)``
+        returning a float array of ``shape = (n_src, n_l)``: the matrix ``B``
+        that carries a signal of width ``n_src`` to hidden layer ``l`` (paper
+        orientation). ``fan_in``/``fan_out`` are those of the forward matrix it
+        stands in for (``W_{l+1}`` for layerwise rules; ``(n_l, n_out)`` for
+        direct ones), ``init`` the network's weight initialiser. Required for
+        every signal but ``backprop`` and ``none``.
+    dynamics : str
+        ``fixed``, ``sign`` or ``sign-redraw`` (layerwise rules only for the
+        latter two).
+    options : mapping
+        Option names and default values; a value given by a user is converted
+        to the default's type.
+    devices : tuple of str
+        Engines the rule runs on.
+    after_batch : callable, optional
+        ``after_batch(trainer)`` called after every update.
+    """
+
+    name: str
+    summary: str
+    reference: str
+    signal: str
+    init_feedback: Callable | None = None
+    dynamics: str = "fixed"
+    options: Mapping = field(default_factory=dict)
+    devices: tuple = ("cpu",)
+    after_batch: Callable | None = None
+
+    def __post_init__(self):
+        if self.signal not in codes.SIGNALS:
+            raise ValueError(f"rule {self.name!r}: unknown signal {self.signal!r}")
+        if self.dynamics not in codes.DYNAMICS:
+            raise ValueError(f"rule {self.name!r}: unknown dynamics {self.dynamics!r}")
+        if self.dynamics != "fixed" and self.signal != "layerwise":
+            raise ValueError(f"rule {self.name!r}: {self.dynamics!r} dynamics need a layerwise signal")
+        needs_feedback = self.signal in ("layerwise", "direct", "target")
+        if needs_feedback and self.init_feedback is None:
+            raise ValueError(f"rule {self.name!r}: a {self.signal!r} signal needs init_feedback")
+        object.__setattr__(self, "options", dict(self.options))
+
+    @property
+    def has_feedback(self):
+        """Whether the rule keeps feedback matrices of its own."""
+        return self.signal in ("layerwise", "direct", "target")
+
+    def resolve_options(self, given=None):
+        """Defaults updated by ``given``, each converted to its default's type.
+
+        Raises ``ValueError`` for an unknown option or a value of the wrong kind.
+        """
+        resolved = dict(self.options)
+        for key, value in (given or {}).items():
+            if key not in self.options:
+                known = ", ".join(self.options) or "none"
+                raise ValueError(f"rule {self.name!r} has no option {key!r} (options: {known})")
+            default = self.options[key]
+            try:
+                resolved[key] = value if isinstance(default, str) else type(default)(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"rule {self.name!r}: option {key}={value!r} must be a {type(default).__name__}"
+                ) from None
+        return resolved
+
+
+# -------------------------------------------------------------- shared initialisers
+
+#: Options of every rule that draws its feedback with :func:`random_feedback`.
+RANDOM_FEEDBACK_OPTIONS = {"feedback_init": "same", "feedback_scale": 1.0}
+
+
+def random_feedback(rng, shape, *, fan_in, fan_out, init, options):
+    """Fixed random feedback: ``B ~ scheme(fan_in, fan_out) * feedback_scale``.
+
+    The scheme is the rule option ``feedback_init``: ``"same"`` (default) uses
+    the network's own weight initialiser (``"uniform"`` when that is
+    ``"zeros"``, which would give no feedback at all); otherwise one of
+    :data:`fastfa.network.INIT_SCHEMES` or a number ``s`` for U[-s, s].
+    """
+    scheme = options.get("feedback_init", "same")
+    if scheme == "same":
+        scheme = "uniform" if init == "zeros" else init
+    else:
+        try:
+            scheme = check_init(float(scheme))
+        except ValueError:
+            scheme = check_init(scheme)
+    if scheme == "zeros":
+        raise ValueError("feedback_init='zeros' gives no feedback; choose a random scheme")
+    return init_matrix(rng, shape, scheme, fan_in, fan_out) * float(options.get("feedback_scale", 1.0))
+
+
+# ------------------------------------------------------------------------ registry
+
+_entry_point_rules: dict | None = None
+_runtime_rules: dict = {}
+
+
+def _is_builtin(entry_point):
+    dist = getattr(entry_point, "dist", None)
+    return dist is not None and dist.name == "fastfa"
+
+
+def _load_entry_points():
+    rules = {}
+    found = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: (not _is_builtin(ep), ep.name))
+    for ep in found:
+        try:
+            rule = ep.load()
+        except Exception as exc:  # a broken plugin must not break the others
+            warnings.warn(
+                f"fastfa: rule plugin {ep.name!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}",
+                PluginWarning,
+                stacklevel=3,
+            )
+            continue
+        if not isinstance(rule, Rule):
+            warnings.warn(
+                f"fastfa: rule plugin {ep.name!r} ({ep.value}) is a {type(rule).__name__}, not a fastfa.Rule",
+                PluginWarning,
+                stacklevel=3,
+            )
+            continue
+        if rule.name in rules:
+            warnings.warn(
+                f"fastfa: rule {rule.name!r} from {ep.value} duplicates one already registered; ignored",
+                PluginWarning,
+                stacklevel=3,
+            )
+            continue
+        rules[rule.name] = rule
+    return rules
+
+
+def available_rules():
+    """All registered rules by name (entry points loaded once, on first use)."""
+    global _entry_point_rules
+    if _entry_point_rules is None:
+        _entry_point_rules = _load_entry_points()
+    return {**_entry_point_rules, **_runtime_rules}
+
+
+def get_rule(rule):
+    """The :class:`Rule` for a name (a ``Rule`` passes through).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, listing the known ones.
+    """
+    if isinstance(rule, Rule):
+        return rule
+    rules = available_rules()
+    if rule not in rules:
+        known = ", ".join(sorted(rules)) or "none (is fastfa installed? try `pip install -e .`)"
+        raise ValueError(f"unknown rule {rule!r}; known rules: {known}")
+    return rules[rule]
+
+
+def register_rule(rule, *, replace=False):
+    """Register a :class:`Rule` at run time (for rules defined in a script)."""
+    if not isinstance(rule, Rule):
+        raise TypeError(f"expected a fastfa.Rule, got {type(rule).__name__}")
+    if rule.name in available_rules() and not replace:
+        raise ValueError(f"rule {rule.name!r} is already registered (pass replace=True)")
+    _runtime_rules[rule.name] = rule
+    return rule

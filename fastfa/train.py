@@ -1,0 +1,350 @@
+"""The training engine: one network, one rule, its optimiser state and workspaces.
+
+:class:`Trainer` owns every array a run needs, allocated once; the compiled
+kernels fill them in place. Both faces of fastfa -- the command line and the
+scikit-learn style estimators -- train through this class.
+
+A run is bitwise repeatable: parameters, feedback and every epoch's shuffle come
+from one ``numpy.random.Generator`` seeded with ``config.seed``; per-batch
+random draws of the compiled kernels (brsf) come from a counter-based
+generator keyed by the seed and the update count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastfa.config import TrainConfig
+from fastfa.kernels import codes
+from fastfa.kernels import cpu as kernels
+from fastfa.network import Architecture
+from fastfa.optim import float_config, learning_rate
+from fastfa.rules import get_rule
+
+TASKS = ("classification", "regression")
+EVAL_ROWS = 256  # rows per chunk when evaluating or predicting
+
+
+class Workspace:
+    """Activation, delta and batch buffers for up to ``capacity`` rows."""
+
+    def __init__(self, sizes, capacity, dtype):
+        width = sum(sizes[1:])
+        self.capacity = capacity
+        self.hidden = np.zeros(capacity * width, dtype=dtype)
+        self.deltas = np.zeros(capacity * width, dtype=dtype)
+        self.x = np.zeros(capacity * sizes[0], dtype=dtype)
+        self.t = np.zeros(capacity * sizes[-1], dtype=dtype)
+
+
+class Trainer:
+    """Train a dense network with one learning rule.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    n_inputs, n_outputs : int
+        Input width; number of classes (classification) or targets (regression).
+    task : {"classification", "regression"}
+
+    Attributes
+    ----------
+    params : ndarray
+        Flat parameter buffer; :attr:`weights` and :attr:`biases` are views.
+    feedback : ndarray
+        Flat feedback buffer (empty for bp and shallow); :attr:`feedback_matrices`
+        gives the paper-orientation views ``B``.
+    step, epoch : int
+        Updates and epochs done so far.
+    """
+
+    def __init__(self, config: TrainConfig, n_inputs, n_outputs, task="classification"):
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+        self.config = config
+        self.task = task
+        self.rule = get_rule(config.rule)
+        self.rule_options = self.rule.resolve_options(config.rule_options)
+        classification = task == "classification"
+        out_act = config.output_activation or ("softmax" if classification else "identity")
+        loss = config.loss or ("cross_entropy" if classification else "squared_error")
+        self.arch = Architecture(
+            (n_inputs, *config.hidden, n_outputs), config.activation, out_act, loss
+        )
+        self.dtype = np.dtype(config.dtype)
+        self.sizes = np.array(self.arch.sizes, dtype=np.int64)
+        self.acts = self.arch.codes()
+        self.icfg = self._int_config()
+        self.rng = np.random.default_rng(config.seed)
+        self.params = self.arch.init_params(self.rng, config.init, self.dtype)
+        self.feedback, self.magnitude = self._init_feedback()
+        self.grads = np.zeros_like(self.params)
+        self.state = np.zeros((2, self.params.size), dtype=self.dtype)
+        self.step = 0
+        self.epoch = 0
+        self._train_ws = Workspace(self.arch.sizes, config.batch_size, self.dtype)
+        self._eval_ws = None
+
+    # ------------------------------------------------------------------ set-up
+
+    def _int_config(self):
+        icfg = np.zeros(codes.N_ICFG, dtype=np.int64)
+        icfg[codes.I_SIGNAL] = codes.SIGNALS[self.rule.signal]
+        icfg[codes.I_LOSS] = codes.LOSSES[self.arch.loss]
+        icfg[codes.I_DYNAMICS] = codes.DYNAMICS[self.rule.dynamics]
+        icfg[codes.I_OPTIMIZER] = codes.OPTIMIZERS[self.config.optimizer]
+        icfg[codes.I_NESTEROV] = int(self.config.nesterov)
+        icfg[codes.I_FIRST_TRAINABLE] = self.arch.n_layers - 1 if self.rule.signal == "none" else 0
+        icfg[codes.I_CLASSIFICATION] = int(self.task == "classification")
+        icfg[codes.I_SEED] = self.config.seed
+        return icfg
+
+    def feedback_shapes(self):
+        """Paper-orientation shapes ``(n_src, n_l)`` of the feedback matrices, per hidden layer."""
+        if not self.rule.has_feedback:
+            return []
+        sizes = self.arch.sizes
+        layerwise = self.rule.signal == "layerwise"
+        return [
+            (sizes[layer + 2] if layerwise else sizes[-1], sizes[layer + 1])
+            for layer in range(self.arch.n_layers - 1)
+        ]
+
+    def _init_feedback(self):
+        shapes = self.feedback_shapes()
+        feedback = np.zeros(sum(a * b for a, b in shapes), dtype=self.dtype)
+        magnitude = np.zeros(feedback.size if self.rule.dynamics != "fixed" else 0, dtype=self.dtype)
+        for layer, (view, shape) in enumerate(zip(self._feedback_views(feedback), shapes)):
+            n_src, n_l = shape
+            b = np.asarray(
+                self.rule.init_feedback(
+                    self.rng, shape, fan_in=n_l, fan_out=n_src, init=self.config.init, options=self.rule_options
+                ),
+                dtype=np.float64,
+            )
+            if b.shape != shape or not np.all(np.isfinite(b)):
+                raise ValueError(f"rule {self.rule.name!r} returned bad feedback for hidden layer {layer}")
+            view[...] = b
+        if magnitude.size:
+            np.abs(feedback, out=magnitude)
+            kernels.refresh_feedback(self.params, feedback, magnitude, self.sizes, self.icfg, 0)
+        return feedback, magnitude
+
+    def _feedback_views(self, flat):
+        views, off = [], 0
+        for n_src, n_l in self.feedback_shapes():
+            views.append(flat[off : off + n_src * n_l].reshape(n_l, n_src).T)
+            off += n_src * n_l
+        return views
+
+    # ------------------------------------------------------------------- views
+
+    @property
+    def weights(self):
+        """Forward weights ``W_l``, shape ``(n_l, n_{l+1})`` (views)."""
+        return self.arch.weights(self.params)
+
+    @property
+    def biases(self):
+        """Biases ``b_l`` (views)."""
+        return self.arch.biases(self.params)
+
+    @property
+    def feedback_matrices(self):
+        """Feedback ``B`` per hidden layer, shape ``(n_src, n_l)`` (views).
+
+        For layerwise rules ``B_l`` stands in for ``W_{l+1}^T``; for direct rules
+        it maps the output error (or target) to hidden layer ``l``.
+        """
+        return self._feedback_views(self.feedback)
+
+    # -------------------------------------------------------------------- data
+
+    def prepare(self, x, y=None):
+        """Convert ``x`` (and ``y``) to what the kernels take.
+
+        Returns ``(x, labels, targets)``: labels are int64 class indices for
+        classification, targets a float matrix for regression; the unused one
+        is empty.
+        """
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        if not x.flags.writeable:  # read-only arrays would compile a second set of kernels
+            x = x.copy()
+        if x.ndim != 2 or x.shape[1] != self.arch.sizes[0]:
+            raise ValueError(f"x must have shape (n, {self.arch.sizes[0]}), got {x.shape}")
+        labels = np.zeros(0, dtype=np.int64)
+        targets = np.zeros((0, self.arch.sizes[-1]), dtype=self.dtype)
+        if y is None:
+            return x, labels, targets
+        y = np.asarray(y)
+        if len(y) != len(x):
+            raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
+        if self.task == "classification":
+            labels = np.ascontiguousarray(y, dtype=np.int64).reshape(-1)
+            if labels.size != len(x):
+                raise ValueError("classification labels must be one integer per row")
+            if labels.size and (labels.min() < 0 or labels.max() >= self.arch.sizes[-1]):
+                raise ValueError(f"class labels must lie in 0..{self.arch.sizes[-1] - 1}")
+        else:
+            targets = np.ascontiguousarray(y, dtype=self.dtype).reshape(len(x), -1)
+            if targets.shape[1] != self.arch.sizes[-1]:
+                raise ValueError(f"y must have {self.arch.sizes[-1]} target columns, got {targets.shape[1]}")
+        return x, labels, targets
+
+    def _eval_workspace(self):
+        if self._eval_ws is None:
+            self._eval_ws = Workspace(self.arch.sizes, max(EVAL_ROWS, self.config.batch_size), self.dtype)
+        return self._eval_ws
+
+    # ---------------------------------------------------------------- training
+
+    def learning_rate(self, epoch=None):
+        """Learning rate the schedule gives for ``epoch`` (default: the next one)."""
+        c = self.config
+        epoch = self.epoch if epoch is None else epoch
+        return learning_rate(
+            c.schedule, c.lr, epoch, epochs=c.epochs, step_size=c.step_size, gamma=c.gamma, lr_min=c.lr_min
+        )
+
+    def _fcfg(self):
+        c = self.config
+        return float_config(
+            lr=self.learning_rate(),
+            momentum=c.momentum,
+            weight_decay=c.weight_decay,
+            beta1=c.beta1,
+            beta2=c.beta2,
+            epsilon=c.epsilon,
+        )
+
+    def epoch_order(self, n):
+        """Row order of the next epoch: a fresh permutation, or ``arange`` without shuffling."""
+        return self.rng.permutation(n) if self.config.shuffle else np.arange(n)
+
+    def train_epoch(self, x, y):
+        """One pass over ``(x, y)`` in shuffled batches. Returns mean loss and error rate.
+
+        The whole epoch runs in compiled code unless the rule has a Python
+        ``after_batch`` hook, in which case the same compiled step is called
+        batch by batch.
+        """
+        x, labels, targets = self.prepare(x, y)
+        order = self.epoch_order(len(x))
+        loss, errors = self.train_rows(x, labels, targets, order)
+        self.epoch += 1
+        n = max(len(x), 1)
+        return loss / n, errors / n
+
+    def train_rows(self, x, labels, targets, order):
+        """Train on ``x[order]`` (prepared arrays) without ending the epoch.
+
+        For data that arrive in chunks: call once per chunk, then count the
+        epoch. Returns the summed loss and error count.
+        """
+        ws, fcfg = self._train_ws, self._fcfg()
+        common = (self.params, self.feedback, self.magnitude, self.grads, self.state, self.sizes, self.acts)
+        if self.rule.after_batch is None:
+            loss, errors = kernels.train_epoch(
+                x, labels, targets, order, self.config.batch_size, *common,
+                self.icfg, fcfg, ws.hidden, ws.deltas, ws.x, ws.t, self.step,
+            )
+            self.step += -(-len(order) // self.config.batch_size)
+            return loss, errors
+        loss, errors = 0.0, 0
+        for start in range(0, len(order), self.config.batch_size):
+            rows = order[start : start + self.config.batch_size]
+            l, e = kernels.train_epoch(
+                x, labels, targets, rows, len(rows), *common,
+                self.icfg, fcfg, ws.hidden, ws.deltas, ws.x, ws.t, self.step,
+            )
+            self.step += 1
+            loss, errors = loss + l, errors + e
+            self.rule.after_batch(self)
+        return loss, errors
+
+    # -------------------------------------------------------------- inference
+
+    def evaluate(self, x, y):
+        """Mean loss and error rate on ``(x, y)``."""
+        x, labels, targets = self.prepare(x, y)
+        ws = self._eval_workspace()
+        none = np.zeros((0, self.arch.sizes[-1]), dtype=self.dtype)
+        loss, errors = kernels.evaluate(
+            x, labels, targets, self.params, self.sizes, self.acts, self.icfg,
+            ws.hidden, ws.deltas, ws.x, ws.t, none,
+        )
+        n = max(len(x), 1)
+        return loss / n, errors / n
+
+    def predict_outputs(self, x):
+        """Network outputs (class probabilities for softmax), shape ``(n, n_outputs)``."""
+        x, labels, targets = self.prepare(x)
+        ws = self._eval_workspace()
+        out = np.zeros((len(x), self.arch.sizes[-1]), dtype=self.dtype)
+        kernels.evaluate(
+            x, labels, targets, self.params, self.sizes, self.acts, self.icfg,
+            ws.hidden, ws.deltas, ws.x, ws.t, out,
+        )
+        return out
+
+    def gradients(self, x, y, signal=None):
+        """Loss gradient estimate of the rule (or of ``signal``, e.g. ``"backprop"``) on one batch.
+
+        Nothing is updated. Returns a copy of the flat gradient buffer; use
+        ``trainer.arch.weights(g)`` for per-layer views. For sign-concordant
+        rules the feedback is refreshed from the current weights first.
+        """
+        x, labels, targets = self.prepare(x, y)
+        icfg = self.icfg.copy()
+        if signal is not None:
+            icfg[codes.I_SIGNAL] = codes.SIGNALS[signal]
+            icfg[codes.I_FIRST_TRAINABLE] = self.arch.n_layers - 1 if signal == "none" else 0
+        ws = Workspace(self.arch.sizes, len(x), self.dtype)
+        xb, tb = ws.x.reshape(len(x), -1), ws.t.reshape(len(x), -1)
+        kernels.gather_batch(x, labels, targets, np.arange(len(x)), 0, len(x), xb, tb)
+        kernels.refresh_feedback(self.params, self.feedback, self.magnitude, self.sizes, self.icfg, self.step)
+        grads = np.zeros_like(self.params)
+        kernels.compute_gradients(
+            self.params, self.feedback, grads, self.sizes, self.acts, icfg, xb, tb, ws.hidden, ws.deltas
+        )
+        return grads
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self):
+        """Everything needed to continue this run bit for bit (arrays are copies)."""
+        return {
+            "config": self.config.to_json(),
+            "task": self.task,
+            "sizes": self.sizes.copy(),
+            "params": self.params.copy(),
+            "feedback": self.feedback.copy(),
+            "magnitude": self.magnitude.copy(),
+            "optimizer_state": self.state.copy(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "rng_state": self.rng.bit_generator.state,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state):
+        """Rebuild a trainer saved with :meth:`state_dict`."""
+        config = TrainConfig.from_json(state["config"])
+        sizes = [int(s) for s in state["sizes"]]
+        trainer = cls(config, sizes[0], sizes[-1], state["task"])
+        for name, target in (
+            ("params", trainer.params),
+            ("feedback", trainer.feedback),
+            ("magnitude", trainer.magnitude),
+            ("optimizer_state", trainer.state),
+        ):
+            value = np.asarray(state[name])
+            if value.shape != target.shape:
+                raise ValueError(f"saved {name} has shape {value.shape}, expected {target.shape}")
+            target[...] = value
+        if [int(s) for s in trainer.sizes] != sizes:
+            raise ValueError("saved layer sizes do not match the configuration")
+        trainer.step = int(state["step"])
+        trainer.epoch = int(state["epoch"])
+        trainer.rng.bit_generator.state = state["rng_state"]
+        return trainer
