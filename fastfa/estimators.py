@@ -9,19 +9,41 @@ They follow scikit-learn's estimator contract (``get_params``/``set_params``,
 Differences from scikit-learn's MLP: the default activation is ``tanh``, the
 default solver ``sgd`` and the default ``batch_size`` 32 (the settings of the
 feedback-alignment papers); ``learning_rate`` schedules are ``constant``,
-``step`` and ``cosine``; ``lbfgs`` is not offered (it needs true gradients).
+``step`` and ``cosine``; ``lbfgs`` is not offered (it needs true gradients);
+there is no ``early_stopping`` on a validation split.
+
+Training runs in ``dtype`` (float32 by default); predictions are computed in
+float64 from the trained parameters, so a row's prediction does not depend on
+which other rows are predicted with it (float32 matrix products differ in the
+last bits with the number of rows).
+
+When scikit-learn is already imported, the exceptions and warnings raised here
+are also instances of scikit-learn's classes of the same name
+(``sklearn.exceptions.NotFittedError``, ``ConvergenceWarning``,
+``DataConversionWarning``), so code that catches or filters those works
+unchanged; fastfa itself never imports scikit-learn (except lazily inside
+``__sklearn_tags__``, which only scikit-learn calls).
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
+import sys
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 
-from fastfa.config import TrainConfig
+from fastfa.config import DTYPES, TrainConfig
+from fastfa.kernels import codes
+from fastfa.network import check_init
+from fastfa.optim import SCHEDULES
+from fastfa.rules import Rule, available_rules, get_rule
 from fastfa.train import Trainer
+
+SOLVERS = ("sgd", "adam")
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -36,6 +58,49 @@ class DataConversionWarning(UserWarning):
     """Input data were converted (e.g. a column-vector ``y`` was flattened)."""
 
 
+# ------------------------------------------------------- scikit-learn's classes
+
+_OURS = {
+    "NotFittedError": NotFittedError,
+    "ConvergenceWarning": ConvergenceWarning,
+    "DataConversionWarning": DataConversionWarning,
+}
+_COMBINED = {}
+
+
+def _rebuild(name, args):
+    """Unpickle an exception raised as :func:`_compat` ``(name)``."""
+    return _compat(name)(*args)
+
+
+def _compat(name):
+    """fastfa's class ``name``, or -- when scikit-learn is already imported -- a
+    subclass of it that is also scikit-learn's class of the same name.
+
+    scikit-learn is looked up in ``sys.modules`` only, never imported: whoever
+    catches ``sklearn.exceptions.NotFittedError`` has imported it already.
+    """
+    ours = _OURS[name]
+    module = sys.modules.get("sklearn.exceptions")
+    theirs = getattr(module, name, None) if module is not None else None
+    if not isinstance(theirs, type) or issubclass(ours, theirs):
+        return ours
+    combined = _COMBINED.get(name)
+    if combined is None or not issubclass(combined, theirs):
+        namespace = {"__module__": __name__, "__doc__": ours.__doc__, "__qualname__": name}
+        if issubclass(ours, BaseException):
+            namespace["__reduce__"] = lambda self: (_rebuild, (name, self.args))
+        try:
+            combined = type(name, (ours, theirs), namespace)
+        except TypeError:  # incompatible layouts in some future scikit-learn: ours alone
+            return ours
+        _COMBINED[name] = combined
+    return combined
+
+
+# ------------------------------------------------------------ input checking
+
+
 def _is_sparse(x):
     return hasattr(x, "tocsr") or type(x).__module__.startswith("scipy.sparse")
 
@@ -48,36 +113,129 @@ def _as_float_matrix(x, name="X"):
         raise TypeError(f"{name} is a sparse matrix; fastfa needs dense input (use {name}.toarray())")
     x = np.asarray(x)
     if np.iscomplexobj(x):
-        raise ValueError("Complex data not supported")
+        raise ValueError(f"Complex data not supported in {name}; pass real numbers")
     x = np.asarray(x, dtype=np.float64)  # object arrays of non-numbers raise TypeError here
+    if x.ndim == 1:
+        raise ValueError(
+            f"Expected a 2D array for {name}, got a 1D array of shape {x.shape} instead. Reshape your "
+            f"data either using {name}.reshape(-1, 1) if it has a single feature or "
+            f"{name}.reshape(1, -1) if it contains a single sample."
+        )
     if x.ndim != 2:
         raise ValueError(
-            f"Expected 2D array, got {x.ndim}D array instead; reshape your data with "
-            "X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single sample"
+            f"Expected a 2D array for {name} of shape (n_samples, n_features), got a {x.ndim}D array "
+            f"of shape {x.shape} instead"
         )
     if x.shape[0] == 0:
-        raise ValueError(f"{name} has 0 sample(s) (shape={x.shape}); at least 1 is required")
+        raise ValueError(f"Found array with 0 sample(s) (shape={x.shape}) while a minimum of 1 is required.")
     if x.shape[1] == 0:
-        raise ValueError(f"{name} has 0 feature(s) (shape={x.shape}); at least 1 is required")
+        raise ValueError(f"Found array with 0 feature(s) (shape={x.shape}) while a minimum of 1 is required.")
     if not np.all(np.isfinite(x)):
         kind = "NaN" if np.isnan(x).any() else "infinity"
-        raise ValueError(f"Input {name} contains {kind}; remove or impute non-finite values")
+        raise ValueError(f"Input {name} contains {kind}; remove or impute the non-finite values")
     return x
+
+
+def _feature_names(x):
+    """Column names of a data frame (anything with ``columns``) when all are strings, else None."""
+    if isinstance(x, np.ndarray) or not hasattr(x, "columns"):
+        return None
+    try:
+        names = np.asarray(list(x.columns), dtype=object)
+    except TypeError:
+        return None
+    if names.ndim != 1 or len(names) == 0:
+        return None
+    types = sorted({type(v).__qualname__ for v in names})
+    if len(types) > 1 and "str" in types:
+        raise TypeError(
+            f"Feature names are only supported if all input features have string names, but your input "
+            f"has {types} as feature name / column name types; convert them all to strings "
+            "(X.columns = X.columns.astype(str)) or drop the column names"
+        )
+    return names if types == ["str"] else None
+
+
+def _check_length(y, n_rows):
+    if len(y) != n_rows:
+        raise ValueError(
+            f"X and y have inconsistent numbers of samples: X has {n_rows} rows, y has {len(y)}; "
+            "they must match"
+        )
+
+
+def _sample_weight(sample_weight, n_rows):
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    if w.size == 1 and np.ndim(sample_weight) == 0:
+        w = np.full(n_rows, float(w[0]))
+    if w.shape != (n_rows,):
+        raise ValueError(f"sample_weight must have one entry per sample ({n_rows}), got shape {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("sample_weight must be finite and non-negative")
+    return w
 
 
 def _random_seed(random_state):
     """An int seed from scikit-learn's ``random_state`` conventions."""
     if random_state is None:
-        return int(np.random.randint(0, 2**31 - 1))
+        # numpy's global RandomState, as scikit-learn: np.random.seed() makes such fits repeatable
+        return int(np.random.randint(0, 2**31 - 1))  # noqa: NPY002
     if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        if random_state < 0:
-            raise ValueError(f"random_state must be a non-negative integer, got {random_state}")
         return int(random_state)
     if isinstance(random_state, np.random.RandomState):
         return int(random_state.randint(0, 2**31 - 1))
     if isinstance(random_state, np.random.Generator):
         return int(random_state.integers(0, 2**31 - 1))
     raise ValueError(f"random_state must be None, an int or a numpy random state, got {random_state!r}")
+
+
+# ----------------------------------------------------------- parameter checks
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive_int(name, value):
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _real(name, value, *, low, low_open=False, high=None, high_open=True):
+    ok = _is_real(value)
+    if ok:
+        value = float(value)
+        ok = (value > low if low_open else value >= low) and (
+            high is None or (value < high if high_open else value <= high)
+        )
+    if not ok:
+        if high is not None:
+            what = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low == 0:
+            what = "a positive number" if low_open else "a non-negative number"
+        else:
+            what = f"a number {'>' if low_open else '>='} {low:g}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return value
+
+
+def _boolean(name, value):
+    if isinstance(value, (bool, np.bool_)) or (_is_int(value) and value in (0, 1)):
+        return bool(value)
+    raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _choice(name, value, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(map(repr, choices))}")
+    return value
 
 
 class _BaseMLP:
@@ -155,11 +313,13 @@ class _BaseMLP:
     def set_params(self, **params):
         """Set parameters by name; returns ``self``. Values are checked at ``fit``."""
         valid = self._get_param_names()
-        for key, value in params.items():
+        for key in params:
             if key not in valid:
                 raise ValueError(
-                    f"invalid parameter {key!r} for {type(self).__name__}; valid parameters: {', '.join(valid)}"
+                    f"invalid parameter {key!r} for {type(self).__name__}; "
+                    f"valid parameters: {', '.join(valid)}"
                 )
+        for key, value in params.items():
             setattr(self, key, value)
         return self
 
@@ -176,55 +336,131 @@ class _BaseMLP:
                 changed.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(changed)})"
 
-    def _config(self, n_samples):
-        """Validate the parameters and turn them into a :class:`TrainConfig`."""
-        if self.solver not in ("sgd", "adam"):
-            raise ValueError(f"solver must be 'sgd' or 'adam', got {self.solver!r}")
-        batch = self.batch_size
-        if batch == "auto":
-            batch = min(200, n_samples)
-        if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
-            raise ValueError(f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}")
-        alpha = self.alpha
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha >= 0:
-            raise ValueError(f"alpha must be a non-negative number, got {alpha!r}")
-        for name in ("tol",):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-        n_iter_no_change = self.n_iter_no_change
-        if isinstance(n_iter_no_change, bool) or not isinstance(n_iter_no_change, numbers.Integral) or (
-            n_iter_no_change < 1
-        ):
-            raise ValueError(f"n_iter_no_change must be a positive integer, got {n_iter_no_change!r}")
+    def _validate_params(self):
+        """Check every parameter; return the checked values (ValueError naming the parameter)."""
         hidden = self.hidden_layer_sizes
-        if isinstance(hidden, numbers.Integral):
+        if _is_int(hidden):
             hidden = (hidden,)
-        if hidden is None or isinstance(hidden, str):
-            raise ValueError(f"hidden_layer_sizes must be a tuple of positive integers, got {hidden!r}")
+        try:
+            hidden = tuple(hidden) if not isinstance(hidden, (str, bytes)) else None
+        except TypeError:
+            hidden = None
+        if hidden is None or not all(_is_int(h) and h >= 1 for h in hidden):
+            raise ValueError(
+                f"hidden_layer_sizes must be a positive integer or a sequence of positive integers, "
+                f"got {self.hidden_layer_sizes!r}"
+            )
+        rule = self.rule
+        if not isinstance(rule, (str, Rule)):
+            raise ValueError(
+                f"rule must be a rule name or a fastfa.Rule, got {rule!r}; known rules: "
+                f"{', '.join(sorted(available_rules()))}"
+            )
+        rule = get_rule(rule)  # ValueError listing the known rules
+        options = self.rule_options
+        if options is not None and not isinstance(options, Mapping):
+            raise ValueError(f"rule_options must be a dict or None, got {options!r}")
+        rule.resolve_options(options)  # ValueError naming the unknown option
+        batch = self.batch_size
+        if not (isinstance(batch, str) and batch == "auto") and not (_is_int(batch) and batch >= 1):
+            raise ValueError(f"batch_size must be a positive integer or 'auto', got {batch!r}")
+        dtype = self.dtype
+        try:
+            dtype = np.dtype(dtype).name if dtype is not None else None
+        except TypeError:
+            dtype = None
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(map(repr, DTYPES))}, got {self.dtype!r}")
+        random_state = self.random_state
+        generators = (np.random.RandomState, np.random.Generator)
+        ok_state = random_state is None or isinstance(random_state, generators)
+        if not ok_state and not (_is_int(random_state) and 0 <= random_state < 2**32):
+            raise ValueError(
+                "random_state must be None, an integer in [0, 2**32) or a numpy random state, "
+                f"got {random_state!r}"
+            )
+        try:
+            init = check_init(self.init)
+        except ValueError as exc:
+            raise ValueError(f"init: {exc}") from None
+        return {
+            "hidden": hidden,
+            "activation": _choice("activation", self.activation, tuple(codes.ACTIVATIONS)),
+            "rule": self.rule,
+            "rule_options": dict(options or {}),
+            "solver": _choice("solver", self.solver, SOLVERS),
+            "alpha": _real("alpha", self.alpha, low=0),
+            "batch_size": batch,
+            "learning_rate": _choice("learning_rate", self.learning_rate, SCHEDULES),
+            "learning_rate_init": _real("learning_rate_init", self.learning_rate_init, low=0, low_open=True),
+            "learning_rate_step": _positive_int("learning_rate_step", self.learning_rate_step),
+            "learning_rate_gamma": _real(
+                "learning_rate_gamma", self.learning_rate_gamma, low=0, low_open=True
+            ),
+            "max_iter": _positive_int("max_iter", self.max_iter),
+            "shuffle": _boolean("shuffle", self.shuffle),
+            "tol": _real("tol", self.tol, low=0),
+            "warm_start": _boolean("warm_start", self.warm_start),
+            "momentum": _real("momentum", self.momentum, low=0, high=1),
+            "nesterovs_momentum": _boolean("nesterovs_momentum", self.nesterovs_momentum),
+            "beta_1": _real("beta_1", self.beta_1, low=0, high=1),
+            "beta_2": _real("beta_2", self.beta_2, low=0, high=1),
+            "epsilon": _real("epsilon", self.epsilon, low=0, low_open=True),
+            "n_iter_no_change": _positive_int("n_iter_no_change", self.n_iter_no_change),
+            "init": init,
+            "dtype": dtype,
+        }
+
+    @staticmethod
+    def _batch(p, n_samples):
+        return min(200, n_samples) if p["batch_size"] == "auto" else int(p["batch_size"])
+
+    def _config(self, p, n_samples):
+        """A :class:`TrainConfig` from checked parameters ``p`` (draws the seed)."""
+        batch = self._batch(p, n_samples)
         return TrainConfig(
-            hidden=tuple(hidden),
-            rule=self.rule,
-            rule_options=dict(self.rule_options or {}),
-            activation=self.activation,
-            init=self.init,
-            optimizer=self.solver,
-            lr=self.learning_rate_init,
-            momentum=self.momentum,
-            nesterov=self.nesterovs_momentum,
-            weight_decay=float(alpha) / int(batch),
-            beta1=self.beta_1,
-            beta2=self.beta_2,
-            epsilon=self.epsilon,
-            schedule=self.learning_rate,
-            step_size=self.learning_rate_step,
-            gamma=self.learning_rate_gamma,
-            batch_size=int(batch),
-            epochs=self.max_iter,
+            hidden=p["hidden"],
+            rule=p["rule"],
+            rule_options=p["rule_options"],
+            activation=p["activation"],
+            init=p["init"],
+            optimizer=p["solver"],
+            lr=p["learning_rate_init"],
+            momentum=p["momentum"],
+            nesterov=p["nesterovs_momentum"],
+            weight_decay=p["alpha"] / batch,
+            beta1=p["beta_1"],
+            beta2=p["beta_2"],
+            epsilon=p["epsilon"],
+            schedule=p["learning_rate"],
+            step_size=p["learning_rate_step"],
+            gamma=p["learning_rate_gamma"],
+            batch_size=batch,
+            epochs=p["max_iter"],
             seed=_random_seed(self.random_state),
-            shuffle=self.shuffle,
-            dtype=self.dtype,
+            shuffle=p["shuffle"],
+            dtype=p["dtype"],
         )
+
+    def _live_settings(self, p):
+        """Settings a warm start or ``partial_fit`` takes from changed parameters.
+
+        The network, rule, solver, batch size, dtype and seed stay those of the
+        first fit; learning rate, its schedule, momentum, Adam's constants,
+        ``alpha`` and ``max_iter`` (the schedule's horizon) follow the parameters.
+        """
+        return {
+            "lr": p["learning_rate_init"],
+            "momentum": p["momentum"],
+            "weight_decay": p["alpha"] / self._trainer.config.batch_size,
+            "beta1": p["beta_1"],
+            "beta2": p["beta_2"],
+            "epsilon": p["epsilon"],
+            "schedule": p["learning_rate"],
+            "step_size": p["learning_rate_step"],
+            "gamma": p["learning_rate_gamma"],
+            "epochs": p["max_iter"],
+        }
 
     # ---------------------------------------------------------------- fitted
 
@@ -233,10 +469,43 @@ class _BaseMLP:
 
     def _check_fitted(self):
         if not hasattr(self, "_trainer"):
-            raise NotFittedError(
+            raise _compat("NotFittedError")(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate "
                 "arguments before using this estimator."
             )
+
+    def _check_feature_names(self, X):
+        """Compare the column names of ``X`` with those seen in ``fit`` (scikit-learn's rules)."""
+        fitted = getattr(self, "feature_names_in_", None)
+        names = _feature_names(X)
+        name = type(self).__name__
+        if fitted is None and names is None:
+            return None
+        if fitted is None:
+            warnings.warn(f"X has feature names, but {name} was fitted without feature names", stacklevel=4)
+            return None
+        if names is None:
+            warnings.warn(
+                f"X does not have valid feature names, but {name} was fitted with feature names", stacklevel=4
+            )
+            return None
+        if len(fitted) == len(names) and np.all(fitted == names):
+            return names
+        message = "The feature names should match those that were passed during fit.\n"
+        unexpected = sorted(set(names) - set(fitted))
+        missing = sorted(set(fitted) - set(names))
+
+        def listing(items):
+            lines = [f"- {item}\n" for item in items[:5]]
+            return "".join(lines) + ("- ...\n" if len(items) > 5 else "")
+
+        if unexpected:
+            message += "Feature names unseen at fit time:\n" + listing(unexpected)
+        if missing:
+            message += "Feature names seen at fit time, yet now missing:\n" + listing(missing)
+        if not unexpected and not missing:
+            message += "Feature names must be in the same order as they were in fit.\n"
+        raise ValueError(message)
 
     def _check_features(self, x):
         if x.shape[1] != self.n_features_in_:
@@ -247,13 +516,13 @@ class _BaseMLP:
 
     @property
     def coefs_(self):
-        """Weight matrices ``W_l``, shape ``(n_l, n_{l+1})`` (live views)."""
+        """Weight matrices ``W_l``, shape ``(n_l, n_{l+1})`` (live views, in ``dtype``)."""
         self._check_fitted()
         return self._trainer.weights
 
     @property
     def intercepts_(self):
-        """Bias vectors ``b_l`` (live views)."""
+        """Bias vectors ``b_l``, length ``n_{l+1}`` (live views, in ``dtype``)."""
         self._check_fitted()
         return self._trainer.biases
 
@@ -261,13 +530,16 @@ class _BaseMLP:
     def feedback_(self):
         """Feedback matrices ``B`` of the rule, one per hidden layer, shape ``(n_src, n_l)``.
 
-        Empty for rules without feedback matrices of their own (bp, shallow).
+        ``n_src`` is the width of the layer above (layerwise rules: fa, usf,
+        frsf, brsf) or of the output (direct rules: dfa). Empty for rules
+        without feedback matrices of their own (bp, shallow).
         """
         self._check_fitted()
         return self._trainer.feedback_matrices
 
     @property
     def n_layers_(self):
+        """Number of layers, input and output included (scikit-learn's convention)."""
         self._check_fitted()
         return len(self._trainer.arch.sizes)
 
@@ -283,96 +555,108 @@ class _BaseMLP:
 
     # --------------------------------------------------------------- training
 
-    def _n_outputs(self, y):
+    def _n_outputs(self, y, attrs):
         raise NotImplementedError
 
-    def _encode_targets(self, y, first_call, classes=None):
+    def _encode_targets(self, y, *, first_call, classes, n_rows):
+        """Checked, encoded targets and the fitted attributes a first fit sets."""
         raise NotImplementedError
 
     def _fit(self, x, y, *, incremental, classes=None):
+        p = self._validate_params()
+        reuse = hasattr(self, "_trainer") and (incremental or p["warm_start"])
+        names = self._check_feature_names(x) if reuse else _feature_names(x)
         x = _as_float_matrix(x)
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
-        reuse = hasattr(self, "_trainer") and (incremental or self.warm_start)
         if reuse:
             self._check_features(x)
-        y_enc = self._encode_targets(y, first_call=not reuse, classes=classes, n_rows=len(x))
+        y_enc, attrs = self._encode_targets(y, first_call=not reuse, classes=classes, n_rows=len(x))
         if not reuse:
-            config = self._config(len(x))
-            self._trainer = Trainer(config, x.shape[1], self._n_outputs(y_enc), self._task)
+            trainer = Trainer(self._config(p, len(x)), x.shape[1], self._n_outputs(y_enc, attrs), self._task)
+            # set the fitted state only once everything has been checked
+            for key, value in attrs.items():
+                setattr(self, key, value)
+            self._trainer = trainer
             self.n_features_in_ = x.shape[1]
+            if names is not None:
+                self.feature_names_in_ = names
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
             self.loss_curve_ = []
+            self.loss_ = None
             self.n_iter_ = 0
             self.t_ = 0
             self.best_loss_ = np.inf
             self._no_improvement = 0
         else:
-            self._trainer.config = self._trainer.config.replace(**self._live_settings(len(x)))
-        epochs = 1 if incremental else self._check_max_iter()
+            self._trainer.config = self._trainer.config.replace(**self._live_settings(p))
+            if not incremental:
+                self._no_improvement = 0
+        epochs = 1 if incremental else p["max_iter"]
+        converged = False
         for _ in range(epochs):
             loss, _error = self._trainer.train_epoch(x, y_enc)
             if not np.isfinite(loss):
                 raise ValueError(
                     f"training diverged (loss {loss} at epoch {self.n_iter_ + 1}); "
-                    "lower learning_rate_init or change the rule's feedback_scale"
+                    "lower learning_rate_init or the rule's feedback_scale"
                 )
             self.n_iter_ += 1
             self.t_ += len(x)
+            self.loss_ = float(loss)
             self.loss_curve_.append(float(loss))
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
             if incremental:
                 break
-            if self._stalled(loss):
+            if self._stalled(loss, p["tol"], p["n_iter_no_change"]):
+                converged = True
                 if self.verbose:
-                    print(f"Training loss did not improve more than tol={self.tol} for "
-                          f"{self.n_iter_no_change} consecutive epochs. Stopping.")
+                    print(
+                        f"Training loss did not improve more than tol={p['tol']} for "
+                        f"{p['n_iter_no_change']} consecutive epochs. Stopping."
+                    )
                 break
-        else:
-            if not incremental:
-                warnings.warn(
-                    f"{type(self).__name__}: maximum iterations ({epochs}) reached and the "
-                    "optimization hasn't converged yet.",
-                    ConvergenceWarning,
-                    stacklevel=3,
-                )
+        if not incremental and not converged:
+            warnings.warn(
+                f"{type(self).__name__}: maximum iterations ({epochs}) reached and the "
+                "optimization hasn't converged yet.",
+                _compat("ConvergenceWarning"),
+                stacklevel=3,
+            )
         return self
 
-    def _check_max_iter(self):
-        max_iter = self.max_iter
-        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-            raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-        return int(max_iter)
-
-    def _live_settings(self, n_samples):
-        """Settings a warm start or partial_fit picks up from changed parameters."""
-        config = self._config(n_samples)
-        keep = ("lr", "momentum", "nesterov", "weight_decay", "schedule", "step_size", "gamma", "epochs")
-        return {k: getattr(config, k) for k in keep}
-
-    def _stalled(self, loss):
+    def _stalled(self, loss, tol, n_iter_no_change):
         """scikit-learn's stopping rule: no improvement by ``tol`` for ``n_iter_no_change`` epochs."""
-        if loss > self.best_loss_ - self.tol:
+        if loss > self.best_loss_ - tol:
             self._no_improvement += 1
         else:
             self._no_improvement = 0
-        self.best_loss_ = min(self.best_loss_, loss)
-        return self._no_improvement > self.n_iter_no_change
+        self.best_loss_ = min(self.best_loss_, float(loss))
+        return self._no_improvement > n_iter_no_change
 
     def fit(self, X, y):
-        """Train on ``(X, y)`` for up to ``max_iter`` epochs; returns ``self``."""
+        """Train on ``(X, y)`` for up to ``max_iter`` epochs; returns ``self``.
+
+        With ``warm_start=True`` and a fitted estimator, training continues
+        from the current weights (``n_iter_`` keeps counting).
+        """
         return self._fit(X, y, incremental=False)
 
-    def _outputs(self, X):
+    # -------------------------------------------------------------- inference
+
+    def _forward(self, X):
+        """Network outputs for ``X``, computed in float64.
+
+        The parameters (float32 or float64) are promoted exactly, so each row's
+        output is independent of the other rows up to float64 rounding.
+        """
         self._check_fitted()
+        self._check_feature_names(X)
         x = _as_float_matrix(X)
         self._check_features(x)
-        return self._trainer.predict_outputs(x).astype(np.float64)
-
-    # ------------------------------------------------------- scikit-learn tags
-
-    def _more_tags(self):
-        return {"allow_nan": False, "requires_y": True}
+        return self._trainer.predict_outputs(x, dtype=np.float64)
 
 
 class MLPClassifier(_BaseMLP):
@@ -380,8 +664,8 @@ class MLPClassifier(_BaseMLP):
 
     Parameters
     ----------
-    hidden_layer_sizes : tuple of int, default (100,)
-        Width of each hidden layer.
+    hidden_layer_sizes : int or tuple of int, default (100,)
+        Width of each hidden layer (``()`` for none: a softmax regression).
     activation : {"tanh", "logistic", "relu", "identity"}, default "tanh"
     rule : str or fastfa.Rule, default "fa"
         Learning rule (``fastfa.available_rules()``): bp, fa, dfa, usf, frsf,
@@ -397,6 +681,8 @@ class MLPClassifier(_BaseMLP):
         Per-epoch schedule; ``step`` multiplies by ``learning_rate_gamma`` every
         ``learning_rate_step`` epochs, ``cosine`` anneals to 0 over ``max_iter``.
     learning_rate_init : float, default 0.01
+    learning_rate_step : int, default 10
+    learning_rate_gamma : float, default 0.1
     max_iter : int, default 200
         Epochs (passes over the data).
     shuffle : bool, default True
@@ -407,7 +693,9 @@ class MLPClassifier(_BaseMLP):
         Stop when the training loss has not improved by ``tol`` for
         ``n_iter_no_change`` consecutive epochs.
     verbose, warm_start : bool
-    momentum : float, default 0.9
+        With ``warm_start``, ``fit`` continues from the current weights; the
+        network, rule, solver, batch size and dtype stay those of the first fit.
+    momentum : float in [0, 1), default 0.9
     nesterovs_momentum : bool, default True
     beta_1, beta_2, epsilon : float
         Adam's settings.
@@ -415,11 +703,13 @@ class MLPClassifier(_BaseMLP):
         Weight initialiser: uniform (+-1/sqrt(fan_in)), glorot, he, zeros, or a
         number ``s`` for U[-s, s].
     dtype : {"float32", "float64"}, default "float32"
+        Precision of training (predictions are computed in float64).
 
     Attributes
     ----------
-    classes_, coefs_, intercepts_, feedback_, loss_curve_, n_iter_, t_,
-    n_features_in_, n_layers_, n_outputs_, out_activation_
+    classes_, coefs_, intercepts_, feedback_, loss_, loss_curve_, best_loss_,
+    n_iter_, t_, n_features_in_, feature_names_in_ (fitted on a data frame with string
+    column names), n_layers_, n_outputs_, out_activation_
 
     Notes
     -----
@@ -429,26 +719,56 @@ class MLPClassifier(_BaseMLP):
     _task = "classification"
     _estimator_type = "classifier"
 
-    def _n_outputs(self, y):
-        return len(self.classes_)
+    def _n_outputs(self, y, attrs):
+        return len(attrs.get("classes_", getattr(self, "classes_", ())))
 
     def _encode_targets(self, y, *, first_call, classes=None, n_rows):
         y = self._check_labels(y, n_rows)
+        labels = self._unique(y, "y")
+        attrs = {}
         if first_call:
             if classes is not None:
-                self.classes_ = np.unique(np.asarray(classes))
-                unseen = np.setdiff1d(np.unique(y), self.classes_)
+                known = self._unique(self._check_classes(classes), "classes")
+                unseen = np.setdiff1d(labels, known)
                 if unseen.size:
-                    raise ValueError(f"y has labels {unseen.tolist()} that are not in classes {self.classes_.tolist()}")
+                    raise ValueError(
+                        f"y has labels {unseen.tolist()} that are not in classes {known.tolist()}"
+                    )
             else:
-                self.classes_ = np.unique(y)
-        unseen = np.setdiff1d(np.unique(y), self.classes_)
-        if unseen.size:
+                known = labels
+            attrs["classes_"] = known
+        else:
+            known = self.classes_
+            if classes is not None and not np.array_equal(
+                self._unique(self._check_classes(classes), "classes"), known
+            ):
+                raise ValueError(
+                    f"classes={np.asarray(classes).tolist()} differs from the classes of the first call "
+                    f"({known.tolist()}); pass the same classes to every partial_fit"
+                )
+            unseen = np.setdiff1d(labels, known)
+            if unseen.size:
+                raise ValueError(
+                    f"y has labels {unseen.tolist()} not seen in the first fit (classes {known.tolist()}); "
+                    "pass every class with classes= on the first partial_fit, or refit"
+                )
+        return np.searchsorted(known, y), attrs
+
+    @staticmethod
+    def _unique(values, name):
+        try:
+            return np.unique(values)
+        except TypeError:
             raise ValueError(
-                f"y has labels {unseen.tolist()} not seen in the first fit (classes {self.classes_.tolist()}); "
-                "pass classes= on the first partial_fit or refit"
-            )
-        return np.searchsorted(self.classes_, y)
+                f"Mix of label input types (string and number) in {name}; use labels of one type"
+            ) from None
+
+    @staticmethod
+    def _check_classes(classes):
+        classes = np.asarray(classes)
+        if classes.ndim != 1 or classes.size == 0:
+            raise ValueError(f"classes must be a non-empty 1d array of labels, got shape {classes.shape}")
+        return classes
 
     @staticmethod
     def _check_labels(y, n_rows):
@@ -457,19 +777,24 @@ class MLPClassifier(_BaseMLP):
             warnings.warn(
                 "A column-vector y was passed when a 1d array was expected. Please change the shape of y "
                 "to (n_samples,), for example using ravel().",
-                DataConversionWarning,
-                stacklevel=4,
+                _compat("DataConversionWarning"),
+                stacklevel=5,
             )
             y = y.ravel()
         if y.ndim != 1:
-            raise ValueError(f"y should be a 1d array of class labels, got an array of shape {y.shape}")
-        if len(y) != n_rows:
-            raise ValueError(f"X has {n_rows} samples but y has {len(y)}; they must match")
+            raise ValueError(
+                f"y should be a 1d array of class labels, got an array of shape {y.shape}; "
+                "multi-output classification is not supported"
+            )
+        _check_length(y, n_rows)
         if y.dtype.kind == "f":
             if not np.all(np.isfinite(y)):
                 raise ValueError("Input y contains NaN or infinity; class labels must be finite")
             if np.any(y != np.round(y)):
-                raise ValueError("Unknown label type: continuous. Class labels must be integers or strings")
+                raise ValueError(
+                    "Unknown label type: continuous. Class labels must be integers or strings; "
+                    "use MLPRegressor for continuous targets"
+                )
         elif y.dtype.kind not in "iubUSO":
             raise ValueError(f"Unknown label type: {y.dtype}. Class labels must be integers or strings")
         return y
@@ -477,35 +802,48 @@ class MLPClassifier(_BaseMLP):
     def partial_fit(self, X, y, classes=None):
         """One epoch on ``(X, y)``; ``classes`` lists every label and is required on the first call."""
         if not hasattr(self, "_trainer") and classes is None:
-            raise ValueError("classes must be passed on the first call to partial_fit")
+            raise ValueError(
+                "classes must be passed on the first call to partial_fit (every label that y can contain)"
+            )
         return self._fit(X, y, incremental=True, classes=classes)
 
     def predict_proba(self, X):
         """Class probabilities, shape ``(n_samples, n_classes)``; columns follow ``classes_``."""
-        return self._outputs(X)
+        return self._forward(X)
 
     def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`."""
+        """Logarithm of :meth:`predict_proba` (float64 probabilities: no underflow above 1e-308)."""
         with np.errstate(divide="ignore"):
-            return np.log(self.predict_proba(X))
+            return np.log(self._forward(X))
 
     def predict(self, X):
         """Most probable class of each sample."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # first: NotFittedError before classes_ is looked up
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def score(self, X, y, sample_weight=None):
         """Mean accuracy on ``(X, y)`` (optionally weighted)."""
-        correct = (self.predict(X) == np.asarray(y).reshape(-1)).astype(np.float64)
-        return float(np.average(correct, weights=sample_weight))
+        pred = self.predict(X)
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        if y.ndim != 1:
+            raise ValueError(f"y should be a 1d array of class labels, got an array of shape {y.shape}")
+        _check_length(y, len(pred))
+        correct = (pred == y).astype(np.float64)
+        return float(np.average(correct, weights=_sample_weight(sample_weight, len(pred))))
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"allow_nan": False, "requires_y": True, "multioutput": False}
 
     def __sklearn_tags__(self):
         from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
 
         return Tags(
             estimator_type="classifier",
-            target_tags=TargetTags(required=True),
-            classifier_tags=ClassifierTags(),
-            input_tags=InputTags(),
+            target_tags=TargetTags(required=True, single_output=True, multi_output=False),
+            classifier_tags=ClassifierTags(multi_class=True, multi_label=False),
+            input_tags=InputTags(two_d_array=True, allow_nan=False, sparse=False),
         )
 
 
@@ -514,57 +852,84 @@ class MLPRegressor(_BaseMLP):
 
     Parameters are those of :class:`MLPClassifier`. The output layer is linear
     and the loss is the squared error ``0.5 ||y - t||^2``. ``y`` may have one
-    or several target columns.
+    or several target columns; :meth:`predict` returns the shape ``y`` had
+    (1-d for a 1-d ``y``).
 
     Attributes
     ----------
-    coefs_, intercepts_, feedback_, loss_curve_, n_iter_, t_, n_features_in_,
-    n_layers_, n_outputs_, out_activation_
+    coefs_, intercepts_, feedback_, loss_, loss_curve_, best_loss_, n_iter_,
+    t_, n_features_in_, feature_names_in_, n_layers_, n_outputs_, out_activation_
     """
 
     _task = "regression"
     _estimator_type = "regressor"
 
-    def _n_outputs(self, y):
+    def _n_outputs(self, y, attrs):
         return y.shape[1]
 
     def _encode_targets(self, y, *, first_call, classes=None, n_rows):
+        if y is None:
+            raise ValueError("y is None; pass the regression targets")
         y = np.asarray(y)
+        if y.dtype.kind == "O":
+            try:
+                y = y.astype(np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    "Unknown label type: y has dtype object with entries that are not numbers; "
+                    "regression targets must be numbers"
+                ) from None
         if y.dtype.kind not in "iufb":
-            raise ValueError(f"regression targets must be numbers, got dtype {y.dtype}")
+            raise ValueError(f"regression targets y must be numbers, got dtype {y.dtype}")
         y = y.astype(np.float64)
-        if first_call:
-            self._y_ndim = y.ndim
         if y.ndim not in (1, 2):
-            raise ValueError(f"y must be 1-d or 2-d, got shape {y.shape}")
-        if len(y) != n_rows:
-            raise ValueError(f"X has {n_rows} samples but y has {len(y)}; they must match")
+            raise ValueError(f"y must be 1-d (one target) or 2-d (n_samples, n_targets), got shape {y.shape}")
+        _check_length(y, n_rows)
+        if y.ndim == 2 and y.shape[1] == 0:
+            raise ValueError(f"y has 0 target columns (shape={y.shape}); at least 1 is required")
         if not np.all(np.isfinite(y)):
-            raise ValueError("Input y contains NaN or infinity; targets must be finite")
+            kind = "NaN" if np.isnan(y).any() else "infinity"
+            raise ValueError(f"Input y contains {kind}; targets must be finite")
+        attrs = {"_y_ndim": y.ndim} if first_call else {}
         y = y.reshape(n_rows, -1)
-        if not first_call and y.shape[1] != self._trainer.arch.sizes[-1]:
-            raise ValueError(f"y has {y.shape[1]} target columns, the model was fitted with {self.n_outputs_}")
-        return y
+        if not first_call and y.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {y.shape[1]} target columns, the model was fitted with {self.n_outputs_}"
+            )
+        return y, attrs
 
     def partial_fit(self, X, y):
         """One epoch on ``(X, y)``, starting from the current weights when fitted."""
         return self._fit(X, y, incremental=True)
 
     def predict(self, X):
-        """Predicted targets, shape ``(n_samples,)`` for one target or ``(n_samples, n_targets)``."""
-        out = self._outputs(X)
+        """Predicted targets, shape ``(n_samples,)`` for a 1-d ``y``, else ``(n_samples, n_targets)``."""
+        out = self._forward(X)
         return out.ravel() if self._y_ndim == 1 else out
 
     def score(self, X, y, sample_weight=None):
         """Coefficient of determination R^2, averaged uniformly over targets."""
-        y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
-        pred = self.predict(X).reshape(len(y), -1)
-        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        pred = self.predict(X)
+        n = len(pred)
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim not in (1, 2):
+            raise ValueError(f"y must be 1-d or 2-d, got shape {y.shape}")
+        _check_length(y, n)
+        y = y.reshape(n, -1)
+        pred = pred.reshape(n, -1)
+        if y.shape != pred.shape:
+            raise ValueError(f"y has {y.shape[1]} target columns, the model predicts {pred.shape[1]}")
+        w = _sample_weight(sample_weight, n)
         resid = np.average((y - pred) ** 2, axis=0, weights=w)
         total = np.average((y - np.average(y, axis=0, weights=w)) ** 2, axis=0, weights=w)
         with np.errstate(divide="ignore", invalid="ignore"):
-            r2 = np.where(total > 0, 1.0 - resid / np.where(total > 0, total, 1.0), np.where(resid > 0, 0.0, 1.0))
+            r2 = np.where(
+                total > 0, 1.0 - resid / np.where(total > 0, total, 1.0), np.where(resid > 0, 0.0, 1.0)
+            )
         return float(np.mean(r2))
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"allow_nan": False, "requires_y": True, "multioutput": True}
 
     def __sklearn_tags__(self):
         from sklearn.utils import InputTags, RegressorTags, Tags, TargetTags
@@ -573,5 +938,5 @@ class MLPRegressor(_BaseMLP):
             estimator_type="regressor",
             target_tags=TargetTags(required=True, multi_output=True, single_output=True),
             regressor_tags=RegressorTags(),
-            input_tags=InputTags(),
+            input_tags=InputTags(two_d_array=True, allow_nan=False, sparse=False),
         )

@@ -83,7 +83,16 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self._train_ws = Workspace(self.arch.sizes, config.batch_size, self.dtype)
-        self._eval_ws = None
+        self._eval_ws = {}
+
+    def __getstate__(self):
+        state = self.__dict__.copy()  # workspaces are scratch memory: not pickled
+        state["_train_ws"], state["_eval_ws"] = None, {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._train_ws = Workspace(self.arch.sizes, self.config.batch_size, self.dtype)
 
     # ------------------------------------------------------------------ set-up
 
@@ -114,7 +123,7 @@ class Trainer:
         shapes = self.feedback_shapes()
         feedback = np.zeros(sum(a * b for a, b in shapes), dtype=self.dtype)
         magnitude = np.zeros(feedback.size if self.rule.dynamics != "fixed" else 0, dtype=self.dtype)
-        for layer, (view, shape) in enumerate(zip(self._feedback_views(feedback), shapes)):
+        for layer, (view, shape) in enumerate(zip(self.feedback_views(feedback), shapes)):
             n_src, n_l = shape
             b = np.asarray(
                 self.rule.init_feedback(
@@ -130,7 +139,8 @@ class Trainer:
             kernels.refresh_feedback(self.params, feedback, magnitude, self.sizes, self.icfg, 0)
         return feedback, magnitude
 
-    def _feedback_views(self, flat):
+    def feedback_views(self, flat):
+        """Per-hidden-layer paper-orientation views ``(n_src, n_l)`` of a flat feedback-layout buffer."""
         views, off = [], 0
         for n_src, n_l in self.feedback_shapes():
             views.append(flat[off : off + n_src * n_l].reshape(n_l, n_src).T)
@@ -156,7 +166,7 @@ class Trainer:
         For layerwise rules ``B_l`` stands in for ``W_{l+1}^T``; for direct rules
         it maps the output error (or target) to hidden layer ``l``.
         """
-        return self._feedback_views(self.feedback)
+        return self.feedback_views(self.feedback)
 
     # -------------------------------------------------------------------- data
 
@@ -191,10 +201,11 @@ class Trainer:
                 raise ValueError(f"y must have {self.arch.sizes[-1]} target columns, got {targets.shape[1]}")
         return x, labels, targets
 
-    def _eval_workspace(self):
-        if self._eval_ws is None:
-            self._eval_ws = Workspace(self.arch.sizes, max(EVAL_ROWS, self.config.batch_size), self.dtype)
-        return self._eval_ws
+    def _eval_workspace(self, dtype):
+        dtype = np.dtype(dtype)
+        if dtype not in self._eval_ws:
+            self._eval_ws[dtype] = Workspace(self.arch.sizes, max(EVAL_ROWS, self.config.batch_size), dtype)
+        return self._eval_ws[dtype]
 
     # ---------------------------------------------------------------- training
 
@@ -267,7 +278,7 @@ class Trainer:
     def evaluate(self, x, y):
         """Mean loss and error rate on ``(x, y)``."""
         x, labels, targets = self.prepare(x, y)
-        ws = self._eval_workspace()
+        ws = self._eval_workspace(self.dtype)
         none = np.zeros((0, self.arch.sizes[-1]), dtype=self.dtype)
         loss, errors = kernels.evaluate(
             x, labels, targets, self.params, self.sizes, self.acts, self.icfg,
@@ -276,14 +287,23 @@ class Trainer:
         n = max(len(x), 1)
         return loss / n, errors / n
 
-    def predict_outputs(self, x):
-        """Network outputs (class probabilities for softmax), shape ``(n, n_outputs)``."""
-        x, labels, targets = self.prepare(x)
-        ws = self._eval_workspace()
-        out = np.zeros((len(x), self.arch.sizes[-1]), dtype=self.dtype)
+    def predict_outputs(self, x, dtype=None):
+        """Network outputs (class probabilities for softmax), shape ``(n, n_outputs)``.
+
+        ``dtype="float64"`` evaluates a float32 network in float64 from exactly
+        promoted parameters, so each row's output does not depend on which
+        other rows are evaluated with it (float32 BLAS results do).
+        """
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        params = self.params if dtype == self.dtype else self.params.astype(dtype)
+        x = np.ascontiguousarray(x, dtype=dtype)
+        if x.ndim != 2 or x.shape[1] != self.arch.sizes[0]:
+            raise ValueError(f"x must have shape (n, {self.arch.sizes[0]}), got {x.shape}")
+        ws = self._eval_workspace(dtype)
+        out = np.zeros((len(x), self.arch.sizes[-1]), dtype=dtype)
+        none = np.zeros(0, dtype=np.int64), np.zeros((0, self.arch.sizes[-1]), dtype=dtype)
         kernels.evaluate(
-            x, labels, targets, self.params, self.sizes, self.acts, self.icfg,
-            ws.hidden, ws.deltas, ws.x, ws.t, out,
+            x, *none, params, self.sizes, self.acts, self.icfg, ws.hidden, ws.deltas, ws.x, ws.t, out
         )
         return out
 
@@ -325,26 +345,3 @@ class Trainer:
             "epoch": self.epoch,
             "rng_state": self.rng.bit_generator.state,
         }
-
-    @classmethod
-    def from_state_dict(cls, state):
-        """Rebuild a trainer saved with :meth:`state_dict`."""
-        config = TrainConfig.from_json(state["config"])
-        sizes = [int(s) for s in state["sizes"]]
-        trainer = cls(config, sizes[0], sizes[-1], state["task"])
-        for name, target in (
-            ("params", trainer.params),
-            ("feedback", trainer.feedback),
-            ("magnitude", trainer.magnitude),
-            ("optimizer_state", trainer.state),
-        ):
-            value = np.asarray(state[name])
-            if value.shape != target.shape:
-                raise ValueError(f"saved {name} has shape {value.shape}, expected {target.shape}")
-            target[...] = value
-        if [int(s) for s in trainer.sizes] != sizes:
-            raise ValueError("saved layer sizes do not match the configuration")
-        trainer.step = int(state["step"])
-        trainer.epoch = int(state["epoch"])
-        trainer.rng.bit_generator.state = state["rng_state"]
-        return trainer

@@ -1,32 +1,64 @@
 """The ``fastfa`` command line: thin click commands over the library.
 
-Each command parses its options, calls the library, and prints. Errors the user
-can fix become a one-line ``Error: ...`` on stderr with a non-zero exit status.
+Each command parses its options, calls the library, and prints. Every error a
+user can cause -- a bad option, a missing or malformed file -- ends as one line
+``Error: ...`` on stderr with a non-zero exit status (2 for usage errors, 1 for
+the rest), never a traceback.
 """
+
+import sys
 
 import click
 
 from fastfa import __version__
+from fastfa.cli.options import CONTEXT
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+class OneLineErrors(click.Group):
+    """A click group whose errors, usage errors included, are printed on one line."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            message = " ".join(exc.format_message().split())
+            ctx = getattr(exc, "ctx", None)
+            if isinstance(exc, click.UsageError) and ctx is not None:
+                message += f" (see '{ctx.command_path} --help')"
+            click.echo(f"Error: {message}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Error: aborted", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            sys.exit(130)
+        if not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=OneLineErrors, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="fastfa")
 def main():
     """Train networks with feedback alignment and related rules, fast.
 
     \b
-    Example:
-      fastfa train --rule fa --epochs 5      # the bundled digits dataset
-      fastfa rules                           # list the learning rules
+    Examples:
+      fastfa train --rule fa --epochs 5        # the bundled digits dataset
+      fastfa rules                             # list the learning rules
+      fastfa data mnist DIR -o mnist.h5        # convert MNIST's IDX files
+      fastfa info mnist.h5                     # describe a dataset or a run
     """
 
 
 def _register():
-    from fastfa.cli import data as data_commands
+    from fastfa.cli.data import data
+    from fastfa.cli.inspect import evaluate, info, rules
+    from fastfa.cli.train import train
 
-    main.add_command(data_commands.data)
+    for command in (train, evaluate, rules, info, data):
+        main.add_command(command)
 
 
 _register()

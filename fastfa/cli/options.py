@@ -1,0 +1,79 @@
+"""Reusable click options and error handling for the ``fastfa`` commands."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def fail(message):
+    """Stop the command with a one-line error (exit status 1)."""
+    raise click.ClickException(" ".join(str(message).split()))
+
+
+def user_errors(func):
+    """Turn the library's ValueError/OSError (bad input) into a one-line click error."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except (ValueError, OSError, KeyError) as exc:
+            fail(exc.args[0] if exc.args and isinstance(exc.args[0], str) else exc)
+
+    return wrapper
+
+
+def parse_sizes(ctx, param, value):
+    """``"800,800"`` -> ``(800, 800)``; ``""`` -> ``()``."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return ()
+    try:
+        sizes = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as 1000 or 800,800, got {value!r}")
+    if any(s < 1 for s in sizes):
+        raise click.BadParameter(f"layer sizes must be positive, got {value!r}")
+    return sizes
+
+
+def parse_key_values(ctx, param, values):
+    """``("a=1", "b=x")`` -> ``{"a": "1", "b": "x"}``."""
+    out = {}
+    for item in values or ():
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = val.strip()
+    return out
+
+
+def echo_json(data):
+    """Print ``data`` as one JSON document on stdout (NaN becomes null)."""
+    click.echo(json.dumps(_json_safe(data), sort_keys=True))
+
+
+def _json_safe(value):
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item"):
+        return _json_safe(value.item())
+    return value
+
+
+def stderr_is_terminal():
+    return sys.stderr.isatty()

@@ -1,0 +1,276 @@
+"""``fastfa train``: train a network on an HDF5 dataset, with checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from fastfa.cli.options import CONTEXT, echo_json, fail, parse_key_values, parse_sizes, user_errors
+from fastfa.kernels import codes
+from fastfa.optim import SCHEDULES
+
+# Options that define the run; on --resume they come from the run file.
+RUN_OPTIONS = (
+    "rule", "rule_opts", "hidden", "activation", "output_activation", "loss", "init", "optimizer",
+    "lr", "momentum", "nesterov", "weight_decay", "beta1", "beta2", "epsilon", "schedule",
+    "step_size", "gamma", "lr_min", "batch_size", "seed", "shuffle", "dtype",
+)
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class StopFlag:
+    """Records SIGINT/SIGTERM instead of dying, so training stops between two slices."""
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def __call__(self):
+        return self.signum is not None
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        for signum in EXIT_CODES:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        return False
+
+
+def _rule_names():
+    from fastfa.rules import available_rules
+
+    return sorted(available_rules())
+
+
+def _set_threads(threads):
+    """Use ``threads`` threads in BLAS and numba (before BLAS is first loaded)."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    import numba
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+def _check_output(out, overwrite):
+    path = Path(out)
+    if path.is_dir():
+        fail(f"{out}: is a directory; give a file name such as run.h5")
+    if path.exists() and not overwrite:
+        fail(f"{out}: already exists; pass --overwrite to replace it or --resume to continue it")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        fail(f"{out}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        fail(f"{out}: folder {parent} is not writable")
+
+
+def _format_epoch(record, epochs):
+    parts = [f"epoch {record['epoch']:>3}/{epochs}", f"train loss {record['train_loss']:.4f}"]
+    if "train_error" in record and record.get("task") != "regression":
+        parts.append(f"err {100 * record['train_error']:.2f}%")
+    if "test_loss" in record:
+        parts.append(f"| test loss {record['test_loss']:.4f}")
+        if record.get("task") != "regression":
+            parts.append(f"err {100 * record['test_error']:.2f}%")
+    if record.get("update_angle"):
+        fmt = lambda values: ",".join("nan" if v != v else f"{v:.0f}" for v in values)  # noqa: E731
+        parts.append(f"| angle upd {fmt(record['update_angle'])} fb {fmt(record['feedback_angle'])}")
+    parts.append(f"| {record['seconds']:.2f}s")
+    return "  ".join(parts)
+
+
+class ProgressBar:
+    """A one-line progress display on stderr (only when stderr is a terminal)."""
+
+    def __init__(self, total, epoch, epochs, enabled):
+        self.total, self.epoch, self.epochs, self.enabled = total, epoch, epochs, enabled
+        self.started = time.perf_counter()
+
+    def __call__(self, rows_done, loss_sum):
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.started
+        rate = rows_done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - rows_done) / rate if rate > 0 else 0.0
+        width = 30
+        filled = int(width * rows_done / max(self.total, 1))
+        bar = "#" * filled + "-" * (width - filled)
+        click.echo(
+            f"\repoch {self.epoch}/{self.epochs} [{bar}] loss {loss_sum / max(rows_done, 1):.4f} "
+            f"{rate:,.0f} samples/s ETA {eta:4.0f}s",
+            err=True,
+            nl=False,
+        )
+
+    def close(self):
+        if self.enabled:
+            click.echo("\r" + " " * 100 + "\r", err=True, nl=False)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("data", required=False, type=click.Path(dir_okay=False))
+@click.option("-r", "--rule", default="fa", show_default=True, help="Learning rule (see `fastfa rules`).")
+@click.option("--rule-opt", "rule_opts", multiple=True, callback=parse_key_values, metavar="KEY=VALUE",
+              help="A rule option, e.g. feedback_scale=0.5 (repeatable).")
+@click.option("--hidden", default="1000", show_default=True, callback=parse_sizes,
+              help="Hidden layer sizes, comma-separated (e.g. 800,800); empty for none.")
+@click.option("--activation", type=click.Choice(sorted(codes.ACTIVATIONS)), default="tanh", show_default=True)
+@click.option("--output-activation", type=click.Choice(sorted(codes.OUTPUT_ACTIVATIONS)), default=None,
+              help="Default: softmax (classification) or identity (regression).")
+@click.option("--loss", type=click.Choice(sorted(codes.LOSSES)), default=None,
+              help="Default: cross_entropy (classification) or squared_error (regression).")
+@click.option("--init", default="uniform", show_default=True,
+              help="Weight init: uniform, glorot, he, zeros, or a number s for U[-s, s].")
+@click.option("--optimizer", type=click.Choice(sorted(codes.OPTIMIZERS)), default="sgd", show_default=True)
+@click.option("--lr", type=float, default=0.05, show_default=True, help="Learning rate.")
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--nesterov/--no-nesterov", default=False, show_default=True)
+@click.option("--weight-decay", type=float, default=0.0, show_default=True, help="L2 penalty on weights.")
+@click.option("--beta1", type=float, default=0.9, show_default=True, help="Adam.")
+@click.option("--beta2", type=float, default=0.999, show_default=True, help="Adam.")
+@click.option("--epsilon", type=float, default=1e-8, show_default=True, help="Adam.")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default="constant", show_default=True,
+              help="Learning-rate schedule per epoch.")
+@click.option("--step-size", type=int, default=10, show_default=True, help="Epochs between step decays.")
+@click.option("--gamma", type=float, default=0.1, show_default=True, help="Step-decay factor.")
+@click.option("--lr-min", type=float, default=0.0, show_default=True, help="Final rate of the cosine schedule.")
+@click.option("-e", "--epochs", type=int, default=10, show_default=True)
+@click.option("-b", "--batch-size", type=int, default=32, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--shuffle/--no-shuffle", default=True, show_default=True)
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
+@click.option("--threads", type=int, default=None, help="Threads for BLAS and numba (default: all cores).")
+@click.option("--device", type=click.Choice(["cpu"]), default="cpu", show_default=True)
+@click.option("-o", "--out", type=click.Path(dir_okay=True), default=None,
+              help="Run file to write (checkpointed at every epoch).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out (its settings are used).")
+@click.option("--in-memory", is_flag=True, help="Read the training split into memory first.")
+@click.option("--chunk-rows", type=int, default=65536, show_default=True,
+              help="Rows read from the file at a time (the block-shuffle unit).")
+@click.option("--json", "json_out", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No per-epoch lines.")
+@click.pass_context
+@user_errors
+def train(ctx, data, **opts):
+    """Train a network on DATA (an HDF5 dataset; default: the bundled digits).
+
+    \b
+    Examples:
+      fastfa train                                  # fa on the bundled digits
+      fastfa train mnist.h5 --rule fa --hidden 1000 --epochs 20 -o fa.h5
+      fastfa train mnist.h5 -o fa.h5 --resume       # continue an interrupted run
+    """
+    from fastfa.config import TrainConfig
+    from fastfa.datasets import default_dataset_path, open_dataset
+    from fastfa.fitting import Interrupted, Progress, epoch_record, probe_batch, train_epoch
+    from fastfa.runs import load_run, save_run
+    from fastfa.train import Trainer
+
+    if opts["threads"] is not None:
+        if opts["threads"] < 1:
+            fail(f"--threads must be a positive integer, got {opts['threads']}")
+        _set_threads(opts["threads"])
+    if opts["chunk_rows"] < 1:
+        fail(f"--chunk-rows must be a positive integer, got {opts['chunk_rows']}")
+    out = opts["out"]
+    given = {
+        name for name in RUN_OPTIONS
+        if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)
+    }
+    data_path = data or str(default_dataset_path())
+    if opts["resume"]:
+        if out is None:
+            fail("--resume needs --out RUN.h5, the run to continue")
+        if given:
+            names = ", ".join("--" + n.replace("_", "-") for n in sorted(given))
+            fail(f"{names} cannot change when resuming; the run file's settings are used")
+        trainer, history, meta = load_run(out)
+        progress = Progress.from_attrs(meta["progress"])
+        if ctx.get_parameter_source("epochs") != click.core.ParameterSource.DEFAULT:
+            trainer.config = trainer.config.replace(epochs=opts["epochs"])
+    else:
+        if out is not None:
+            _check_output(out, opts["overwrite"])
+        config = TrainConfig(
+            hidden=opts["hidden"], rule=opts["rule"], rule_options=opts["rule_opts"],
+            activation=opts["activation"], output_activation=opts["output_activation"], loss=opts["loss"],
+            init=_number_or_name(opts["init"]), optimizer=opts["optimizer"], lr=opts["lr"],
+            momentum=opts["momentum"], nesterov=opts["nesterov"], weight_decay=opts["weight_decay"],
+            beta1=opts["beta1"], beta2=opts["beta2"], epsilon=opts["epsilon"], schedule=opts["schedule"],
+            step_size=opts["step_size"], gamma=opts["gamma"], lr_min=opts["lr_min"],
+            batch_size=opts["batch_size"], epochs=opts["epochs"], seed=opts["seed"],
+            shuffle=opts["shuffle"], dtype=opts["dtype"],
+        )
+        trainer, history, progress = None, {}, Progress()
+
+    with open_dataset(data_path) as ds:
+        if trainer is None:
+            trainer = Trainer(config, ds.n_features, ds.n_outputs, ds.task)
+        elif (ds.n_features, ds.n_outputs, ds.task) != (
+            trainer.arch.sizes[0], trainer.arch.sizes[-1], trainer.task
+        ):
+            fail(
+                f"{data_path}: {ds.task} data with {ds.n_features} features and {ds.n_outputs} outputs do "
+                f"not fit the run's {trainer.task} model {trainer.arch.sizes}"
+            )
+        train_split = ds.split("train")
+        if opts["in_memory"]:
+            train_split = train_split.in_memory(trainer.dtype)
+        test_split = ds.split("test") if "test" in ds.splits else None
+        probe = probe_batch(trainer, train_split)
+        epochs = trainer.config.epochs
+        quiet, json_out = opts["quiet"], opts["json_out"]
+        emit = (lambda line: click.echo(line, err=True)) if json_out else click.echo
+        save = (lambda **kw: save_run(out, trainer, history, dataset=data_path, **kw)) if out else None
+        with StopFlag() as stop:
+            while trainer.epoch < epochs:
+                bar = ProgressBar(train_split.n_rows, trainer.epoch + 1, epochs, sys.stderr.isatty() and not quiet)
+                try:
+                    train_epoch(trainer, train_split, progress, chunk_rows=opts["chunk_rows"],
+                                should_stop=stop, report=bar)
+                except Interrupted:
+                    bar.close()
+                    where = f"epoch {trainer.epoch + 1}, {progress.rows_done}/{train_split.n_rows} rows"
+                    if save:
+                        save(progress=progress.to_attrs())
+                        click.echo(f"Interrupted: checkpoint at {where} saved to {out}; "
+                                   f"continue with --out {out} --resume", err=True)
+                    else:
+                        click.echo(f"Interrupted at {where} (no --out, nothing saved)", err=True)
+                    ctx.exit(EXIT_CODES[stop.signum])
+                bar.close()
+                record = epoch_record(trainer, progress, test_split, probe)
+                for key, value in record.items():
+                    history.setdefault(key, []).append(value)
+                if not quiet:
+                    emit(_format_epoch({**record, "task": trainer.task}, epochs))
+                progress = Progress()
+                if save:
+                    save(complete=trainer.epoch >= epochs)
+    if json_out:
+        final = {k: v[-1] for k, v in history.items()} if history else {}
+        echo_json({
+            "config": trainer.config.__dict__, "dataset": data_path, "out": out, "final": final,
+            "history": history, "sizes": list(trainer.arch.sizes),
+        })
+
+
+def _number_or_name(text):
+    try:
+        return float(text)
+    except ValueError:
+        return text
