@@ -2,10 +2,10 @@
 
 Rows reach the engine in chunks of contiguous rows (``chunk_rows``, rounded to
 a multiple of the batch size), so a dataset larger than memory trains with
-bounded memory. Shuffling is a block shuffle: each epoch draws a seed from the
-run's generator; from it, the chunk order and a permutation of the rows inside
-each chunk. With one chunk (the default for up to 65,536 rows) this is a full
-shuffle. Reading from memory (``--in-memory``) or streaming from the file gives
+bounded memory (by default a chunk holds 128 MiB of inputs: 42,799 rows of
+784 float32 features). Shuffling is a block shuffle: each epoch draws a seed
+from the run's generator; from it, the chunk order and a permutation of the
+rows inside each chunk. With one chunk this is a full shuffle. Reading from memory (``--in-memory``) or streaming from the file gives
 the same batches and the same result.
 
 Inside a chunk, rows go to the compiled engine in slices of ``SLICE_ROWS``
@@ -25,7 +25,7 @@ import numpy as np
 
 from fastfa.metrics import alignment
 
-CHUNK_ROWS = 65536
+CHUNK_BYTES = 128 * 2**20  # float inputs read per chunk (the block-shuffle unit)
 SLICE_ROWS = 4096
 PROBE_ROWS = 256
 
@@ -54,16 +54,22 @@ class Interrupted(Exception):
     """Training stopped between two chunks because ``should_stop()`` said so."""
 
 
+def default_chunk_rows(n_features, dtype):
+    """Rows per chunk so that a chunk's inputs take :data:`CHUNK_BYTES`."""
+    return max(1, CHUNK_BYTES // (max(n_features, 1) * np.dtype(dtype).itemsize))
+
+
 def chunk_bounds(n_rows, chunk_rows, batch_size):
     """``[(start, stop), ...]`` covering ``n_rows``; chunk sizes are multiples of the batch size."""
     step = max(batch_size, (chunk_rows // batch_size) * batch_size)
     return [(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
 
 
-def evaluate_split(trainer, split, chunk_rows=CHUNK_ROWS):
+def evaluate_split(trainer, split, chunk_rows=None):
     """Mean loss and error rate of ``trainer`` on a whole split, read chunk by chunk."""
     loss = errors = 0.0
     n = split.n_rows
+    chunk_rows = chunk_rows or default_chunk_rows(trainer.arch.sizes[0], trainer.dtype)
     for start, stop in chunk_bounds(n, chunk_rows, 1):
         x, y = split.read(start, stop, dtype=trainer.dtype)
         chunk_loss, chunk_error = trainer.evaluate(x, y)
@@ -72,7 +78,7 @@ def evaluate_split(trainer, split, chunk_rows=CHUNK_ROWS):
     return loss / max(n, 1), errors / max(n, 1)
 
 
-def train_epoch(trainer, split, progress, *, chunk_rows=CHUNK_ROWS, should_stop=None, report=None):
+def train_epoch(trainer, split, progress, *, chunk_rows=None, should_stop=None, report=None):
     """Train one epoch over ``split``, resuming from ``progress``; returns it, finished.
 
     ``report(rows_done, loss_sum)`` is called after every slice. Raises
@@ -80,6 +86,7 @@ def train_epoch(trainer, split, progress, *, chunk_rows=CHUNK_ROWS, should_stop=
     ``progress`` then describes exactly the state the trainer is in.
     """
     batch = trainer.config.batch_size
+    chunk_rows = chunk_rows or default_chunk_rows(trainer.arch.sizes[0], trainer.dtype)
     bounds = chunk_bounds(split.n_rows, chunk_rows, batch)
     slice_rows = max(batch, SLICE_ROWS // batch * batch)
     if progress.epoch_seed < 0:

@@ -4,7 +4,7 @@ Layout of a run file (HDF5, DESIGN.md section 3)::
 
     /                 attrs: format="fastfa-run", format_version, config (JSON),
                       task, sizes, step, epoch, rng_state (JSON), complete,
-                      progress (JSON: position inside an unfinished epoch),
+                      progress (JSON: position inside an unfinished epoch), chunk_rows,
                       dataset, versions (JSON: fastfa, numpy, numba, h5py, python),
                       created, updated
     /model/W{l}       forward weights, shape (n_l, n_{l+1})
@@ -74,11 +74,11 @@ def atomic_h5(path, write):
         raise
 
 
-def save_run(path, trainer, history, *, dataset="", complete=False, progress=None):
+def save_run(path, trainer, history, *, dataset="", complete=False, progress=None, chunk_rows=0):
     """Write ``trainer``'s full state and ``history`` (dict of lists) to ``path`` atomically.
 
-    ``progress`` (a dict) records a position inside an unfinished epoch, for an
-    exact resume after an interruption.
+    ``progress`` (a dict) records a position inside an unfinished epoch, and
+    ``chunk_rows`` the block-shuffle unit, for an exact resume.
     """
     state = trainer.state_dict()
 
@@ -94,6 +94,7 @@ def save_run(path, trainer, history, *, dataset="", complete=False, progress=Non
         f.attrs["complete"] = bool(complete)
         f.attrs["dataset"] = str(dataset)
         f.attrs["progress"] = json.dumps(progress or {})
+        f.attrs["chunk_rows"] = int(chunk_rows)
         f.attrs["versions"] = json.dumps(versions())
         f.attrs["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         model = f.create_group("model")
@@ -153,8 +154,9 @@ def load_run(path):
     trainer : Trainer
     history : dict of list
     meta : dict
-        ``dataset``, ``complete``, ``versions``, ``updated`` and ``progress``
-        (position inside an unfinished epoch) from the root attributes.
+        ``dataset``, ``complete``, ``versions``, ``updated``, ``progress``
+        (position inside an unfinished epoch) and ``chunk_rows`` from the root
+        attributes.
 
     Raises
     ------
@@ -189,6 +191,7 @@ def load_run(path):
                 "versions": json.loads(attrs.get("versions", "{}")),
                 "updated": str(attrs.get("updated", "")),
                 "progress": json.loads(attrs.get("progress", "{}")),
+                "chunk_rows": int(attrs.get("chunk_rows", 0)),
             }
     except RunFileError:
         raise

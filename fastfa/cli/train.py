@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 
 from fastfa.cli.options import CONTEXT, echo_json, fail, parse_key_values, parse_sizes, user_errors
 from fastfa.kernels import codes
@@ -18,7 +19,7 @@ from fastfa.optim import SCHEDULES
 RUN_OPTIONS = (
     "rule", "rule_opts", "hidden", "activation", "output_activation", "loss", "init", "optimizer",
     "lr", "momentum", "nesterov", "weight_decay", "beta1", "beta2", "epsilon", "schedule",
-    "step_size", "gamma", "lr_min", "batch_size", "seed", "shuffle", "dtype",
+    "step_size", "gamma", "lr_min", "batch_size", "seed", "shuffle", "dtype", "chunk_rows",
 )
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -159,8 +160,8 @@ class ProgressBar:
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (its settings are used).")
 @click.option("--in-memory", is_flag=True, help="Read the training split into memory first.")
-@click.option("--chunk-rows", type=int, default=65536, show_default=True,
-              help="Rows read from the file at a time (the block-shuffle unit).")
+@click.option("--chunk-rows", type=int, default=None,
+              help="Rows read from the file at a time, the block-shuffle unit (default: 128 MiB of inputs).")
 @click.option("--json", "json_out", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No per-epoch lines.")
 @click.pass_context
@@ -176,7 +177,14 @@ def train(ctx, data, **opts):
     """
     from fastfa.config import TrainConfig
     from fastfa.datasets import default_dataset_path, open_dataset
-    from fastfa.fitting import Interrupted, Progress, epoch_record, probe_batch, train_epoch
+    from fastfa.fitting import (
+        Interrupted,
+        Progress,
+        default_chunk_rows,
+        epoch_record,
+        probe_batch,
+        train_epoch,
+    )
     from fastfa.runs import load_run, save_run
     from fastfa.train import Trainer
 
@@ -184,7 +192,7 @@ def train(ctx, data, **opts):
         if opts["threads"] < 1:
             fail(f"--threads must be a positive integer, got {opts['threads']}")
         _set_threads(opts["threads"])
-    if opts["chunk_rows"] < 1:
+    if opts["chunk_rows"] is not None and opts["chunk_rows"] < 1:
         fail(f"--chunk-rows must be a positive integer, got {opts['chunk_rows']}")
     out = opts["out"]
     given = {
@@ -200,6 +208,7 @@ def train(ctx, data, **opts):
             fail(f"{names} cannot change when resuming; the run file's settings are used")
         trainer, history, meta = load_run(out)
         progress = Progress.from_attrs(meta["progress"])
+        chunk_rows = meta["chunk_rows"] or None
         if ctx.get_parameter_source("epochs") != click.core.ParameterSource.DEFAULT:
             trainer.config = trainer.config.replace(epochs=opts["epochs"])
     else:
@@ -216,6 +225,7 @@ def train(ctx, data, **opts):
             shuffle=opts["shuffle"], dtype=opts["dtype"],
         )
         trainer, history, progress = None, {}, Progress()
+        chunk_rows = opts["chunk_rows"]
 
     with open_dataset(data_path) as ds:
         if trainer is None:
@@ -227,6 +237,7 @@ def train(ctx, data, **opts):
                 f"{data_path}: {ds.task} data with {ds.n_features} features and {ds.n_outputs} outputs do "
                 f"not fit the run's {trainer.task} model {trainer.arch.sizes}"
             )
+        chunk_rows = chunk_rows or default_chunk_rows(ds.n_features, trainer.dtype)
         train_split = ds.split("train")
         if opts["in_memory"]:
             train_split = train_split.in_memory(trainer.dtype)
@@ -235,12 +246,15 @@ def train(ctx, data, **opts):
         epochs = trainer.config.epochs
         quiet, json_out = opts["quiet"], opts["json_out"]
         emit = (lambda line: click.echo(line, err=True)) if json_out else click.echo
-        save = (lambda **kw: save_run(out, trainer, history, dataset=data_path, **kw)) if out else None
+        save = (
+            (lambda **kw: save_run(out, trainer, history, dataset=data_path, chunk_rows=chunk_rows, **kw))
+            if out else None
+        )
         with StopFlag() as stop:
             while trainer.epoch < epochs:
                 bar = ProgressBar(train_split.n_rows, trainer.epoch + 1, epochs, sys.stderr.isatty() and not quiet)
                 try:
-                    train_epoch(trainer, train_split, progress, chunk_rows=opts["chunk_rows"],
+                    train_epoch(trainer, train_split, progress, chunk_rows=chunk_rows,
                                 should_stop=stop, report=bar)
                 except Interrupted:
                     bar.close()
@@ -254,6 +268,11 @@ def train(ctx, data, **opts):
                     ctx.exit(EXIT_CODES[stop.signum])
                 bar.close()
                 record = epoch_record(trainer, progress, test_split, probe)
+                if not np.isfinite(record["train_loss"]):
+                    fail(
+                        f"training diverged in epoch {trainer.epoch} (loss {record['train_loss']}); "
+                        "lower --lr" + (f" ({out} keeps the last good epoch)" if out and trainer.epoch > 1 else "")
+                    )
                 for key, value in record.items():
                     history.setdefault(key, []).append(value)
                 if not quiet:
