@@ -24,8 +24,18 @@ from pathlib import Path
 
 PUBLISHED = {"bp": 2.4, "fa": 2.1, "shallow": 7.2}  # Lillicrap et al. 2016, test error %
 SETTINGS = [
-    "--hidden", "1000", "--activation", "tanh", "--batch-size", "32", "--lr", "0.05",
-    "--momentum", "0.9", "--schedule", "cosine",
+    "--hidden",
+    "1000",
+    "--activation",
+    "tanh",
+    "--batch-size",
+    "32",
+    "--lr",
+    "0.05",
+    "--momentum",
+    "0.9",
+    "--schedule",
+    "cosine",
 ]
 
 
@@ -57,12 +67,32 @@ def main(argv=None):
     rows = []
     for rule in args.rules.split(","):
         run_file = args.out / f"{rule}-seed{args.seed}.h5"
-        cmd = fastfa + ["train", str(data), "--rule", rule, *SETTINGS, "--epochs", str(args.epochs),
-                        "--seed", str(args.seed), "-o", str(run_file), "--overwrite", "--json", "--quiet"]
+        cmd = fastfa + [
+            "train",
+            str(data),
+            "--rule",
+            rule,
+            *SETTINGS,
+            "--epochs",
+            str(args.epochs),
+            "--seed",
+            str(args.seed),
+            "-o",
+            str(run_file),
+            "--overwrite",
+            "--json",
+            "--quiet",
+        ]
         result = json.loads(run(cmd))
         history = result["history"]
-        rows.append((rule, 100 * history["test_error"][-1], 100 * min(history["test_error"]),
-                     sum(history["seconds"]) / len(history["seconds"])))
+        rows.append(
+            (
+                rule,
+                100 * history["test_error"][-1],
+                100 * min(history["test_error"]),
+                sum(history["seconds"]) / len(history["seconds"]),
+            )
+        )
     print()
     print(f"MNIST 784-1000-10 tanh, {args.epochs} epochs, seed {args.seed}")
     print(f"{'rule':<8} {'final test error':>17} {'best epoch':>11} {'published':>10} {'s/epoch':>8}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -20,7 +21,7 @@ def _positive_int(name, value):
 
 
 def _number(name, value, *, low, high=None, low_open=False, high_open=True):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
         value = float(value)
         ok = (value > low if low_open else value >= low) and (
@@ -97,10 +98,14 @@ class TrainConfig:
         object.__setattr__(self, "hidden", tuple(_positive_int("hidden layer size", h) for h in hidden))
         object.__setattr__(self, "rule_options", dict(self.rule_options or {}))
         if self.activation not in codes.ACTIVATIONS:
-            raise ValueError(f"unknown activation {self.activation!r}; choose one of {', '.join(codes.ACTIVATIONS)}")
+            raise ValueError(
+                f"unknown activation {self.activation!r}; choose one of {', '.join(codes.ACTIVATIONS)}"
+            )
         object.__setattr__(self, "init", check_init(self.init))
         if self.optimizer not in codes.OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(codes.OPTIMIZERS)}")
+            raise ValueError(
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(codes.OPTIMIZERS)}"
+            )
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.dtype not in DTYPES:

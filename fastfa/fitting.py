@@ -5,8 +5,9 @@ a multiple of the batch size), so a dataset larger than memory trains with
 bounded memory (by default a chunk holds 128 MiB of inputs: 42,799 rows of
 784 float32 features). Shuffling is a block shuffle: each epoch draws a seed
 from the run's generator; from it, the chunk order and a permutation of the
-rows inside each chunk. With one chunk this is a full shuffle. Reading from memory (``--in-memory``) or streaming from the file gives
-the same batches and the same result.
+rows inside each chunk. With one chunk this is a full shuffle. Reading from
+memory (``--in-memory``) or streaming from the file gives the same batches and
+the same result.
 
 Inside a chunk, rows go to the compiled engine in slices of ``SLICE_ROWS``
 (a multiple of the batch size, so the batches are the same as in one call);
@@ -71,6 +72,7 @@ def evaluate_split(trainer, split, chunk_rows=None):
     n = split.n_rows
     chunk_rows = chunk_rows or default_chunk_rows(trainer.arch.sizes[0], trainer.dtype)
     for start, stop in chunk_bounds(n, chunk_rows, 1):
+        x = y = None  # free the previous chunk before reading the next one
         x, y = split.read(start, stop, dtype=trainer.dtype)
         chunk_loss, chunk_error = trainer.evaluate(x, y)
         loss += chunk_loss * (stop - start)
@@ -101,6 +103,7 @@ def train_epoch(trainer, split, progress, *, chunk_rows=None, should_stop=None, 
             order = epoch_rng.permutation(stop - start) if shuffle else np.arange(stop - start)
             if k < progress.chunks_done:
                 continue  # replaying a resumed epoch: the draw above keeps the generator in step
+            x = labels = targets = None  # free the previous chunk before reading the next one
             x, labels, targets = trainer.prepare(*split.read(start, stop, dtype=trainer.dtype))
             while progress.chunk_rows_done < len(order):
                 if should_stop is not None and should_stop():

@@ -115,14 +115,36 @@ class Rule:
             if key not in self.options:
                 known = ", ".join(self.options) or "none"
                 raise ValueError(f"rule {self.name!r} has no option {key!r} (options: {known})")
-            default = self.options[key]
-            try:
-                resolved[key] = value if isinstance(default, str) else type(default)(value)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"rule {self.name!r}: option {key}={value!r} must be a {type(default).__name__}"
-                ) from None
+            resolved[key] = _convert_option(self.name, key, value, self.options[key])
         return resolved
+
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def _convert_option(rule, key, value, default):
+    """``value`` converted to the type of ``default`` (text from the command line included)."""
+    kind = type(default)
+    bad = ValueError(f"rule {rule!r}: option {key}={value!r} must be a {kind.__name__}")
+    if isinstance(default, str):
+        return str(value)
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise bad
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise bad from None
+    if isinstance(default, int):
+        if not number.is_integer():
+            raise bad
+        return int(number)
+    return kind(number)
 
 
 # -------------------------------------------------------------- shared initialisers

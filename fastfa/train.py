@@ -68,9 +68,7 @@ class Trainer:
         classification = task == "classification"
         out_act = config.output_activation or ("softmax" if classification else "identity")
         loss = config.loss or ("cross_entropy" if classification else "squared_error")
-        self.arch = Architecture(
-            (n_inputs, *config.hidden, n_outputs), config.activation, out_act, loss
-        )
+        self.arch = Architecture((n_inputs, *config.hidden, n_outputs), config.activation, out_act, loss)
         self.dtype = np.dtype(config.dtype)
         self.sizes = np.array(self.arch.sizes, dtype=np.int64)
         self.acts = self.arch.codes()
@@ -127,7 +125,12 @@ class Trainer:
             n_src, n_l = shape
             b = np.asarray(
                 self.rule.init_feedback(
-                    self.rng, shape, fan_in=n_l, fan_out=n_src, init=self.config.init, options=self.rule_options
+                    self.rng,
+                    shape,
+                    fan_in=n_l,
+                    fan_out=n_src,
+                    init=self.config.init,
+                    options=self.rule_options,
                 ),
                 dtype=np.float64,
             )
@@ -256,8 +259,19 @@ class Trainer:
         common = (self.params, self.feedback, self.magnitude, self.grads, self.state, self.sizes, self.acts)
         if self.rule.after_batch is None:
             loss, errors = kernels.train_epoch(
-                x, labels, targets, order, self.config.batch_size, *common,
-                self.icfg, fcfg, ws.hidden, ws.deltas, ws.x, ws.t, self.step,
+                x,
+                labels,
+                targets,
+                order,
+                self.config.batch_size,
+                *common,
+                self.icfg,
+                fcfg,
+                ws.hidden,
+                ws.deltas,
+                ws.x,
+                ws.t,
+                self.step,
             )
             self.step += -(-len(order) // self.config.batch_size)
             return loss, errors
@@ -265,8 +279,19 @@ class Trainer:
         for start in range(0, len(order), self.config.batch_size):
             rows = order[start : start + self.config.batch_size]
             l, e = kernels.train_epoch(
-                x, labels, targets, rows, len(rows), *common,
-                self.icfg, fcfg, ws.hidden, ws.deltas, ws.x, ws.t, self.step,
+                x,
+                labels,
+                targets,
+                rows,
+                len(rows),
+                *common,
+                self.icfg,
+                fcfg,
+                ws.hidden,
+                ws.deltas,
+                ws.x,
+                ws.t,
+                self.step,
             )
             self.step += 1
             loss, errors = loss + l, errors + e
@@ -281,8 +306,18 @@ class Trainer:
         ws = self._eval_workspace(self.dtype)
         none = np.zeros((0, self.arch.sizes[-1]), dtype=self.dtype)
         loss, errors = kernels.evaluate(
-            x, labels, targets, self.params, self.sizes, self.acts, self.icfg,
-            ws.hidden, ws.deltas, ws.x, ws.t, none,
+            x,
+            labels,
+            targets,
+            self.params,
+            self.sizes,
+            self.acts,
+            self.icfg,
+            ws.hidden,
+            ws.deltas,
+            ws.x,
+            ws.t,
+            none,
         )
         n = max(len(x), 1)
         return loss / n, errors / n
@@ -312,11 +347,14 @@ class Trainer:
 
         Nothing is updated. Returns a copy of the flat gradient buffer; use
         ``trainer.arch.weights(g)`` for per-layer views. For sign-concordant
-        rules the feedback is refreshed from the current weights first.
+        rules the feedback is refreshed from the current weights first (for
+        brsf this repeats the magnitudes drawn for the last update and stores
+        them as the trainer's current feedback).
         """
         x, labels, targets = self.prepare(x, y)
         icfg = self.icfg.copy()
         if signal is not None:
+            self._check_signal(signal)
             icfg[codes.I_SIGNAL] = codes.SIGNALS[signal]
             icfg[codes.I_FIRST_TRAINABLE] = self.arch.n_layers - 1 if signal == "none" else 0
         ws = Workspace(self.arch.sizes, len(x), self.dtype)
@@ -328,6 +366,24 @@ class Trainer:
             self.params, self.feedback, grads, self.sizes, self.acts, icfg, xb, tb, ws.hidden, ws.deltas
         )
         return grads
+
+    def _check_signal(self, signal):
+        """A signal :meth:`gradients` can compute with this rule's feedback matrices."""
+        if signal not in codes.SIGNALS:
+            raise ValueError(f"unknown signal {signal!r}; choose one of {', '.join(codes.SIGNALS)}")
+        own = self.rule.signal
+        fits = {
+            "backprop": True,
+            "none": True,
+            "layerwise": own == "layerwise",
+            "direct": own in ("direct", "target"),
+            "target": own in ("direct", "target"),
+        }[signal]
+        if not fits:
+            raise ValueError(
+                f"signal {signal!r} needs feedback matrices shaped for it; rule {self.rule.name!r} "
+                f"has {own!r} feedback"
+            )
 
     # ------------------------------------------------------------------ state
 

@@ -13,6 +13,10 @@ import click
 from fastfa import __version__
 from fastfa.cli.options import CONTEXT
 
+# Raised (click >= 8.2) for a group called without a command; its message is the whole help.
+# Show that help as click 8.1 did (stdout, status 0) instead of folding it into an error line.
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
 
 class OneLineErrors(click.Group):
     """A click group whose errors, usage errors included, are printed on one line."""
@@ -21,6 +25,9 @@ class OneLineErrors(click.Group):
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
+            if isinstance(exc, NO_ARGS_IS_HELP):  # click >= 8.2: `fastfa` or `fastfa data` alone
+                click.echo(exc.ctx.get_help(), color=exc.ctx.color)
+                sys.exit(0)
             message = " ".join(exc.format_message().split())
             ctx = getattr(exc, "ctx", None)
             if isinstance(exc, click.UsageError) and ctx is not None:

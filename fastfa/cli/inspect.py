@@ -96,10 +96,11 @@ def info(file, json_out):
     from fastfa.runs import is_run_file
 
     desc = _describe_run(file) if is_run_file(file) else _describe_dataset(file)
+    lines = desc.pop("lines")  # the text form only, not part of the JSON description
     if json_out:
         echo_json(desc)
         return
-    for line in desc.pop("lines"):
+    for line in lines:
         click.echo(line)
 
 
@@ -115,7 +116,8 @@ def _describe_dataset(path):
             "n_features": ds.n_features,
             "n_outputs": ds.n_outputs,
             "n_classes": ds.n_classes,
-            "x_scale": ds.x_scale,
+            # ds.x_scale is 1.0 for float inputs; report it only where it applies (uint8 inputs)
+            "x_scale": ds.x_scale if any(str(ds.split(n).x_dtype) == "uint8" for n in ds.splits) else None,
             "source": ds.source,
             "splits": splits,
         }

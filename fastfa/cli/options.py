@@ -41,7 +41,9 @@ def parse_sizes(ctx, param, value):
     try:
         sizes = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as 1000 or 800,800, got {value!r}")
+        raise click.BadParameter(
+            f"expected comma-separated integers such as 1000 or 800,800, got {value!r}"
+        ) from None
     if any(s < 1 for s in sizes):
         raise click.BadParameter(f"layer sizes must be positive, got {value!r}")
     return sizes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,9 +18,30 @@ from fastfa.optim import SCHEDULES
 
 # Options that define the run; on --resume they come from the run file.
 RUN_OPTIONS = (
-    "rule", "rule_opts", "hidden", "activation", "output_activation", "loss", "init", "optimizer",
-    "lr", "momentum", "nesterov", "weight_decay", "beta1", "beta2", "epsilon", "schedule",
-    "step_size", "gamma", "lr_min", "batch_size", "seed", "shuffle", "dtype", "chunk_rows",
+    "rule",
+    "rule_opts",
+    "hidden",
+    "activation",
+    "output_activation",
+    "loss",
+    "init",
+    "optimizer",
+    "lr",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "beta1",
+    "beta2",
+    "epsilon",
+    "schedule",
+    "step_size",
+    "gamma",
+    "lr_min",
+    "batch_size",
+    "seed",
+    "shuffle",
+    "dtype",
+    "chunk_rows",
 )
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -76,6 +98,14 @@ def _check_output(out, overwrite):
         fail(f"{out}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         fail(f"{out}: folder {parent} is not writable")
+    # os.access says yes to root and on some read-only mounts: try to create a file there,
+    # so that an unwritable folder is refused now rather than at the first checkpoint.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        fail(f"{out}: folder {parent} is not writable ({exc.strerror or exc})")
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _format_epoch(record, epochs):
@@ -124,17 +154,40 @@ class ProgressBar:
 @click.command(context_settings=CONTEXT)
 @click.argument("data", required=False, type=click.Path(dir_okay=False))
 @click.option("-r", "--rule", default="fa", show_default=True, help="Learning rule (see `fastfa rules`).")
-@click.option("--rule-opt", "rule_opts", multiple=True, callback=parse_key_values, metavar="KEY=VALUE",
-              help="A rule option, e.g. feedback_scale=0.5 (repeatable).")
-@click.option("--hidden", default="1000", show_default=True, callback=parse_sizes,
-              help="Hidden layer sizes, comma-separated (e.g. 800,800); empty for none.")
+@click.option(
+    "--rule-opt",
+    "rule_opts",
+    multiple=True,
+    callback=parse_key_values,
+    metavar="KEY=VALUE",
+    help="A rule option, e.g. feedback_scale=0.5 (repeatable).",
+)
+@click.option(
+    "--hidden",
+    default="1000",
+    show_default=True,
+    callback=parse_sizes,
+    help="Hidden layer sizes, comma-separated (e.g. 800,800); empty for none.",
+)
 @click.option("--activation", type=click.Choice(sorted(codes.ACTIVATIONS)), default="tanh", show_default=True)
-@click.option("--output-activation", type=click.Choice(sorted(codes.OUTPUT_ACTIVATIONS)), default=None,
-              help="Default: softmax (classification) or identity (regression).")
-@click.option("--loss", type=click.Choice(sorted(codes.LOSSES)), default=None,
-              help="Default: cross_entropy (classification) or squared_error (regression).")
-@click.option("--init", default="uniform", show_default=True,
-              help="Weight init: uniform, glorot, he, zeros, or a number s for U[-s, s].")
+@click.option(
+    "--output-activation",
+    type=click.Choice(sorted(codes.OUTPUT_ACTIVATIONS)),
+    default=None,
+    help="Default: softmax (classification) or identity (regression).",
+)
+@click.option(
+    "--loss",
+    type=click.Choice(sorted(codes.LOSSES)),
+    default=None,
+    help="Default: cross_entropy (classification) or squared_error (regression).",
+)
+@click.option(
+    "--init",
+    default="uniform",
+    show_default=True,
+    help="Weight init: uniform, glorot, he, zeros, or a number s for U[-s, s].",
+)
 @click.option("--optimizer", type=click.Choice(sorted(codes.OPTIMIZERS)), default="sgd", show_default=True)
 @click.option("--lr", type=float, default=0.05, show_default=True, help="Learning rate.")
 @click.option("--momentum", type=float, default=0.9, show_default=True)
@@ -143,11 +196,18 @@ class ProgressBar:
 @click.option("--beta1", type=float, default=0.9, show_default=True, help="Adam.")
 @click.option("--beta2", type=float, default=0.999, show_default=True, help="Adam.")
 @click.option("--epsilon", type=float, default=1e-8, show_default=True, help="Adam.")
-@click.option("--schedule", type=click.Choice(SCHEDULES), default="constant", show_default=True,
-              help="Learning-rate schedule per epoch.")
+@click.option(
+    "--schedule",
+    type=click.Choice(SCHEDULES),
+    default="constant",
+    show_default=True,
+    help="Learning-rate schedule per epoch.",
+)
 @click.option("--step-size", type=int, default=10, show_default=True, help="Epochs between step decays.")
 @click.option("--gamma", type=float, default=0.1, show_default=True, help="Step-decay factor.")
-@click.option("--lr-min", type=float, default=0.0, show_default=True, help="Final rate of the cosine schedule.")
+@click.option(
+    "--lr-min", type=float, default=0.0, show_default=True, help="Final rate of the cosine schedule."
+)
 @click.option("-e", "--epochs", type=int, default=10, show_default=True)
 @click.option("-b", "--batch-size", type=int, default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -155,19 +215,29 @@ class ProgressBar:
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--threads", type=int, default=None, help="Threads for BLAS and numba (default: all cores).")
 @click.option("--device", type=click.Choice(["cpu"]), default="cpu", show_default=True)
-@click.option("-o", "--out", type=click.Path(dir_okay=True), default=None,
-              help="Run file to write (checkpointed at every epoch).")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=True),
+    default=None,
+    help="Run file to write (checkpointed at every epoch).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (its settings are used).")
 @click.option("--in-memory", is_flag=True, help="Read the training split into memory first.")
-@click.option("--chunk-rows", type=int, default=None,
-              help="Rows read from the file at a time, the block-shuffle unit (default: 128 MiB of inputs).")
+@click.option(
+    "--chunk-rows",
+    type=int,
+    default=None,
+    help="Rows read from the file at a time, the block-shuffle unit (default: 128 MiB of inputs).",
+)
 @click.option("--json", "json_out", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No per-epoch lines.")
 @click.pass_context
 @user_errors
 def train(ctx, data, **opts):
-    """Train a network on DATA (an HDF5 dataset; default: the bundled digits).
+    """Train a network on DATA (an HDF5 dataset; default: the bundled digits, or on
+    --resume the dataset the run was trained on).
 
     \b
     Examples:
@@ -196,10 +266,11 @@ def train(ctx, data, **opts):
         fail(f"--chunk-rows must be a positive integer, got {opts['chunk_rows']}")
     out = opts["out"]
     given = {
-        name for name in RUN_OPTIONS
+        name
+        for name in RUN_OPTIONS
         if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)
     }
-    data_path = data or str(default_dataset_path())
+    data_path = data
     if opts["resume"]:
         if out is None:
             fail("--resume needs --out RUN.h5, the run to continue")
@@ -209,29 +280,49 @@ def train(ctx, data, **opts):
         trainer, history, meta = load_run(out)
         progress = Progress.from_attrs(meta["progress"])
         chunk_rows = meta["chunk_rows"] or None
+        data_path = data_path or meta["dataset"] or None
         if ctx.get_parameter_source("epochs") != click.core.ParameterSource.DEFAULT:
             trainer.config = trainer.config.replace(epochs=opts["epochs"])
     else:
         if out is not None:
             _check_output(out, opts["overwrite"])
         config = TrainConfig(
-            hidden=opts["hidden"], rule=opts["rule"], rule_options=opts["rule_opts"],
-            activation=opts["activation"], output_activation=opts["output_activation"], loss=opts["loss"],
-            init=_number_or_name(opts["init"]), optimizer=opts["optimizer"], lr=opts["lr"],
-            momentum=opts["momentum"], nesterov=opts["nesterov"], weight_decay=opts["weight_decay"],
-            beta1=opts["beta1"], beta2=opts["beta2"], epsilon=opts["epsilon"], schedule=opts["schedule"],
-            step_size=opts["step_size"], gamma=opts["gamma"], lr_min=opts["lr_min"],
-            batch_size=opts["batch_size"], epochs=opts["epochs"], seed=opts["seed"],
-            shuffle=opts["shuffle"], dtype=opts["dtype"],
+            hidden=opts["hidden"],
+            rule=opts["rule"],
+            rule_options=opts["rule_opts"],
+            activation=opts["activation"],
+            output_activation=opts["output_activation"],
+            loss=opts["loss"],
+            init=_number_or_name(opts["init"]),
+            optimizer=opts["optimizer"],
+            lr=opts["lr"],
+            momentum=opts["momentum"],
+            nesterov=opts["nesterov"],
+            weight_decay=opts["weight_decay"],
+            beta1=opts["beta1"],
+            beta2=opts["beta2"],
+            epsilon=opts["epsilon"],
+            schedule=opts["schedule"],
+            step_size=opts["step_size"],
+            gamma=opts["gamma"],
+            lr_min=opts["lr_min"],
+            batch_size=opts["batch_size"],
+            epochs=opts["epochs"],
+            seed=opts["seed"],
+            shuffle=opts["shuffle"],
+            dtype=opts["dtype"],
         )
         trainer, history, progress = None, {}, Progress()
         chunk_rows = opts["chunk_rows"]
 
+    data_path = data_path or str(default_dataset_path())
     with open_dataset(data_path) as ds:
         if trainer is None:
             trainer = Trainer(config, ds.n_features, ds.n_outputs, ds.task)
         elif (ds.n_features, ds.n_outputs, ds.task) != (
-            trainer.arch.sizes[0], trainer.arch.sizes[-1], trainer.task
+            trainer.arch.sizes[0],
+            trainer.arch.sizes[-1],
+            trainer.task,
         ):
             fail(
                 f"{data_path}: {ds.task} data with {ds.n_features} features and {ds.n_outputs} outputs do "
@@ -248,21 +339,28 @@ def train(ctx, data, **opts):
         emit = (lambda line: click.echo(line, err=True)) if json_out else click.echo
         save = (
             (lambda **kw: save_run(out, trainer, history, dataset=data_path, chunk_rows=chunk_rows, **kw))
-            if out else None
+            if out
+            else None
         )
         with StopFlag() as stop:
             while trainer.epoch < epochs:
-                bar = ProgressBar(train_split.n_rows, trainer.epoch + 1, epochs, sys.stderr.isatty() and not quiet)
+                bar = ProgressBar(
+                    train_split.n_rows, trainer.epoch + 1, epochs, sys.stderr.isatty() and not quiet
+                )
                 try:
-                    train_epoch(trainer, train_split, progress, chunk_rows=chunk_rows,
-                                should_stop=stop, report=bar)
+                    train_epoch(
+                        trainer, train_split, progress, chunk_rows=chunk_rows, should_stop=stop, report=bar
+                    )
                 except Interrupted:
                     bar.close()
                     where = f"epoch {trainer.epoch + 1}, {progress.rows_done}/{train_split.n_rows} rows"
                     if save:
                         save(progress=progress.to_attrs())
-                        click.echo(f"Interrupted: checkpoint at {where} saved to {out}; "
-                                   f"continue with --out {out} --resume", err=True)
+                        click.echo(
+                            f"Interrupted: checkpoint at {where} saved to {out}; "
+                            f"continue with --out {out} --resume",
+                            err=True,
+                        )
                     else:
                         click.echo(f"Interrupted at {where} (no --out, nothing saved)", err=True)
                     ctx.exit(EXIT_CODES[stop.signum])
@@ -271,7 +369,8 @@ def train(ctx, data, **opts):
                 if not np.isfinite(record["train_loss"]):
                     fail(
                         f"training diverged in epoch {trainer.epoch} (loss {record['train_loss']}); "
-                        "lower --lr" + (f" ({out} keeps the last good epoch)" if out and trainer.epoch > 1 else "")
+                        "lower --lr"
+                        + (f" ({out} keeps the last good epoch)" if out and trainer.epoch > 1 else "")
                     )
                 for key, value in record.items():
                     history.setdefault(key, []).append(value)
@@ -282,10 +381,16 @@ def train(ctx, data, **opts):
                     save(complete=trainer.epoch >= epochs)
     if json_out:
         final = {k: v[-1] for k, v in history.items()} if history else {}
-        echo_json({
-            "config": trainer.config.__dict__, "dataset": data_path, "out": out, "final": final,
-            "history": history, "sizes": list(trainer.arch.sizes),
-        })
+        echo_json(
+            {
+                "config": trainer.config.__dict__,
+                "dataset": data_path,
+                "out": out,
+                "final": final,
+                "history": history,
+                "sizes": list(trainer.arch.sizes),
+            }
+        )
 
 
 def _number_or_name(text):

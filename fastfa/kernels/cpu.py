@@ -52,7 +52,6 @@ from fastfa.kernels.codes import (
     I_OPTIMIZER,
     I_SEED,
     I_SIGNAL,
-    IDENTITY,
     LOGISTIC,
     RELU,
     SIGNAL_BACKPROP,
@@ -354,9 +353,7 @@ def compute_gradients(params, feedback, grads, sizes, acts, icfg, x, t, hidden, 
     signal = icfg[I_SIGNAL]
     y = forward(params, sizes, acts, x, hidden)
     e = activation_view(deltas, sizes, last, m)
-    loss, errors = output_error(
-        y, t, acts[last], icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0 / m
-    )
+    loss, errors = output_error(y, t, acts[last], icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0 / m)
     first = last if signal == SIGNAL_NONE else 0
     for layer in range(last, first - 1, -1):
         delta = activation_view(deltas, sizes, layer, m)
@@ -475,7 +472,9 @@ def gather_batch(x_all, labels, targets, order, start, m, xb, tb):
 
 
 @njit(cache=True)
-def train_batch(params, feedback, magnitude, grads, state, sizes, acts, icfg, fcfg, x, t, hidden, deltas, step):
+def train_batch(
+    params, feedback, magnitude, grads, state, sizes, acts, icfg, fcfg, x, t, hidden, deltas, step
+):
     """One training step on batch ``(x, t)``: refresh feedback, gradients, update.
 
     Returns ``(summed loss, error count)`` measured before the update.
@@ -488,8 +487,25 @@ def train_batch(params, feedback, magnitude, grads, state, sizes, acts, icfg, fc
 
 @njit(cache=True)
 def train_epoch(
-    x_all, labels, targets, order, batch_size, params, feedback, magnitude, grads, state,
-    sizes, acts, icfg, fcfg, hidden, deltas, xbuf, tbuf, step,
+    x_all,
+    labels,
+    targets,
+    order,
+    batch_size,
+    params,
+    feedback,
+    magnitude,
+    grads,
+    state,
+    sizes,
+    acts,
+    icfg,
+    fcfg,
+    hidden,
+    deltas,
+    xbuf,
+    tbuf,
+    step,
 ):
     """Train on the rows ``order`` of ``x_all`` in batches, entirely in compiled code.
 

@@ -1,0 +1,583 @@
+"""Each CPU kernel against the naive float64 reference (tests/naive.py).
+
+Shapes are odd (7-13-5, 7-13-11-5, and random ones), batches of one row and of all rows;
+float64 must agree to ~1e-10 and float32 to ~1e-5, relative to the largest entry.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastfa.kernels import codes, cpu
+from fastfa.optim import float_config
+from tests import naive
+from tests.conftest import (
+    DTYPES,
+    OUTPUTS,
+    SHAPES,
+    as_dtype,
+    assert_close,
+    make_data,
+    make_trainer,
+    naive_net,
+    target_matrix,
+)
+
+N_ROWS = 17  # the "full batch" of most tests: odd, not a multiple of anything
+RULE_OF_SIGNAL = {"backprop": "bp", "layerwise": "fa", "direct": "dfa", "target": "dfa", "none": "fa"}
+
+
+def away_from_zero(rng, shape, margin=0.1, scale=1.5):
+    """Normal-ish values with ``|v| >= margin`` (relu's kink and ties stay out of the way)."""
+    v = rng.normal(0.0, scale, size=shape)
+    return np.sign(v) * (margin + np.abs(v))
+
+
+# ------------------------------------------------------------------- elementwise
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 9])
+@pytest.mark.parametrize("name", naive.OUTPUT_ACTIVATIONS)
+def test_bias_activation(name, m, dtype, rng):
+    z = away_from_zero(rng, (m, 13)).astype(dtype)
+    b = rng.normal(0.0, 1.0, size=13).astype(dtype)
+    expected = naive.activation(name, z.astype(np.float64) + b.astype(np.float64))
+    out = z.copy()
+    cpu.bias_activation(out, b, codes.OUTPUT_ACTIVATIONS[name])
+    assert out.dtype == np.dtype(dtype)
+    assert_close(out, expected, dtype, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bias_activation_extremes_are_finite(dtype):
+    z = np.array([[-800.0, -30.0, 0.0, 30.0, 800.0]], dtype=dtype)
+    b = np.zeros(5, dtype=dtype)
+    out = z.copy()
+    cpu.bias_activation(out, b, codes.LOGISTIC)
+    assert np.all(np.isfinite(out))
+    assert out[0, 0] == 0.0 and out[0, 2] == 0.5 and out[0, 4] == 1.0
+    assert np.all(np.diff(out[0]) >= 0)
+    # softmax of huge logits: shifted by the row maximum, so no overflow
+    big = np.array([[1000.0, 999.0, 990.0, -1000.0, 1000.0]], dtype=dtype)
+    out = big.copy()
+    cpu.bias_activation(out, b, codes.SOFTMAX)
+    assert np.all(np.isfinite(out))
+    assert_close(out, naive.activation("softmax", big.astype(np.float64)), dtype)
+    assert abs(out.sum() - 1.0) < 10 * np.finfo(dtype).eps
+    # ... and of very negative ones: nothing underflows to 0 / 0
+    small = np.array([[-1000.0, -1001.0, -1010.0, -1000.5, -2000.0]], dtype=dtype)
+    out = small.copy()
+    cpu.bias_activation(out, b, codes.SOFTMAX)
+    assert np.all(np.isfinite(out))
+    assert_close(out, naive.activation("softmax", small.astype(np.float64)), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", naive.HIDDEN_ACTIVATIONS)
+def test_multiply_derivative(name, dtype, rng):
+    a = away_from_zero(rng, (9, 13), scale=1.0)
+    h = naive.activation(name, a).astype(dtype)
+    delta = rng.normal(0.0, 1.0, size=(9, 13)).astype(dtype)
+    expected = delta.astype(np.float64) * naive.derivative(name, a)
+    out = delta.copy()
+    cpu.multiply_derivative(out, h, codes.ACTIVATIONS[name])
+    assert_close(out, expected, dtype, err_msg=name)
+
+
+OUTPUT_ERROR_CASES = [
+    ("softmax", "cross_entropy"),
+    ("logistic", "cross_entropy"),
+    ("identity", "squared_error"),
+    ("logistic", "squared_error"),
+    ("tanh", "squared_error"),
+    ("relu", "squared_error"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 9])
+@pytest.mark.parametrize("classification", [0, 1])
+@pytest.mark.parametrize("out_act,loss", OUTPUT_ERROR_CASES)
+def test_output_error(out_act, loss, classification, m, dtype, rng):
+    n = 5
+    a = away_from_zero(rng, (m, n), scale=1.0)
+    if out_act == "softmax":
+        t = naive.one_hot(rng.integers(0, n, size=m), n)
+    elif out_act == "logistic" and loss == "cross_entropy":
+        u = rng.uniform(size=(m, n))  # multi-label targets: exact 0s and 1s, and soft ones
+        t = np.where(u < 0.3, 0.0, np.where(u > 0.7, 1.0, u))
+    else:
+        t = rng.uniform(-0.2, 1.2, size=(m, n))
+    y = naive.activation(out_act, a).astype(dtype)
+    t = t.astype(dtype)
+    y64, t64 = y.astype(np.float64), t.astype(np.float64)
+    e = np.full((m, n), 99.0, dtype=dtype)
+    total, errors = cpu.output_error(
+        y, t, codes.OUTPUT_ACTIVATIONS[out_act], codes.LOSSES[loss], classification, e, 1.0 / m
+    )
+    expected_e = naive.output_error(a, t64, out_act, loss) / m
+    expected_loss = naive.loss_per_sample(a, t64, out_act, loss).sum()
+    assert_close(e, expected_e, dtype)
+    assert_close(total, expected_loss, dtype)
+    assert errors == (naive.count_errors(y64, t64) if classification else 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_output_error_counts_errors(dtype):
+    # two classes per row; rows 0 and 2 are wrong
+    y = np.array([[0.7, 0.3], [0.2, 0.8], [0.4, 0.6]], dtype=dtype)
+    t = np.array([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]], dtype=dtype)
+    e = np.zeros_like(y)
+    _, errors = cpu.output_error(y, t, codes.SOFTMAX, codes.CROSS_ENTROPY, 1, e, 1.0)
+    assert errors == 2
+    # one logistic output: an error when y and t lie on different sides of 0.5
+    y1 = np.array([[0.9], [0.2], [0.6], [0.4]], dtype=dtype)
+    t1 = np.array([[1.0], [1.0], [0.0], [0.0]], dtype=dtype)
+    e1 = np.zeros_like(y1)
+    _, errors = cpu.output_error(y1, t1, codes.LOGISTIC, codes.CROSS_ENTROPY, 1, e1, 1.0)
+    assert errors == 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_output_error_clips_log_of_zero(dtype):
+    """A probability of exactly 0 on the true class gives a large but finite loss."""
+    y = np.array([[0.0, 1.0]], dtype=dtype)
+    t = np.array([[1.0, 0.0]], dtype=dtype)
+    e = np.zeros_like(y)
+    total, _ = cpu.output_error(y, t, codes.SOFTMAX, codes.CROSS_ENTROPY, 1, e, 1.0)
+    assert np.isfinite(total) and total > 20.0
+    np.testing.assert_allclose(e, [[-1.0, 1.0]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 9])
+def test_column_sums(m, dtype, rng):
+    a = rng.normal(size=(m, 13)).astype(dtype)
+    out = np.full(13, 5.0, dtype=dtype)  # stale values must be overwritten, not added to
+    cpu.column_sums(a, out)
+    expected = [sum(float(a[i, j]) for i in range(m)) for j in range(13)]
+    assert_close(out, expected, dtype)
+
+
+# ------------------------------------------------------------------------- forward
+
+
+def hidden_slot(buffer, sizes, layer, m):
+    """Rows ``0..m`` of layer ``layer`` in a workspace buffer (documented in cpu.activation_view)."""
+    width = sum(sizes[1:])
+    capacity = buffer.size // width
+    off = capacity * sum(sizes[1 : layer + 1])
+    return buffer[off : off + m * sizes[layer + 1]].reshape(m, sizes[layer + 1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, N_ROWS])
+@pytest.mark.parametrize("sizes", SHAPES, ids=str)
+@pytest.mark.parametrize(
+    "act,out_act,loss",
+    [
+        ("tanh", "softmax", None),
+        ("logistic", "logistic", "cross_entropy"),
+        ("relu", "identity", "squared_error"),
+        ("identity", "tanh", "squared_error"),
+    ],
+)
+def test_forward(act, out_act, loss, sizes, m, dtype, rng):
+    task = "classification" if loss != "squared_error" else "regression"
+    tr = make_trainer(sizes, "bp", dtype, task, activation=act, output_activation=out_act, loss=loss)
+    net = naive_net(tr)
+    x = rng.uniform(-1, 1, size=(m, sizes[0])).astype(dtype)
+    capacity = N_ROWS + 3  # spare rows: the views must respect the workspace's capacity
+    hidden = np.zeros(capacity * sum(sizes[1:]), dtype=dtype)
+    y = cpu.forward(tr.params, tr.sizes, tr.acts, x, hidden)
+    pre, post = naive.forward(net.weights, net.biases, net.acts, x.astype(np.float64))
+    assert_close(y, post[-1], dtype)
+    for layer in range(len(sizes) - 1):
+        assert_close(hidden_slot(hidden, sizes, layer, m), post[layer], dtype, err_msg=f"layer {layer}")
+
+
+# ----------------------------------------------------------------------- gradients
+
+
+def check_gradients(tr, x, y, signal, dtype):
+    net = naive_net(tr)
+    grads = tr.gradients(x, y, signal=signal)
+    dws, dbs, _, _ = net.gradients(as_dtype(x, tr), target_matrix(tr, y), signal=signal)
+    for layer, (w, b) in enumerate(zip(tr.arch.weights(grads), tr.arch.biases(grads), strict=True)):
+        if dws[layer] is None:  # no signal: the gradient buffer keeps its zeros
+            assert not np.any(w) and not np.any(b), f"layer {layer} got a gradient without a signal"
+            continue
+        assert_close(w, dws[layer], dtype, err_msg=f"{signal}: dW_{layer}")
+        assert_close(b, dbs[layer], dtype, err_msg=f"{signal}: db_{layer}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, N_ROWS])
+@pytest.mark.parametrize("sizes", SHAPES, ids=str)
+@pytest.mark.parametrize("act", naive.HIDDEN_ACTIVATIONS)
+@pytest.mark.parametrize("signal", naive.SIGNALS)
+def test_compute_gradients_every_signal(signal, act, sizes, m, dtype, rng):
+    tr = make_trainer(sizes, RULE_OF_SIGNAL[signal], dtype, activation=act)
+    x, y = make_data(rng, m, sizes)
+    check_gradients(tr, x, y, signal, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("task,out_act,loss", OUTPUTS)
+@pytest.mark.parametrize("signal", naive.SIGNALS)
+def test_compute_gradients_every_output(signal, task, out_act, loss, dtype, rng):
+    sizes = SHAPES[1]
+    tr = make_trainer(sizes, RULE_OF_SIGNAL[signal], dtype, task, output_activation=out_act, loss=loss)
+    x, y = make_data(rng, N_ROWS, sizes, task, out_act)
+    check_gradients(tr, x, y, signal, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("signal", naive.SIGNALS)
+def test_compute_gradients_kernel_direct(signal, dtype, rng):
+    """Called directly: loss and error count returned, stale gradient buffers overwritten
+    (or, without a hidden signal, left exactly as they were)."""
+    sizes = SHAPES[1]
+    tr = make_trainer(sizes, RULE_OF_SIGNAL[signal], dtype)
+    net = naive_net(tr)
+    x, labels = make_data(rng, N_ROWS, sizes)
+    t = naive.one_hot(labels, sizes[-1])
+    icfg = tr.icfg.copy()
+    icfg[codes.I_SIGNAL] = codes.SIGNALS[signal]
+    icfg[codes.I_FIRST_TRAINABLE] = len(sizes) - 2 if signal == "none" else 0
+    width = sum(sizes[1:])
+    hidden = np.zeros(N_ROWS * width, dtype=dtype)
+    deltas = np.zeros(N_ROWS * width, dtype=dtype)
+    grads = np.full(tr.params.size, 7.0, dtype=dtype)
+    loss, errors = cpu.compute_gradients(
+        tr.params,
+        tr.feedback,
+        grads,
+        tr.sizes,
+        tr.acts,
+        icfg,
+        np.ascontiguousarray(x, dtype=dtype),
+        np.ascontiguousarray(t, dtype=dtype),
+        hidden,
+        deltas,
+    )
+    dws, dbs, nloss, nerrors = net.gradients(as_dtype(x, tr), t, signal=signal)
+    assert_close(loss, nloss, dtype)
+    assert errors == nerrors
+    for layer in range(len(sizes) - 1):
+        w, b = tr.arch.weights(grads)[layer], tr.arch.biases(grads)[layer]
+        if dws[layer] is None:
+            assert np.all(w == 7.0) and np.all(b == 7.0)
+        else:
+            assert_close(w, dws[layer], dtype)
+            assert_close(b, dbs[layer], dtype)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    hidden=st.lists(st.integers(1, 9), min_size=0, max_size=3),
+    n_in=st.integers(1, 9),
+    n_out=st.integers(2, 6),
+    m=st.integers(1, 6),
+    signal=st.sampled_from(naive.SIGNALS),
+    act=st.sampled_from(naive.HIDDEN_ACTIVATIONS),
+    seed=st.integers(0, 2**16),
+)
+def test_compute_gradients_random_shapes(hidden, n_in, n_out, m, signal, act, seed):
+    sizes = (n_in, *hidden, n_out)
+    rng = np.random.default_rng(seed)
+    tr = make_trainer(sizes, RULE_OF_SIGNAL[signal], "float64", activation=act, seed=seed)
+    x, y = make_data(rng, m, sizes)
+    if act == "relu":  # the kernel's relu derivative at exactly 0 is 0, like the reference's
+        x = np.round(x, 3) + 1e-4
+    check_gradients(tr, x, y, signal, "float64")
+
+
+def test_gradients_refuse_a_signal_the_feedback_does_not_fit(rng):
+    """fa keeps B_l of shape (n_{l+2}, n_{l+1}); a direct signal needs (n_out, n_{l+1})."""
+    sizes = SHAPES[1]
+    tr = make_trainer(sizes, "fa")
+    x, y = make_data(rng, 5, sizes)
+    with pytest.raises(ValueError):
+        tr.gradients(x, y, signal="direct")
+
+
+def test_feedback_layout_matches_reference():
+    """trainer.feedback_matrices and the flat buffer agree with the documented layout."""
+    for rule in ("fa", "dfa", "usf"):
+        tr = make_trainer(SHAPES[1], rule)
+        views = tr.feedback_matrices
+        ref = naive.split_feedback(tr.feedback, SHAPES[1], tr.rule.signal)
+        assert [v.shape for v in views] == naive.feedback_shapes(SHAPES[1], tr.rule.signal)
+        for v, r in zip(views, ref, strict=True):
+            np.testing.assert_array_equal(v, r)
+        # the views write through to the buffer the kernels read
+        views[0][0, 0] = 123.0
+        assert 123.0 in tr.feedback
+
+
+# ---------------------------------------------------------------------- optimisers
+
+OPTIMIZER_CASES = [
+    dict(optimizer="sgd", momentum=0.0, nesterov=False),
+    dict(optimizer="sgd", momentum=0.9, nesterov=False),
+    dict(optimizer="sgd", momentum=0.8, nesterov=True),
+    dict(optimizer="adam"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes", SHAPES, ids=str)
+@pytest.mark.parametrize("output_only", [False, True])
+@pytest.mark.parametrize("decay", [0.0, 0.05])
+@pytest.mark.parametrize("opt", OPTIMIZER_CASES, ids=lambda o: "-".join(f"{v}" for v in o.values()))
+def test_update_parameters(opt, decay, output_only, sizes, dtype, rng):
+    tr = make_trainer(sizes, "bp", dtype)
+    n = tr.params.size
+    params = rng.normal(0.0, 0.5, size=n).astype(dtype)
+    state = np.stack([rng.normal(0.0, 0.1, size=n), rng.uniform(0.0, 0.01, size=n)]).astype(dtype)
+    icfg = tr.icfg.copy()
+    icfg[codes.I_OPTIMIZER] = codes.OPTIMIZERS[opt["optimizer"]]
+    icfg[codes.I_NESTEROV] = int(opt.get("nesterov", False))
+    icfg[codes.I_FIRST_TRAINABLE] = len(sizes) - 2 if output_only else 0
+    lr, momentum, beta1, beta2, eps = 0.03, opt.get("momentum", 0.0), 0.85, 0.99, 1e-3
+    fcfg = float_config(lr=lr, momentum=momentum, weight_decay=decay, beta1=beta1, beta2=beta2, epsilon=eps)
+    weights, biases = naive.split_params(params, sizes)
+    net = naive.Net(
+        sizes,
+        weights,
+        biases,
+        signal="none" if output_only else "backprop",
+        optimizer=opt["optimizer"],
+        lr=lr,
+        momentum=momentum,
+        nesterov=opt.get("nesterov", False),
+        weight_decay=decay,
+        beta1=beta1,
+        beta2=beta2,
+        epsilon=eps,
+    )
+    for slot in range(2):
+        net.state[slot] = naive.split_params(state[slot], sizes)
+    before = params.copy()
+    for step in (1, 2, 3, 7):  # Adam's bias correction depends on the update count
+        grads = rng.normal(0.0, 1.0, size=n).astype(dtype)
+        cpu.update_parameters(params, grads, state, tr.sizes, icfg, fcfg, step)
+        dws, dbs = naive.split_params(grads, sizes)
+        net.update(dws, dbs, step)
+        assert_close(params, net.flat_params(), dtype, err_msg=f"params after step {step}")
+        assert_close(state, net.flat_state(), dtype, err_msg=f"state after step {step}")
+    if output_only:
+        n_hidden_w = sum(a * b for a, b in zip(sizes[:-2], sizes[1:-1], strict=True))
+        n_w = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        np.testing.assert_array_equal(params[:n_hidden_w], before[:n_hidden_w])
+        hidden_biases = slice(n_w, n_w + sum(sizes[1:-1]))
+        np.testing.assert_array_equal(params[hidden_biases], before[hidden_biases])
+    assert not np.array_equal(params, before)
+
+
+def test_weight_decay_spares_biases(rng):
+    """With a zero gradient only the weights shrink; biases stay put."""
+    sizes = SHAPES[0]
+    tr = make_trainer(sizes, "bp")
+    params = rng.normal(size=tr.params.size)
+    before = params.copy()
+    state = np.zeros((2, params.size))
+    fcfg = float_config(lr=0.1, momentum=0.0, weight_decay=0.5, beta1=0.9, beta2=0.999, epsilon=1e-8)
+    cpu.update_parameters(params, np.zeros_like(params), state, tr.sizes, tr.icfg, fcfg, 1)
+    n_w = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    np.testing.assert_allclose(params[:n_w], 0.95 * before[:n_w], rtol=1e-15)
+    np.testing.assert_array_equal(params[n_w:], before[n_w:])
+
+
+# ------------------------------------------------------------------------ feedback
+
+
+def scramble_weights(tr, rng):
+    """New random forward weights (some exactly zero) so that signs differ from the init."""
+    for w in tr.weights:
+        w[...] = rng.normal(0.0, 1.0, size=w.shape)
+        w[0, 0] = 0.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes", SHAPES, ids=str)
+@pytest.mark.parametrize("rule", ["usf", "frsf"])
+def test_refresh_feedback_sign(rule, sizes, dtype, rng):
+    tr = make_trainer(sizes, rule, dtype)
+    magnitude = naive.split_feedback(tr.magnitude, sizes, "layerwise")
+    # at construction the feedback already follows the initial weights
+    for layer, b in enumerate(tr.feedback_matrices):
+        np.testing.assert_array_equal(b, naive.sign_feedback(magnitude[layer], tr.weights[layer + 1]))
+    scramble_weights(tr, rng)
+    cpu.refresh_feedback(tr.params, tr.feedback, tr.magnitude, tr.sizes, tr.icfg, 5)
+    for layer, b in enumerate(tr.feedback_matrices):
+        expected = naive.sign_feedback(magnitude[layer], tr.weights[layer + 1])
+        np.testing.assert_array_equal(b, expected.astype(dtype))
+        assert b[0, 0] == 0.0  # sign(0) = 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes", SHAPES, ids=str)
+def test_refresh_feedback_sign_redraw(sizes, dtype, rng):
+    tr = make_trainer(sizes, "brsf", dtype, seed=11)
+    magnitude = naive.split_feedback(tr.magnitude, sizes, "layerwise")
+    scramble_weights(tr, rng)
+
+    def refresh(step, icfg=tr.icfg):
+        cpu.refresh_feedback(tr.params, tr.feedback, tr.magnitude, tr.sizes, icfg, step)
+        return [b.copy() for b in tr.feedback_matrices]
+
+    first = refresh(3)
+    ratios = []
+    for layer, b in enumerate(first):
+        w_t = tr.weights[layer + 1].T
+        mag = magnitude[layer]
+        assert np.all(np.abs(b) <= mag)  # magnitudes in [0, |B0|]
+        assert np.all(np.sign(b)[b != 0] == np.sign(w_t)[b != 0])  # signs follow W
+        assert np.all(b[w_t == 0] == 0)
+        nz = w_t != 0
+        ratios.append(np.abs(b[nz]) / mag[nz])
+        # exactly the documented counter-based draw
+        u = naive.redraw_uniforms(naive.feedback_shapes(sizes, "layerwise"), 11, 3)[layer]
+        assert_close(b, naive.sign_feedback(mag, tr.weights[layer + 1]) * u, dtype)
+    ratios = np.concatenate(ratios)
+    assert ratios.min() >= 0.0 and ratios.max() < 1.0
+    assert 0.35 < ratios.mean() < 0.65 and ratios.std() > 0.15  # U[0, 1), not a constant
+    # the same (seed, step) reproduces; another step or seed differs
+    for a, b in zip(first, refresh(3), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(first, refresh(4), strict=True):
+        assert not np.allclose(a, b)
+    other_seed = tr.icfg.copy()
+    other_seed[codes.I_SEED] = 12
+    for a, b in zip(first, refresh(3, other_seed), strict=True):
+        assert not np.allclose(a, b)
+
+
+@pytest.mark.parametrize("rule", ["fa", "dfa"])
+def test_refresh_feedback_leaves_fixed_feedback_alone(rule, rng):
+    tr = make_trainer(SHAPES[1], rule)
+    before = tr.feedback.copy()
+    scramble_weights(tr, rng)
+    cpu.refresh_feedback(tr.params, tr.feedback, tr.magnitude, tr.sizes, tr.icfg, 1)
+    np.testing.assert_array_equal(tr.feedback, before)
+
+
+# ------------------------------------------------------------------ train / evaluate
+
+TRAIN_CASES = [
+    ("bp", dict(momentum=0.0)),
+    ("bp", dict(momentum=0.9, weight_decay=1e-2)),
+    ("bp", dict(momentum=0.9, nesterov=True)),
+    ("bp", dict(optimizer="adam", lr=0.01, weight_decay=1e-2)),
+    ("fa", dict(momentum=0.9, weight_decay=1e-2)),
+    ("dfa", dict(momentum=0.9, nesterov=True)),
+    ("usf", dict(momentum=0.9)),
+    ("frsf", dict(optimizer="adam", lr=0.01)),
+    ("brsf", dict(momentum=0.9, weight_decay=1e-2)),
+    ("shallow", dict(momentum=0.9, weight_decay=1e-2)),
+]
+
+
+def run_and_compare(tr, x, y, epochs, dtype, factor=1.0):
+    net = naive_net(tr)
+    t = target_matrix(tr, y)
+    x64 = as_dtype(x, tr)
+    for epoch in range(epochs):
+        order = copy.deepcopy(tr.rng).permutation(len(x))  # the shuffle train_epoch will draw
+        net.lr = tr.learning_rate()
+        loss, error = tr.train_epoch(x, y)
+        nloss, nerrors = net.train_epoch(x64, t, order, tr.config.batch_size)
+        assert_close(loss, nloss / len(x), dtype, factor, err_msg=f"epoch {epoch} loss")
+        assert error == nerrors / len(x)
+        assert tr.step == net.step
+        assert_close(tr.params, net.flat_params(), dtype, factor, err_msg=f"params after epoch {epoch}")
+        assert_close(tr.state, net.flat_state(), dtype, factor, err_msg=f"optimiser state, epoch {epoch}")
+        for b, nb in zip(tr.feedback_matrices, net.feedback, strict=True):
+            assert_close(b, nb, dtype, factor, err_msg="feedback")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size", [1, 4, N_ROWS])
+@pytest.mark.parametrize("sizes", SHAPES, ids=str)
+@pytest.mark.parametrize("rule,opt", TRAIN_CASES, ids=lambda v: v if isinstance(v, str) else "")
+def test_train_epoch(rule, opt, sizes, batch_size, dtype, rng):
+    opt = {"lr": 0.1, **opt}
+    tr = make_trainer(sizes, rule, dtype, batch_size=batch_size, seed=3, **opt)
+    x, y = make_data(rng, N_ROWS, sizes)
+    before = tr.params.copy()
+    run_and_compare(tr, x, y, 2, dtype)
+    assert not np.array_equal(tr.params, before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("task,out_act,loss", OUTPUTS[1:])
+def test_train_epoch_other_outputs(task, out_act, loss, dtype, rng):
+    sizes = SHAPES[1]
+    tr = make_trainer(sizes, "fa", dtype, task, output_activation=out_act, loss=loss, batch_size=4, lr=0.1)
+    x, y = make_data(rng, N_ROWS, sizes, task, out_act)
+    run_and_compare(tr, x, y, 2, dtype)
+
+
+def test_train_epoch_step_schedule(rng):
+    sizes = SHAPES[0]
+    tr = make_trainer(sizes, "fa", "float64", batch_size=5, lr=0.2, schedule="step", step_size=1, gamma=0.5)
+    x, y = make_data(rng, N_ROWS, sizes)
+    run_and_compare(tr, x, y, 3, "float64")
+    assert tr.learning_rate() == pytest.approx(0.2 * 0.5**3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("task,out_act,loss", OUTPUTS)
+def test_evaluate_and_predict(task, out_act, loss, dtype, rng):
+    """More rows than the evaluation workspace holds, so the chunking is exercised."""
+    sizes = SHAPES[1]
+    tr = make_trainer(sizes, "fa", dtype, task, output_activation=out_act, loss=loss)
+    net = naive_net(tr)
+    x, y = make_data(rng, 300, sizes, task, out_act)
+    x64, t = as_dtype(x, tr), target_matrix(tr, y)
+    loss_mean, error_rate = tr.evaluate(x, y)
+    nloss, nerrors = net.evaluate(x64, t)
+    assert_close(loss_mean, nloss / 300, dtype)
+    assert error_rate == nerrors / 300
+    assert_close(tr.predict_outputs(x), net.outputs(x64), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_targets", [True, False])
+def test_evaluate_kernel_small_workspace(with_targets, dtype, rng):
+    sizes = SHAPES[1]
+    tr = make_trainer(sizes, "bp", dtype)
+    net = naive_net(tr)
+    x, labels = make_data(rng, N_ROWS, sizes)
+    x = np.ascontiguousarray(x, dtype=dtype)
+    labels = labels if with_targets else np.zeros(0, dtype=np.int64)
+    capacity = 4  # 17 rows in chunks of 4, the last of 1
+    width = sum(sizes[1:])
+    buffers = [np.zeros(capacity * k, dtype=dtype) for k in (width, width, sizes[0], sizes[-1])]
+    outputs = np.zeros((N_ROWS, sizes[-1]), dtype=dtype)
+    loss, errors = cpu.evaluate(
+        x,
+        labels.astype(np.int64),
+        np.zeros((0, sizes[-1]), dtype=dtype),
+        tr.params,
+        tr.sizes,
+        tr.acts,
+        tr.icfg,
+        *buffers,
+        outputs,
+    )
+    assert_close(outputs, net.outputs(x.astype(np.float64)), dtype)
+    if with_targets:
+        nloss, nerrors = net.evaluate(x.astype(np.float64), naive.one_hot(labels, sizes[-1]))
+        assert_close(loss, nloss, dtype)
+        assert errors == nerrors
+    else:
+        assert (loss, errors) == (0.0, 0)
