@@ -2,7 +2,8 @@
 
 The update rules themselves are compiled (:func:`fastfa.kernels.cpu.update_parameters`):
 SGD with optional (Nesterov) momentum and L2 weight decay, and Adam. State is a
-``(2, n_params)`` array: velocity for SGD, first and second moments for Adam.
+``(2, n_params)`` array: the carried momentum ``mu v`` for SGD (what the next step
+adds before its gradient), first and second moments for Adam.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Layout of a run file (HDF5, DESIGN.md section 3)::
     /model/b{l}       biases
     /feedback/B{l}    feedback matrices in paper orientation (n_src, n_l), if any
     /feedback/M{l}    magnitudes |B0| of sign-concordant rules, if any
-    /optimizer/state  (2, n_params): SGD velocity or Adam moments
+    /optimizer/state  (2, n_params): SGD carried momentum mu*v, or Adam moments
     /history/<metric> one value per epoch (angles: epochs x hidden layers)
 
 Files are written atomically: a temporary file in the same folder, then

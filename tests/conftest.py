@@ -101,9 +101,7 @@ def naive_net(trainer):
         seed=c.seed,
         classification=trainer.task == "classification",
     )
-    for slot in range(2):
-        ws, bs = naive.split_params(trainer.state[slot], sizes)
-        net.state[slot] = (ws, bs)
+    net.load_state(trainer.state, sizes)
     net.step = trainer.step
     return net
 

@@ -375,7 +375,18 @@ class Net:
         return join_params(self.weights, self.biases)
 
     def flat_state(self):
-        return np.stack([join_params(ws, bs) for ws, bs in self.state])
+        """The optimiser state in fastfa's layout: SGD keeps the carried momentum ``mu v``."""
+        state = np.stack([join_params(ws, bs) for ws, bs in self.state])
+        if self.optimizer == "sgd" and self.momentum:
+            state[0] *= self.momentum
+        return state
+
+    def load_state(self, flat, sizes):
+        """Inverse of :meth:`flat_state` (``v = carried / mu``; plain SGD leaves it as it is)."""
+        flat = np.array(flat, dtype=np.float64)
+        if self.optimizer == "sgd" and self.momentum:
+            flat[0] = flat[0] / self.momentum
+        self.state = [split_params(flat[slot], sizes) for slot in range(2)]
 
     # ----------------------------------------------------------------- passes
 

@@ -363,8 +363,7 @@ def test_update_parameters(opt, decay, output_only, sizes, dtype, rng):
         beta2=beta2,
         epsilon=eps,
     )
-    for slot in range(2):
-        net.state[slot] = naive.split_params(state[slot], sizes)
+    net.load_state(state, sizes)
     before = params.copy()
     for step in (1, 2, 3, 7):  # Adam's bias correction depends on the update count
         grads = rng.normal(0.0, 1.0, size=n).astype(dtype)

@@ -66,12 +66,17 @@ from fastfa.kernels.codes import (
     TANH,
 )
 
+#: Compile options of every kernel: cached on disk, and numpy's error model (a float
+#: division by zero gives inf or nan instead of raising), without which the branch
+#: numba inserts before each division keeps the loops from being vectorised.
+kernel = njit(cache=True, error_model="numpy")
+
 _LOG_CLIP = 1e-12  # probabilities are clipped here when the loss is reported
 
 # --------------------------------------------------------------------------- layout
 
 
-@njit(cache=True)
+@kernel
 def n_weights(sizes):
     """Number of weight entries, sum_l sizes[l] * sizes[l+1]."""
     n = 0
@@ -80,7 +85,7 @@ def n_weights(sizes):
     return n
 
 
-@njit(cache=True)
+@kernel
 def weight_view(params, sizes, layer):
     """``W_layer`` as a C-ordered ``(sizes[layer], sizes[layer+1])`` view of ``params``."""
     off = 0
@@ -90,7 +95,7 @@ def weight_view(params, sizes, layer):
     return params[off : off + size].reshape((sizes[layer], sizes[layer + 1]))
 
 
-@njit(cache=True)
+@kernel
 def bias_view(params, sizes, layer):
     """``b_layer`` as a view of ``params`` (biases follow all the weights)."""
     off = n_weights(sizes)
@@ -99,7 +104,7 @@ def bias_view(params, sizes, layer):
     return params[off : off + sizes[layer + 1]]
 
 
-@njit(cache=True)
+@kernel
 def feedback_cols(sizes, signal, layer):
     """``n_src`` of hidden layer ``layer``: width of the signal it receives."""
     if signal == SIGNAL_LAYERWISE or signal == SIGNAL_BACKPROP:
@@ -107,7 +112,7 @@ def feedback_cols(sizes, signal, layer):
     return sizes[sizes.size - 1]
 
 
-@njit(cache=True)
+@kernel
 def feedback_view(feedback, sizes, signal, layer):
     """``F_layer`` (forward orientation, ``(sizes[layer+1], n_src)``) inside ``feedback``."""
     off = 0
@@ -117,7 +122,7 @@ def feedback_view(feedback, sizes, signal, layer):
     return feedback[off : off + sizes[layer + 1] * cols].reshape((sizes[layer + 1], cols))
 
 
-@njit(cache=True)
+@kernel
 def activation_view(buffer, sizes, layer, m):
     """Rows ``0..m`` of layer ``layer``'s ``(capacity, sizes[layer+1])`` slot in ``buffer``.
 
@@ -194,7 +199,7 @@ def _tanh_bias_impl(z, b):
     return rational
 
 
-@njit(cache=True)
+@kernel
 def bias_activation(z, b, act):
     """In place: ``z <- f(z + b)`` for each row, fused in one pass.
 
@@ -241,7 +246,7 @@ def bias_activation(z, b, act):
                 z[i, j] += b[j]
 
 
-@njit(cache=True)
+@kernel
 def multiply_derivative(delta, h, act):
     """In place: ``delta <- delta * f'(a)``, with ``f'`` written through ``h = f(a)``.
 
@@ -263,7 +268,7 @@ def multiply_derivative(delta, h, act):
                     delta[i, j] = 0.0
 
 
-@njit(cache=True)
+@kernel
 def _argmax(row):
     best = 0
     for j in range(1, row.size):
@@ -272,7 +277,7 @@ def _argmax(row):
     return best
 
 
-@njit(cache=True)
+@kernel
 def output_error(y, t, act, loss, classification, e, scale):
     """Output error ``e = scale * dLoss/da_L``, the summed loss and the error count.
 
@@ -310,7 +315,7 @@ def output_error(y, t, act, loss, classification, e, scale):
     return total, errors
 
 
-@njit(cache=True)
+@kernel
 def column_sums(a, out):
     """``out[j] = sum_i a[i, j]`` (the bias gradient)."""
     out[:] = 0.0
@@ -323,7 +328,7 @@ def column_sums(a, out):
 # ------------------------------------------------------------------------- forward
 
 
-@njit(cache=True)
+@kernel
 def row_product(x, w, out):
     """``out = x @ w`` for one row ``x`` (``(1, n)``), skipping the zero entries of ``x``.
 
@@ -349,7 +354,7 @@ def row_product(x, w, out):
                 row[j] += xi * wi[j]
 
 
-@njit(cache=True)
+@kernel
 def forward(params, sizes, acts, x, hidden):
     """Forward pass of ``x`` (``(m, sizes[0])``); activations go to ``hidden``.
 
@@ -373,7 +378,7 @@ def forward(params, sizes, acts, x, hidden):
 # ------------------------------------------------------------------------ feedback
 
 
-@njit(cache=True)
+@kernel
 def counter_uniform(seed, step, index):
     """A uniform draw in [0, 1) from the counter ``(seed, step, index)``.
 
@@ -391,7 +396,7 @@ def counter_uniform(seed, step, index):
     return float(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
-@njit(cache=True)
+@kernel
 def refresh_feedback(params, feedback, magnitude, sizes, icfg, step):
     """Sign-concordant feedback before a batch: ``F_l = |B0_l| * sign(W_{l+1})``.
 
@@ -422,7 +427,7 @@ def refresh_feedback(params, feedback, magnitude, sizes, icfg, step):
 # ----------------------------------------------------------------------- gradients
 
 
-@njit(cache=True)
+@kernel
 def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas):
     """Forward pass, output error and the rule's hidden signals ``delta_l``.
 
@@ -465,7 +470,7 @@ def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas):
     return loss, errors
 
 
-@njit(cache=True)
+@kernel
 def layer_input(x, hidden, sizes, layer, m):
     """``h_{layer-1}``: the input of layer ``layer`` (``x`` for the first)."""
     if layer == 0:
@@ -473,7 +478,7 @@ def layer_input(x, hidden, sizes, layer, m):
     return activation_view(hidden, sizes, layer - 1, m)
 
 
-@njit(cache=True)
+@kernel
 def weight_gradients(x, hidden, deltas, grads, sizes, first, m):
     """``dW_l = h_{l-1}^T delta_l`` and ``db_l = sum_rows(delta_l)`` for layers ``first..L-1``."""
     for layer in range(first, sizes.size - 1):
@@ -482,13 +487,13 @@ def weight_gradients(x, hidden, deltas, grads, sizes, first, m):
         column_sums(delta, bias_view(grads, sizes, layer))
 
 
-@njit(cache=True)
+@kernel
 def first_trainable(icfg):
     """Index of the first layer that learns (the output layer alone when there is no hidden signal)."""
     return icfg[I_FIRST_TRAINABLE]
 
 
-@njit(cache=True)
+@kernel
 def compute_gradients(params, feedback, grads, sizes, acts, icfg, x, t, hidden, deltas):
     """:func:`backward` then :func:`weight_gradients` into ``grads`` (layout of ``params``).
 
@@ -503,13 +508,16 @@ def compute_gradients(params, feedback, grads, sizes, acts, icfg, x, t, hidden, 
 # ----------------------------------------------------------------------- optimisers
 
 
-@njit(cache=True)
-def _sgd_range(params, grads, velocity, lo, hi, lr, momentum, decay, nesterov):
+@kernel
+def _sgd_range(params, grads, carried, lo, hi, lr, momentum, decay, nesterov):
     """SGD over ``params[lo:hi]`` with gradient ``g = grad + decay * w``.
 
-    Plain (momentum 0): ``w -= lr g``. Momentum: ``v <- mu v - lr g``, then
-    ``w += v``, or ``w += mu v - lr g`` with Nesterov's correction
-    (Sutskever et al. 2013; the form scikit-learn's MLP uses).
+    Plain (momentum 0): ``w -= lr g``. Momentum (Polyak's heavy ball):
+    ``v <- mu v - lr g``, then ``w += v``, or ``w += mu v - lr g`` with
+    Nesterov's correction (Sutskever et al. 2013; the form scikit-learn's MLP
+    uses). ``carried`` holds ``mu v``, the momentum the next step carries, so
+    that :func:`fused_sgd_step` can let BLAS add the gradient to it with
+    ``beta = 1``.
     """
     if momentum == 0.0:
         for i in range(lo, hi):
@@ -517,17 +525,17 @@ def _sgd_range(params, grads, velocity, lo, hi, lr, momentum, decay, nesterov):
     elif nesterov:
         for i in range(lo, hi):
             g = grads[i] + decay * params[i]
-            v = momentum * velocity[i] - lr * g
-            velocity[i] = v
+            v = carried[i] - lr * g
             params[i] += momentum * v - lr * g
+            carried[i] = momentum * v
     else:
         for i in range(lo, hi):
-            v = momentum * velocity[i] - lr * (grads[i] + decay * params[i])
-            velocity[i] = v
+            v = carried[i] - lr * (grads[i] + decay * params[i])
             params[i] += v
+            carried[i] = momentum * v
 
 
-@njit(cache=True)
+@kernel
 def _adam_range(params, grads, first, second, lo, hi, lr, beta1, beta2, eps, decay, step):
     """Adam (Kingma and Ba 2015) over ``params[lo:hi]``, with bias correction folded into the rate.
 
@@ -544,12 +552,12 @@ def _adam_range(params, grads, first, second, lo, hi, lr, beta1, beta2, eps, dec
         params[i] -= rate * mi / (math.sqrt(vi) + eps)
 
 
-@njit(cache=True)
+@kernel
 def update_parameters(params, grads, state, sizes, icfg, fcfg, step):
     """One optimiser step on the trainable layers (weight decay on weights only).
 
-    ``state`` is ``(2, params.size)``: velocity for SGD, first and second
-    moments for Adam. ``step`` counts updates from 1 (Adam's bias correction).
+    ``state`` is ``(2, params.size)``: the carried momentum ``mu v`` for SGD,
+    first and second moments for Adam. ``step`` counts updates from 1 (Adam's bias correction).
     """
     first = first_trainable(icfg)
     w_lo = 0
@@ -572,7 +580,7 @@ def update_parameters(params, grads, state, sizes, icfg, fcfg, step):
         _sgd_range(params, grads, state[0], b_lo, b_hi, lr, mu, 0.0, nesterov)
 
 
-@njit(cache=True)
+@kernel
 def rank_one_update(w, alpha, u, v):
     """``w += alpha u^T v`` for single rows ``u`` and ``v``, skipping the zero entries of ``u``.
 
@@ -588,7 +596,7 @@ def rank_one_update(w, alpha, u, v):
                 w_row[j] += c * v_row[j]
 
 
-@njit(cache=True)
+@kernel
 def fused_sgd_step(params, state, sizes, icfg, fcfg, x, hidden, deltas):
     """SGD (plain or heavy-ball momentum) with the weight gradient accumulated by BLAS.
 
@@ -596,16 +604,17 @@ def fused_sgd_step(params, state, sizes, icfg, fcfg, x, hidden, deltas):
 
     - plain:    ``W <- (1 - lr wd) W - lr g``, one GEMM with ``beta = 1 - lr wd``
       (a sparse rank-one update for a single row without decay);
-    - momentum: ``V <- mu V - lr g`` (one GEMM with ``beta = mu``), then
-      ``V <- V - lr wd W`` and ``W <- W + V`` in one pass.
+    - momentum: ``v <- mu v - lr g`` as one GEMM with ``beta = 1`` onto the
+      carried momentum ``mu v`` kept in ``state[0]``, then one pass
+      ``v <- v - lr wd W``, ``W <- W + v``, ``state[0] <- mu v``.
 
     Biases likewise, without decay. The same step as :func:`weight_gradients`
-    followed by :func:`update_parameters`, up to rounding, with two fewer passes
+    followed by :func:`update_parameters`, up to rounding, with fewer passes
     over the weights.
     """
     m = x.shape[0]
     lr, mu, decay = fcfg[F_LR], fcfg[F_MOMENTUM], fcfg[F_WEIGHT_DECAY]
-    velocity = state[0]
+    carried = state[0]
     for layer in range(first_trainable(icfg), sizes.size - 1):
         h_in = layer_input(x, hidden, sizes, layer, m)
         delta = activation_view(deltas, sizes, layer, m)
@@ -621,30 +630,39 @@ def fused_sgd_step(params, state, sizes, icfg, fcfg, x, hidden, deltas):
                 for j in range(n_out):
                     b[j] -= lr * delta[i, j]
             continue
-        v = weight_view(velocity, sizes, layer)
-        gemm(-lr, h_in, True, delta, False, mu, v)
-        rows = w.shape[0]
-        for i in range(rows):
-            w_row, v_row = w[i], v[i]
-            if decay != 0.0:
-                for j in range(n_out):
-                    v_row[j] -= lr * decay * w_row[j]
-            for j in range(n_out):
-                w_row[j] += v_row[j]
-        vb = bias_view(velocity, sizes, layer)
-        for j in range(n_out):
-            vb[j] *= mu
+        v = weight_view(carried, sizes, layer)
+        gemm(-lr, h_in, True, delta, False, 1.0, v)
+        _apply_velocity(w, v, lr * decay, mu)
+        vb = bias_view(carried, sizes, layer)
         for i in range(m):
             for j in range(n_out):
                 vb[j] -= lr * delta[i, j]
         for j in range(n_out):
             b[j] += vb[j]
+            vb[j] *= mu
+
+
+@kernel
+def _apply_velocity(w, v, shrink, mu):
+    """``v <- v - shrink w``, ``w <- w + v``, ``v <- mu v``, row by row in one pass.
+
+    Serial on purpose: a numba parallel region here competes with BLAS's own
+    threads, which are still spinning after the GEMM before it (measured: the
+    step became ten times slower).
+    """
+    rows, cols = w.shape
+    for i in range(rows):
+        w_row, v_row = w[i], v[i]
+        for j in range(cols):
+            vj = v_row[j] - shrink * w_row[j]
+            w_row[j] += vj
+            v_row[j] = mu * vj
 
 
 # ---------------------------------------------------------------------- batch/epoch
 
 
-@njit(cache=True)
+@kernel
 def gather_batch(x_all, labels, targets, order, start, m, xb, tb):
     """Copy rows ``order[start:start+m]`` into ``xb`` and their targets into ``tb``.
 
@@ -661,7 +679,7 @@ def gather_batch(x_all, labels, targets, order, start, m, xb, tb):
             tb[i, :] = targets[row]
 
 
-@njit(cache=True)
+@kernel
 def train_batch(
     params, feedback, magnitude, grads, state, sizes, acts, icfg, fcfg, x, t, hidden, deltas, step
 ):
@@ -682,7 +700,7 @@ def train_batch(
     return loss, errors
 
 
-@njit(cache=True)
+@kernel
 def train_epoch(
     x_all,
     labels,
@@ -729,7 +747,7 @@ def train_epoch(
     return total_loss, total_errors
 
 
-@njit(cache=True)
+@kernel
 def evaluate(x_all, labels, targets, params, sizes, acts, icfg, hidden, deltas, xbuf, tbuf, outputs):
     """Summed loss and error count of the network on every row of ``x_all``.
 

@@ -1,0 +1,328 @@
+"""Training throughput on the CPU: fastfa next to PyTorch, plain NumPy and the GEMM bound.
+
+Run ``python -m benchmarks.cpu [--quick] [--threads N] [--no-torch]``. Everything is
+measured in this one process, with the same thread count for every contender (BLAS,
+numba, PyTorch), so the ratio lines hold even on a noisy shared machine.
+
+Each measurement runs in a fresh worker process (``--worker``), one after another, so the
+contenders' thread pools never spin against each other.
+
+- fastfa: :class:`fastfa.Trainer` on MNIST held in memory (whole batches in compiled code).
+- PyTorch (optional; skipped with a message when it is not installed): the same network
+  written the way peer libraries write it -- a custom ``torch.autograd.Function`` whose
+  backward multiplies the error by ``B`` (fa) or ``W`` (bp); dfa with a hook that sends the
+  output error to every hidden layer through ``D``; ``torch.optim.SGD``.
+- NumPy: a straightforward float32 implementation, one Python iteration per batch.
+- GEMM bound: the flops a rule needs per sample (forward ``2 sum n_in n_out``, the same for
+  the weight gradients, and ``2 n_src n_l`` for every hidden layer that receives a signal)
+  divided into the float32 GEMM speed of NumPy on 2048 x 2048 matrices measured here.
+
+Settings: 784-1000-10 tanh, softmax cross-entropy, SGD with momentum 0.9 (plain SGD at
+batch 1, the online setting of the papers), learning rate 0.01, float32. Data: MNIST from
+``../shared/data/mnist`` when present (inputs in [0, 1], about 81% zeros), otherwise a
+synthetic stand-in with the same sparsity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer samples per measurement")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for everyone")
+    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    parser.add_argument("--batches", default="1,32,128,1024")
+    parser.add_argument("--rules", default="bp,fa,dfa")
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many timings")
+    parser.add_argument(
+        "--worker", nargs=5, metavar=("WHO", "NET", "RULE", "BATCH", "SAMPLES"), help=argparse.SUPPRESS
+    )
+    return parser.parse_args(argv)
+
+
+ARGS = _parse(sys.argv[1:] if __name__ == "__main__" else [])
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_var] = str(ARGS.threads)  # before numpy, scipy, numba or torch load
+
+import numpy as np  # noqa: E402
+
+from fastfa import TrainConfig, Trainer  # noqa: E402
+
+MNIST_SIZES = (784, 1000, 10)
+DEEP_SIZES = (784, 1000, 1000, 1000, 1000, 10)
+
+
+# ------------------------------------------------------------------------- data
+
+
+def load_mnist(n):
+    """``n`` MNIST training images (float32 in [0, 1]) and labels, or a synthetic stand-in."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+    images, labels = folder / "train-images-idx3-ubyte.gz", folder / "train-labels-idx1-ubyte.gz"
+    if images.exists() and labels.exists():
+        from fastfa.datasets import read_idx
+
+        x = read_idx(images, 0x00000803).reshape(-1, 784)[:n].astype(np.float32) / 255
+        y = read_idx(labels, 0x00000801)[:n].astype(np.int64)
+        return x, y, "MNIST"
+    rng = np.random.default_rng(0)
+    x = (rng.random((n, 784)) < 0.19) * rng.random((n, 784))
+    return x.astype(np.float32), rng.integers(0, 10, n), "synthetic (MNIST-like sparsity)"
+
+
+# ------------------------------------------------------------------------ bound
+
+
+def gemm_gflops(repeats=5):
+    """NumPy float32 GEMM speed on 2048 x 2048 matrices, best of ``repeats``."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.random((2048, 2048), dtype=np.float32) for _ in range(2))
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * 2048**3 / best / 1e9
+
+
+def flops_per_sample(sizes, rule):
+    """Flops of one training sample: forward, weight gradients, hidden signals."""
+    layers = list(zip(sizes[:-1], sizes[1:]))
+    forward = sum(2 * a * b for a, b in layers)
+    hidden = sizes[1:-1]
+    if rule == "dfa":
+        signals = sum(2 * sizes[-1] * n for n in hidden)
+    else:  # every layer but the first sends a signal down
+        signals = sum(2 * a * b for a, b in layers[1:])
+    return 2 * forward + signals
+
+
+def _timed(func):
+    start = time.perf_counter()
+    func()
+    return time.perf_counter() - start
+
+
+# ------------------------------------------------------------------------ fastfa
+
+
+def fastfa_rate(sizes, rule, batch, x, y, repeats):
+    momentum = 0.0 if batch == 1 else 0.9
+    config = TrainConfig(hidden=sizes[1:-1], rule=rule, batch_size=batch, lr=0.01, momentum=momentum)
+    trainer = Trainer(config, sizes[0], sizes[-1])
+    xs, labels, targets = trainer.prepare(x, y)
+    order = np.arange(len(xs))
+    trainer.train_rows(xs, labels, targets, order[: 4 * batch])  # compile / warm up
+    best = min(_timed(lambda: trainer.train_rows(xs, labels, targets, order)) for _ in range(repeats))
+    return len(xs) / best
+
+
+# ------------------------------------------------------------------------- numpy
+
+
+def numpy_rate(sizes, rule, batch, x, y, repeats):
+    rng = np.random.default_rng(0)
+    ws = [rng.uniform(-1, 1, (a, b)).astype(np.float32) / np.sqrt(a) for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [np.zeros(b, np.float32) for b in sizes[1:]]
+    fb = [rng.uniform(-1, 1, w.shape).astype(np.float32) / np.sqrt(w.shape[0]) for w in ws[1:]]
+    if rule == "dfa":
+        fb = [rng.uniform(-1, 1, (n, sizes[-1])).astype(np.float32) / np.sqrt(n) for n in sizes[1:-1]]
+    vw = [np.zeros_like(w) for w in ws]
+    vb = [np.zeros_like(b) for b in bs]
+    mu, lr = (0.0 if batch == 1 else 0.9), np.float32(0.01)
+    onehot = np.eye(sizes[-1], dtype=np.float32)[y]
+
+    def epoch():
+        for start in range(0, len(x), batch):
+            xb, tb = x[start : start + batch], onehot[start : start + batch]
+            hs = [xb]
+            for i, (w, b) in enumerate(zip(ws, bs)):
+                a = hs[-1] @ w + b
+                if i < len(ws) - 1:
+                    hs.append(np.tanh(a))
+                else:
+                    a -= a.max(axis=1, keepdims=True)
+                    p = np.exp(a)
+                    p /= p.sum(axis=1, keepdims=True)
+            e = (p - tb) / len(xb)
+            deltas = [e]
+            for i in range(len(ws) - 2, -1, -1):
+                if rule == "dfa":
+                    d = e @ fb[i].T
+                else:
+                    d = deltas[0] @ (ws[i + 1] if rule == "bp" else fb[i]).T
+                deltas.insert(0, d * (1 - hs[i + 1] ** 2))
+            for i in range(len(ws)):
+                gw, gb = hs[i].T @ deltas[i], deltas[i].sum(axis=0)
+                if mu:
+                    vw[i] *= mu
+                    vw[i] -= lr * gw
+                    vb[i] *= mu
+                    vb[i] -= lr * gb
+                    ws[i] += vw[i]
+                    bs[i] += vb[i]
+                else:
+                    ws[i] -= lr * gw
+                    bs[i] -= lr * gb
+
+    best = min(_timed(epoch) for _ in range(repeats))
+    return len(x) / best
+
+
+# ------------------------------------------------------------------------- torch
+
+
+def torch_rate(sizes, rule, batch, x, y, repeats):
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+
+    class LinearFeedback(torch.autograd.Function):
+        """y = x W^T + b; backward sends grad_out @ B down (B = W for bp, fixed random for fa)."""
+
+        @staticmethod
+        def forward(ctx, inp, weight, bias, feedback):
+            ctx.save_for_backward(inp, feedback)
+            return inp @ weight.t() + bias
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            inp, feedback = ctx.saved_tensors
+            grad_in = grad_out @ feedback if ctx.needs_input_grad[0] else None
+            return grad_in, grad_out.t() @ inp, grad_out.sum(0), None
+
+    class DirectFeedback(torch.autograd.Function):
+        """Identity forward; backward replaces the incoming gradient by e D (the output error)."""
+
+        @staticmethod
+        def forward(ctx, h, projection, store):
+            ctx.projection, ctx.store = projection, store
+            return h.view_as(h)
+
+        @staticmethod
+        def backward(ctx, grad):
+            return ctx.store["e"] @ ctx.projection, None, None
+
+    layers = list(zip(sizes[:-1], sizes[1:]))
+    weights = [torch.nn.Parameter(torch.empty(b, a).uniform_(-1, 1) / a**0.5) for a, b in layers]
+    biases = [torch.nn.Parameter(torch.zeros(b)) for a, b in layers]
+    feedback = [torch.empty(b, a).uniform_(-1, 1) / a**0.5 for a, b in layers]
+    direct = [torch.empty(sizes[-1], n).uniform_(-1, 1) / n**0.5 for n in sizes[1:-1]]
+    store = {}
+
+    def model(inp):
+        h = inp
+        for i, (w, b) in enumerate(zip(weights, biases)):
+            fb = w if rule == "bp" else feedback[i]
+            if rule == "dfa" and i > 0:
+                h = DirectFeedback.apply(h, direct[i - 1], store)
+            h = LinearFeedback.apply(h, w, b, fb.detach() if rule == "bp" else fb)
+            if i < len(weights) - 1:
+                h = torch.tanh(h)
+        if rule == "dfa":
+            h.register_hook(lambda g: store.__setitem__("e", g))
+        return h
+
+    momentum = 0.0 if batch == 1 else 0.9
+    optimizer = torch.optim.SGD(weights + biases, lr=0.01, momentum=momentum)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def epoch():
+        for start in range(0, len(xt), batch):
+            xb, yb = xt[start : start + batch], yt[start : start + batch]
+            loss = F.cross_entropy(model(xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    best = min(_timed(epoch) for _ in range(repeats))
+    return len(xt) / best
+
+
+# -------------------------------------------------------------------------- main
+
+
+def samples_for(batch, quick):
+    if batch == 1:
+        return 2000 if quick else 10000
+    return (4096 if quick else 16384) if batch < 1024 else (8192 if quick else 32768)
+
+
+def worker(who, net, rule, batch, samples, repeats):
+    """Measure one contender in this process; print samples/s."""
+    sizes = {"mnist": MNIST_SIZES, "deep": DEEP_SIZES}[net]
+    x, y, _ = load_mnist(samples)
+    if who == "torch":
+        import torch
+
+        torch.set_num_threads(ARGS.threads)
+    measure = {"fastfa": fastfa_rate, "torch": torch_rate, "numpy": numpy_rate}[who]
+    print(measure(sizes, rule, batch, x, y, repeats))
+
+
+def measure(who, net, rule, batch, samples, repeats):
+    """samples/s of one contender, measured in a fresh worker process."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "benchmarks.cpu", "--threads", str(ARGS.threads), "--repeats", str(repeats),
+           "--worker", who, net, rule, str(batch), str(samples)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{who} {rule} {batch}: {done.stderr.strip().splitlines()[-1]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def torch_note(disabled):
+    if disabled:
+        return False, "PyTorch disabled with --no-torch"
+    try:
+        import torch
+    except ImportError:
+        return False, "PyTorch is not installed (pip install torch): its columns are skipped"
+    return True, f"PyTorch {torch.__version__}"
+
+
+def main():
+    args = ARGS
+    if args.worker:
+        who, net, rule, batch, samples = args.worker
+        worker(who, net, rule, int(batch), int(samples), args.repeats)
+        return
+    batches = [int(b) for b in args.batches.split(",")]
+    rules = args.rules.split(",")
+    has_torch, note = torch_note(args.no_torch)
+    _, _, source = load_mnist(1)
+    gflops = gemm_gflops()
+    print(f"fastfa CPU benchmark: data {source}; {args.threads} threads for every contender")
+    print(f"NumPy float32 GEMM 2048x2048: {gflops:.0f} GFLOP/s; {note}")
+    print("784-1000-10 tanh, SGD momentum 0.9 (batch 1: plain SGD); samples/s, best of", args.repeats)
+    print()
+    header = f"{'rule':<6}{'batch':>6}{'fastfa':>10}{'torch':>10}{'numpy':>10}{'bound':>10}"
+    header += f"{'fastfa/torch':>14}{'fastfa/bound':>14}"
+    print(header)
+    for batch in batches:
+        n = samples_for(batch, args.quick)
+        for rule in rules:
+            bound = gflops * 1e9 / flops_per_sample(MNIST_SIZES, rule)
+            ours = measure("fastfa", "mnist", rule, batch, n, args.repeats)
+            theirs = measure("torch", "mnist", rule, batch, n, args.repeats) if has_torch else float("nan")
+            plain = measure("numpy", "mnist", rule, batch, min(n, 4096), 1)
+            print(
+                f"{rule:<6}{batch:>6}{ours:>10,.0f}{theirs:>10,.0f}{plain:>10,.0f}{bound:>10,.0f}"
+                f"{ours / theirs:>13.2f}x{ours / bound:>13.0%}",
+                flush=True,
+            )
+    print()
+    n = samples_for(128, args.quick) // 2
+    for batch in (32, 128):
+        fa, dfa = (measure("fastfa", "deep", r, batch, n, args.repeats) for r in ("fa", "dfa"))
+        print(f"784-1000x4-10 batch {batch}: fa {fa:,.0f}/s, dfa {dfa:,.0f}/s, dfa/fa {dfa / fa:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
