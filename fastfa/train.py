@@ -255,47 +255,26 @@ class Trainer:
         For data that arrive in chunks: call once per chunk, then count the
         epoch. Returns the summed loss and error count.
         """
-        ws, fcfg = self._train_ws, self._fcfg()
-        common = (self.params, self.feedback, self.magnitude, self.grads, self.state, self.sizes, self.acts)
+        batch = self.config.batch_size
         if self.rule.after_batch is None:
-            loss, errors = kernels.train_epoch(
-                x,
-                labels,
-                targets,
-                order,
-                self.config.batch_size,
-                *common,
-                self.icfg,
-                fcfg,
-                ws.hidden,
-                ws.deltas,
-                ws.x,
-                ws.t,
-                self.step,
-            )
-            self.step += -(-len(order) // self.config.batch_size)
-            return loss, errors
+            return self._train_batches(x, labels, targets, order, batch)
         loss, errors = 0.0, 0
-        for start in range(0, len(order), self.config.batch_size):
-            rows = order[start : start + self.config.batch_size]
-            l, e = kernels.train_epoch(
-                x,
-                labels,
-                targets,
-                rows,
-                len(rows),
-                *common,
-                self.icfg,
-                fcfg,
-                ws.hidden,
-                ws.deltas,
-                ws.x,
-                ws.t,
-                self.step,
-            )
-            self.step += 1
-            loss, errors = loss + l, errors + e
+        for start in range(0, len(order), batch):
+            rows = order[start : start + batch]
+            batch_loss, batch_errors = self._train_batches(x, labels, targets, rows, batch)
+            loss, errors = loss + batch_loss, errors + batch_errors
             self.rule.after_batch(self)
+        return loss, errors
+
+    def _train_batches(self, x, labels, targets, order, batch):
+        """The compiled loop over the batches of ``order``; advances :attr:`step`."""
+        ws = self._train_ws
+        loss, errors = kernels.train_epoch(
+            x, labels, targets, order, batch, self.params, self.feedback, self.magnitude, self.grads,
+            self.state, self.sizes, self.acts, self.icfg, self._fcfg(), ws.hidden, ws.deltas, ws.x, ws.t,
+            self.step,
+        )  # fmt: skip
+        self.step += -(-len(order) // batch)
         return loss, errors
 
     # -------------------------------------------------------------- inference
