@@ -580,3 +580,88 @@ def test_evaluate_kernel_small_workspace(with_targets, dtype, rng):
         assert errors == nerrors
     else:
         assert (loss, errors) == (0.0, 0)
+
+
+# ------------------------------------------------------------------ fast paths
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("density", [0.0, 0.2, 1.0])
+def test_row_product_skips_zero_inputs(density, dtype, rng):
+    """One row times a matrix, sparse (zero entries skipped) or dense (BLAS)."""
+    x = (rng.normal(size=(1, 13)) * (rng.random((1, 13)) < density)).astype(dtype)
+    w = rng.normal(size=(13, 7)).astype(dtype)
+    out = np.full((1, 7), np.nan, dtype=dtype)
+    cpu.row_product(x, w, out)
+    assert_close(out, x.astype(np.float64) @ w.astype(np.float64), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rank_one_update_touches_only_nonzero_rows(dtype, rng):
+    u = (rng.normal(size=(1, 11)) * (rng.random((1, 11)) < 0.3)).astype(dtype)
+    u[0, 0] = 0.0
+    v = rng.normal(size=(1, 6)).astype(dtype)
+    w = rng.normal(size=(11, 6)).astype(dtype)
+    expected = w.astype(np.float64) - 0.5 * u.T.astype(np.float64) @ v.astype(np.float64)
+    before = w.copy()
+    cpu.rank_one_update(w, -0.5, u, v)
+    assert_close(w, expected, dtype)
+    zero_rows = u[0] == 0
+    np.testing.assert_array_equal(w[zero_rows], before[zero_rows])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_gemm_alpha_beta(trans_a, trans_b, dtype, rng):
+    """``c <- alpha op(a) op(b) + beta c`` on shapes that are not multiples of anything."""
+    from numba import njit
+
+    from fastfa.kernels.blas import gemm
+
+    @njit
+    def call(alpha, a, ta, b, tb, beta, c):
+        gemm(alpha, a, ta, b, tb, beta, c)
+
+    m, k, n = 7, 13, 5
+    a = rng.normal(size=(k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.normal(size=(n, k) if trans_b else (k, n)).astype(dtype)
+    c = rng.normal(size=(m, n)).astype(dtype)
+    op_a = (a.T if trans_a else a).astype(np.float64)
+    op_b = (b.T if trans_b else b).astype(np.float64)
+    expected = 0.7 * op_a @ op_b - 0.3 * c.astype(np.float64)
+    call(0.7, a, trans_a, b, trans_b, -0.3, c)
+    assert_close(c, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt", [dict(momentum=0.0), dict(momentum=0.0, weight_decay=0.05),
+                                 dict(momentum=0.9), dict(momentum=0.9, weight_decay=0.05)])  # fmt: skip
+@pytest.mark.parametrize("m", [1, N_ROWS])
+def test_fused_sgd_step_equals_gradient_then_update(opt, m, dtype, rng):
+    """The BLAS-accumulated SGD step is the gradient-buffer step, up to rounding."""
+    sizes = SHAPES[1]
+    fused = make_trainer(sizes, "fa", dtype, lr=0.1, **opt)
+    x, y = make_data(rng, m, sizes)
+    x[:, ::2] = 0.0  # sparse inputs: the single-row path skips them
+    fused.state[0] = rng.normal(0.0, 0.01, size=fused.params.size)
+    plain = copy.deepcopy(fused)
+    xs = fused.prepare(x)[0]
+    t = target_matrix(fused, y).astype(dtype)
+    hidden, deltas = fused._train_ws.hidden, fused._train_ws.deltas
+    cpu.backward(fused.params, fused.feedback, fused.sizes, fused.acts, fused.icfg, xs, t, hidden, deltas)
+    cpu.fused_sgd_step(fused.params, fused.state, fused.sizes, fused.icfg, fused._fcfg(), xs, hidden, deltas)
+    grads = plain.gradients(x, y)
+    cpu.update_parameters(plain.params, grads, plain.state, plain.sizes, plain.icfg, plain._fcfg(), 1)
+    assert_close(fused.params, plain.params.astype(np.float64), dtype)
+    assert_close(fused.state, plain.state.astype(np.float64), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_online_training_on_sparse_inputs_matches_reference(dtype, rng):
+    """Batch 1, plain SGD, mostly-zero inputs: the sparse row paths against the naive reference."""
+    sizes = SHAPES[1]
+    tr = make_trainer(sizes, "fa", dtype, batch_size=1, seed=5, lr=0.1, momentum=0.0)
+    x, y = make_data(rng, N_ROWS, sizes)
+    x *= rng.random(x.shape) < 0.25
+    run_and_compare(tr, x, y, 2, dtype)
