@@ -4,8 +4,9 @@ Run ``python -m benchmarks.cpu [--quick] [--threads N] [--no-torch]``. Everythin
 measured in this one process, with the same thread count for every contender (BLAS,
 numba, PyTorch), so the ratio lines hold even on a noisy shared machine.
 
-Each measurement runs in a fresh worker process (``--worker``), one after another, so the
-contenders' thread pools never spin against each other.
+Each contender runs in its own long-lived worker process (``--serve``) and the timings
+alternate between them, so their thread pools never spin against each other and a burst
+of load on a shared machine hits every contender alike.
 
 - fastfa: :class:`fastfa.Trainer` on MNIST held in memory (whole batches in compiled code).
 - PyTorch (optional; skipped with a message when it is not installed): the same network
@@ -38,10 +39,8 @@ def _parse(argv):
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     parser.add_argument("--batches", default="1,32,128,1024")
     parser.add_argument("--rules", default="bp,fa,dfa")
-    parser.add_argument("--repeats", type=int, default=5, help="best of this many timings")
-    parser.add_argument(
-        "--worker", nargs=5, metavar=("WHO", "NET", "RULE", "BATCH", "SAMPLES"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of alternating timings")
+    parser.add_argument("--serve", choices=["fastfa", "torch", "numpy"], help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -136,8 +135,8 @@ def numpy_rate(sizes, rule, batch, x, y, repeats):
     mu, lr = (0.0 if batch == 1 else 0.9), np.float32(0.01)
     onehot = np.eye(sizes[-1], dtype=np.float32)[y]
 
-    def epoch():
-        for start in range(0, len(x), batch):
+    def epoch(n=None):
+        for start in range(0, len(x) if n is None else n, batch):
             xb, tb = x[start : start + batch], onehot[start : start + batch]
             hs = [xb]
             for i, (w, b) in enumerate(zip(ws, bs)):
@@ -169,6 +168,7 @@ def numpy_rate(sizes, rule, batch, x, y, repeats):
                     ws[i] -= lr * gw
                     bs[i] -= lr * gb
 
+    epoch(4 * batch)  # warm up, as fastfa_rate does
     best = min(_timed(epoch) for _ in range(repeats))
     return len(x) / best
 
@@ -232,14 +232,15 @@ def torch_rate(sizes, rule, batch, x, y, repeats):
     optimizer = torch.optim.SGD(weights + biases, lr=0.01, momentum=momentum)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
-    def epoch():
-        for start in range(0, len(xt), batch):
+    def epoch(n=None):
+        for start in range(0, len(xt) if n is None else n, batch):
             xb, yb = xt[start : start + batch], yt[start : start + batch]
             loss = F.cross_entropy(model(xb), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
 
+    epoch(4 * batch)  # warm up, as fastfa_rate does
     best = min(_timed(epoch) for _ in range(repeats))
     return len(xt) / best
 
@@ -253,28 +254,67 @@ def samples_for(batch, quick):
     return (4096 if quick else 16384) if batch < 1024 else (8192 if quick else 32768)
 
 
-def worker(who, net, rule, batch, samples, repeats):
-    """Measure one contender in this process; print samples/s."""
-    sizes = {"mnist": MNIST_SIZES, "deep": DEEP_SIZES}[net]
-    x, y, _ = load_mnist(samples)
+EPOCHS_PER_ASK = 2  # every contender runs faster on its second pass over the same model
+
+
+def serve(who):
+    """Worker loop: read ``net rule batch samples`` lines, answer samples/s.
+
+    Each answer is the best of :data:`EPOCHS_PER_ASK` timed passes on one freshly built model.
+    """
     if who == "torch":
         import torch
 
         torch.set_num_threads(ARGS.threads)
-    measure = {"fastfa": fastfa_rate, "torch": torch_rate, "numpy": numpy_rate}[who]
-    print(measure(sizes, rule, batch, x, y, repeats))
+    rate = {"fastfa": fastfa_rate, "torch": torch_rate, "numpy": numpy_rate}[who]
+    x_all, y_all, _ = load_mnist(60000)
+    for line in sys.stdin:
+        net, rule, batch, samples = line.split()
+        x, y = x_all[: int(samples)], y_all[: int(samples)]
+        sizes = {"mnist": MNIST_SIZES, "deep": DEEP_SIZES}[net]
+        print(rate(sizes, rule, int(batch), x, y, EPOCHS_PER_ASK), flush=True)
 
 
-def measure(who, net, rule, batch, samples, repeats):
-    """samples/s of one contender, measured in a fresh worker process."""
-    import subprocess
+class Contenders:
+    """One long-lived worker process per contender, asked in turn.
 
-    cmd = [sys.executable, "-m", "benchmarks.cpu", "--threads", str(ARGS.threads), "--repeats", str(repeats),
-           "--worker", who, net, rule, str(batch), str(samples)]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{who} {rule} {batch}: {done.stderr.strip().splitlines()[-1]}")
-    return float(done.stdout.strip().splitlines()[-1])
+    Repeats alternate between the contenders, so a burst of load on the shared machine
+    hits them alike, and each contender's thread pools sit idle in their own process
+    while another one runs.
+    """
+
+    def __init__(self, names):
+        import subprocess
+
+        self.workers = {
+            name: subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.cpu", "--threads", str(ARGS.threads), "--serve", name],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            )
+            for name in names
+        }  # fmt: skip
+
+    def ask(self, name, net, rule, batch, samples):
+        worker = self.workers[name]
+        worker.stdin.write(f"{net} {rule} {batch} {samples}\n")
+        worker.stdin.flush()
+        answer = worker.stdout.readline()
+        if not answer:
+            raise RuntimeError(f"the {name} worker died on {net} {rule} batch {batch}")
+        return float(answer)
+
+    def best(self, names, net, rule, batch, samples, repeats):
+        """Best samples/s of each contender over ``repeats`` alternating timings."""
+        rates = {name: 0.0 for name in names}
+        for _ in range(repeats):
+            for name in names:
+                rates[name] = max(rates[name], self.ask(name, net, rule, batch, samples))
+        return rates
+
+    def close(self):
+        for worker in self.workers.values():
+            worker.stdin.close()
+            worker.wait()
 
 
 def torch_note(disabled):
@@ -289,9 +329,8 @@ def torch_note(disabled):
 
 def main():
     args = ARGS
-    if args.worker:
-        who, net, rule, batch, samples = args.worker
-        worker(who, net, rule, int(batch), int(samples), args.repeats)
+    if args.serve:
+        serve(args.serve)
         return
     batches = [int(b) for b in args.batches.split(",")]
     rules = args.rules.split(",")
@@ -300,28 +339,36 @@ def main():
     gflops = gemm_gflops()
     print(f"fastfa CPU benchmark: data {source}; {args.threads} threads for every contender")
     print(f"NumPy float32 GEMM 2048x2048: {gflops:.0f} GFLOP/s; {note}")
-    print("784-1000-10 tanh, SGD momentum 0.9 (batch 1: plain SGD); samples/s, best of", args.repeats)
+    print(
+        "784-1000-10 tanh, SGD momentum 0.9 (batch 1: plain SGD); samples/s, "
+        f"best of {args.repeats} rounds x {EPOCHS_PER_ASK} passes"
+    )
     print()
-    header = f"{'rule':<6}{'batch':>6}{'fastfa':>10}{'torch':>10}{'numpy':>10}{'bound':>10}"
-    header += f"{'fastfa/torch':>14}{'fastfa/bound':>14}"
-    print(header)
-    for batch in batches:
-        n = samples_for(batch, args.quick)
-        for rule in rules:
-            bound = gflops * 1e9 / flops_per_sample(MNIST_SIZES, rule)
-            ours = measure("fastfa", "mnist", rule, batch, n, args.repeats)
-            theirs = measure("torch", "mnist", rule, batch, n, args.repeats) if has_torch else float("nan")
-            plain = measure("numpy", "mnist", rule, batch, min(n, 4096), 1)
-            print(
-                f"{rule:<6}{batch:>6}{ours:>10,.0f}{theirs:>10,.0f}{plain:>10,.0f}{bound:>10,.0f}"
-                f"{ours / theirs:>13.2f}x{ours / bound:>13.0%}",
-                flush=True,
-            )
-    print()
-    n = samples_for(128, args.quick) // 2
-    for batch in (32, 128):
-        fa, dfa = (measure("fastfa", "deep", r, batch, n, args.repeats) for r in ("fa", "dfa"))
-        print(f"784-1000x4-10 batch {batch}: fa {fa:,.0f}/s, dfa {dfa:,.0f}/s, dfa/fa {dfa / fa:.2f}x")
+    print(f"{'rule':<6}{'batch':>6}{'fastfa':>10}{'torch':>10}{'numpy':>10}{'bound':>10}"
+          f"{'fastfa/torch':>14}{'fastfa/bound':>14}")  # fmt: skip
+    names = ["fastfa", "torch"] if has_torch else ["fastfa"]
+    pool = Contenders(names + ["numpy"])
+    try:
+        for batch in batches:
+            n = samples_for(batch, args.quick)
+            for rule in rules:
+                bound = gflops * 1e9 / flops_per_sample(MNIST_SIZES, rule)
+                rates = pool.best(names, "mnist", rule, batch, n, args.repeats)
+                plain = pool.ask("numpy", "mnist", rule, batch, min(n, 4096))
+                ours, theirs = rates["fastfa"], rates.get("torch", float("nan"))
+                print(
+                    f"{rule:<6}{batch:>6}{ours:>10,.0f}{theirs:>10,.0f}{plain:>10,.0f}{bound:>10,.0f}"
+                    f"{ours / theirs:>13.2f}x{ours / bound:>13.0%}",
+                    flush=True,
+                )
+        print()
+        n = samples_for(128, args.quick) // 2
+        for batch in (32, 128):
+            fa = pool.best(["fastfa"], "deep", "fa", batch, n, args.repeats)["fastfa"]
+            dfa = pool.best(["fastfa"], "deep", "dfa", batch, n, args.repeats)["fastfa"]
+            print(f"784-1000x4-10 batch {batch}: fa {fa:,.0f}/s, dfa {dfa:,.0f}/s, dfa/fa {dfa / fa:.2f}x")
+    finally:
+        pool.close()
 
 
 def startup():
@@ -350,6 +397,6 @@ def startup():
 
 if __name__ == "__main__":
     main()
-    if not ARGS.worker:
+    if not ARGS.serve:
         print()
         startup()
