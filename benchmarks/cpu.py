@@ -255,6 +255,7 @@ def samples_for(batch, quick):
 
 
 EPOCHS_PER_ASK = 2  # every contender runs faster on its second pass over the same model
+IDLE_SECONDS = 0.5  # OpenBLAS threads spin ~2^28 cycles after their last call before sleeping
 
 
 def serve(who):
@@ -295,6 +296,7 @@ class Contenders:
         }  # fmt: skip
 
     def ask(self, name, net, rule, batch, samples):
+        time.sleep(IDLE_SECONDS)  # let the last worker's BLAS/OpenMP threads stop spinning
         worker = self.workers[name]
         worker.stdin.write(f"{net} {rule} {batch} {samples}\n")
         worker.stdin.flush()
