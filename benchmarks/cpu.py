@@ -269,6 +269,7 @@ def serve(who):
         torch.set_num_threads(ARGS.threads)
     rate = {"fastfa": fastfa_rate, "torch": torch_rate, "numpy": numpy_rate}[who]
     x_all, y_all, _ = load_mnist(60000)
+    print("ready", flush=True)
     for line in sys.stdin:
         net, rule, batch, samples = line.split()
         x, y = x_all[: int(samples)], y_all[: int(samples)]
@@ -294,6 +295,9 @@ class Contenders:
             )
             for name in names
         }  # fmt: skip
+        for name, worker in self.workers.items():  # start timing only once every worker has loaded
+            if worker.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"the {name} worker failed to start")
 
     def ask(self, name, net, rule, batch, samples):
         time.sleep(IDLE_SECONDS)  # let the last worker's BLAS/OpenMP threads stop spinning
