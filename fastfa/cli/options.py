@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 
 import click
 
@@ -75,7 +74,3 @@ def _json_safe(value):
     if hasattr(value, "item"):
         return _json_safe(value.item())
     return value
-
-
-def stderr_is_terminal():
-    return sys.stderr.isatty()

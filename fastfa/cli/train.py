@@ -72,12 +72,6 @@ class StopFlag:
         return False
 
 
-def _rule_names():
-    from fastfa.rules import available_rules
-
-    return sorted(available_rules())
-
-
 def _set_threads(threads):
     """Use ``threads`` threads in BLAS and numba (before BLAS is first loaded)."""
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
