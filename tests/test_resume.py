@@ -230,7 +230,8 @@ def test_resume_of_complete_run_is_harmless(data, reference, tmp_path):
     before = out.read_bytes()
     result = cli("train", data, "-o", out, "--resume")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == "" and result.stderr == ""
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "already complete (3/3 epochs)" in result.stderr
     assert out.read_bytes() == before
     summary = json.loads(cli("train", data, "-o", out, "--resume", "--json").stdout)
     assert summary["final"]["epoch"] == EPOCHS and len(summary["history"]["epoch"]) == EPOCHS

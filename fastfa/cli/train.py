@@ -329,6 +329,9 @@ def train(ctx, data, **opts):
         test_split = ds.split("test") if "test" in ds.splits else None
         probe = probe_batch(trainer, train_split)
         epochs = trainer.config.epochs
+        if opts["resume"] and trainer.epoch >= epochs:
+            click.echo(f"{out}: already complete ({trainer.epoch}/{epochs} epochs); "
+                       "pass --epochs N to train further", err=True)  # fmt: skip
         quiet, json_out = opts["quiet"], opts["json_out"]
         emit = (lambda line: click.echo(line, err=True)) if json_out else click.echo
         save = (
