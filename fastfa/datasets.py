@@ -826,6 +826,14 @@ def _write_extras(f, extra_groups, extra_attrs):
                 group.create_dataset(key, data=np.asarray(value), track_times=False)
 
 
+def _check_conversion(path, out, overwrite, task):
+    """The checks every table converter starts with: the output target and the task name."""
+    out = _check_target(out, overwrite)
+    if task not in TASKS:
+        _fail(path, f"task must be 'classification' or 'regression', got {task!r}")
+    return out
+
+
 def _check_target(out, overwrite):
     """Refuse an existing output unless ``overwrite``; check the output's directory exists."""
     out = Path(out)
@@ -1315,9 +1323,7 @@ def convert_csv(
     pathlib.Path
         ``out``.
     """
-    out = _check_target(out, overwrite)
-    if task not in TASKS:
-        _fail(path, f"task must be 'classification' or 'regression', got {task!r}")
+    out = _check_conversion(path, out, overwrite, task)
     layout = _csv_layout(path, label_column, header, delimiter, task)
     train = _read_csv(path, layout, task)
     if test_file is not None:
@@ -1450,9 +1456,7 @@ def convert_npz(
     pathlib.Path
         ``out``.
     """
-    out = _check_target(out, overwrite)
-    if task not in TASKS:
-        _fail(path, f"task must be 'classification' or 'regression', got {task!r}")
+    out = _check_conversion(path, out, overwrite, task)
     arrays = _read_npz(path)
     splits = {}
     for split in SPLITS:

@@ -81,6 +81,10 @@ def name_option(default_help):
     )
 
 
+def x_scale_option(help_text):
+    return click.option("--x-scale", type=PositiveNumber(), default=None, help=help_text)
+
+
 source_option = click.option(
     "--source", default=None, help="Provenance / license text stored in the file's 'source' attribute."
 )
@@ -177,12 +181,9 @@ def mnist(directory, out, overwrite, name, source):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random train/test split.")
 @task_option
 @n_classes_option
-@click.option(
-    "--x-scale",
-    type=PositiveNumber(),
-    default=None,
-    help="Store inputs as uint8 (integers 0..255) read back times this factor, e.g. 1/255 "
-    "[default: store float32].",
+@x_scale_option(
+    "Store inputs as uint8 (integers 0..255) read back times this factor, e.g. 1/255 "
+    "[default: store float32]."
 )
 @name_option("the file's stem")
 @source_option
@@ -247,12 +248,7 @@ def csv(
 @output_option
 @task_option
 @n_classes_option
-@click.option(
-    "--x-scale",
-    type=PositiveNumber(),
-    default=None,
-    help="Multiplier for uint8 inputs, e.g. 1/255 [default: 1/255].",
-)
+@x_scale_option("Multiplier for uint8 inputs, e.g. 1/255 [default: 1/255].")
 @name_option("the file's stem")
 @source_option
 @_friendly_errors
