@@ -20,9 +20,17 @@ from fastfa.kernels import cpu as kernels
 from fastfa.network import Architecture
 from fastfa.optim import float_config, learning_rate
 from fastfa.rules import get_rule
+from fastfa.threads import kernel_threads
 
 TASKS = ("classification", "regression")
 EVAL_ROWS = 256  # rows per chunk when evaluating or predicting
+
+
+def with_threads(icfg, threads):
+    """A copy of the kernels' integer configuration that lets them use ``threads`` threads."""
+    icfg = icfg.copy()
+    icfg[codes.I_THREADS] = threads
+    return icfg
 
 
 class Workspace:
@@ -269,11 +277,12 @@ class Trainer:
     def _train_batches(self, x, labels, targets, order, batch):
         """The compiled loop over the batches of ``order``; advances :attr:`step`."""
         ws = self._train_ws
-        loss, errors = kernels.train_epoch(
-            x, labels, targets, order, batch, self.params, self.feedback, self.magnitude, self.grads,
-            self.state, self.sizes, self.acts, self.icfg, self._fcfg(), ws.hidden, ws.deltas, ws.x, ws.t,
-            self.step,
-        )  # fmt: skip
+        with kernel_threads() as threads:
+            loss, errors = kernels.train_epoch(
+                x, labels, targets, order, batch, self.params, self.feedback, self.magnitude, self.grads,
+                self.state, self.sizes, self.acts, with_threads(self.icfg, threads), self._fcfg(), ws.hidden,
+                ws.deltas, ws.x, ws.t, self.step,
+            )  # fmt: skip
         self.step += -(-len(order) // batch)
         return loss, errors
 
@@ -284,20 +293,11 @@ class Trainer:
         x, labels, targets = self.prepare(x, y)
         ws = self._eval_workspace(self.dtype)
         none = np.zeros((0, self.arch.sizes[-1]), dtype=self.dtype)
-        loss, errors = kernels.evaluate(
-            x,
-            labels,
-            targets,
-            self.params,
-            self.sizes,
-            self.acts,
-            self.icfg,
-            ws.hidden,
-            ws.deltas,
-            ws.x,
-            ws.t,
-            none,
-        )
+        with kernel_threads() as threads:
+            loss, errors = kernels.evaluate(
+                x, labels, targets, self.params, self.sizes, self.acts, with_threads(self.icfg, threads),
+                ws.hidden, ws.deltas, ws.x, ws.t, none,
+            )  # fmt: skip
         n = max(len(x), 1)
         return loss / n, errors / n
 
@@ -316,9 +316,11 @@ class Trainer:
         ws = self._eval_workspace(dtype)
         out = np.zeros((len(x), self.arch.sizes[-1]), dtype=dtype)
         none = np.zeros(0, dtype=np.int64), np.zeros((0, self.arch.sizes[-1]), dtype=dtype)
-        kernels.evaluate(
-            x, *none, params, self.sizes, self.acts, self.icfg, ws.hidden, ws.deltas, ws.x, ws.t, out
-        )
+        with kernel_threads() as threads:
+            icfg = with_threads(self.icfg, threads)
+            kernels.evaluate(
+                x, *none, params, self.sizes, self.acts, icfg, ws.hidden, ws.deltas, ws.x, ws.t, out
+            )
         return out
 
     def gradients(self, x, y, signal=None):
@@ -341,9 +343,11 @@ class Trainer:
         kernels.gather_batch(x, labels, targets, np.arange(len(x)), 0, len(x), xb, tb)
         kernels.refresh_feedback(self.params, self.feedback, self.magnitude, self.sizes, self.icfg, self.step)
         grads = np.zeros_like(self.params)
-        kernels.compute_gradients(
-            self.params, self.feedback, grads, self.sizes, self.acts, icfg, xb, tb, ws.hidden, ws.deltas
-        )
+        with kernel_threads() as threads:
+            kernels.compute_gradients(
+                self.params, self.feedback, grads, self.sizes, self.acts, with_threads(icfg, threads), xb, tb,
+                ws.hidden, ws.deltas,
+            )  # fmt: skip
         return grads
 
     def _check_signal(self, signal):

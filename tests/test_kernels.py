@@ -195,7 +195,7 @@ def test_forward(act, out_act, loss, sizes, m, dtype, rng):
     x = rng.uniform(-1, 1, size=(m, sizes[0])).astype(dtype)
     capacity = N_ROWS + 3  # spare rows: the views must respect the workspace's capacity
     hidden = np.zeros(capacity * sum(sizes[1:]), dtype=dtype)
-    y = cpu.forward(tr.params, tr.sizes, tr.acts, x, hidden)
+    y = cpu.forward(tr.params, tr.sizes, tr.acts, x, hidden, 1)
     pre, post = naive.forward(net.weights, net.biases, net.acts, x.astype(np.float64))
     assert_close(y, post[-1], dtype)
     for layer in range(len(sizes) - 1):
@@ -585,29 +585,116 @@ def test_evaluate_kernel_small_workspace(with_targets, dtype, rng):
 # ------------------------------------------------------------------ fast paths
 
 
+# Shapes large enough that every kernel below splits its work over two threads
+# (one thread's share must exceed cpu.GEMM_GRAIN multiply-adds).
+SPLIT_M, SPLIT_IN, SPLIT_OUT = 64, 200, 400
+
+
+def sparse_inputs(rng, shape, density, dtype):
+    """Entries in (0, 1], each non-zero with probability ``density``; one all-zero column."""
+    x = (rng.random(shape) < density) * (1.0 - rng.random(shape))
+    x[:, 3] = 0.0
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("density", [0.0, 0.2, 1.0])
-def test_row_product_skips_zero_inputs(density, dtype, rng):
-    """One row times a matrix, sparse (zero entries skipped) or dense (BLAS)."""
-    x = (rng.normal(size=(1, 13)) * (rng.random((1, 13)) < density)).astype(dtype)
-    w = rng.normal(size=(13, 7)).astype(dtype)
-    out = np.full((1, 7), np.nan, dtype=dtype)
-    cpu.row_product(x, w, out)
-    assert_close(out, x.astype(np.float64) @ w.astype(np.float64), dtype)
+def test_sparse_product(density, threads, dtype, rng):
+    """``x @ w`` from the non-zero inputs only, one row or many, serial or split over threads."""
+    for m in (1, SPLIT_M):
+        x = sparse_inputs(rng, (m, SPLIT_IN), density, dtype)
+        w = rng.normal(size=(SPLIT_IN, SPLIT_OUT)).astype(dtype)
+        out = np.full((m, SPLIT_OUT), np.nan, dtype=dtype)
+        cpu.sparse_product(x, w, out, cpu.count_nonzero(x), threads)
+        assert_close(out, x.astype(np.float64) @ w.astype(np.float64), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_rank_one_update_touches_only_nonzero_rows(dtype, rng):
-    u = (rng.normal(size=(1, 11)) * (rng.random((1, 11)) < 0.3)).astype(dtype)
-    u[0, 0] = 0.0
-    v = rng.normal(size=(1, 6)).astype(dtype)
-    w = rng.normal(size=(11, 6)).astype(dtype)
-    expected = w.astype(np.float64) - 0.5 * u.T.astype(np.float64) @ v.astype(np.float64)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_sparse_gradient(threads, dtype, rng):
+    x = sparse_inputs(rng, (SPLIT_M, SPLIT_IN), 0.2, dtype)
+    delta = rng.normal(size=(SPLIT_M, SPLIT_OUT)).astype(dtype)
+    grad = np.full((SPLIT_IN, SPLIT_OUT), np.nan, dtype=dtype)
+    cpu.sparse_gradient(x, delta, grad, cpu.count_nonzero(x), threads)
+    assert_close(grad, x.T.astype(np.float64) @ delta.astype(np.float64), dtype)
+    assert not np.any(grad[3]), "an input that is zero in every row has a zero gradient"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("mu,decay", [(0.0, 0.0), (0.0, 0.05), (0.9, 0.0), (0.9, 0.05)])
+@pytest.mark.parametrize("m", [1, SPLIT_M])
+def test_sparse_sgd(m, mu, decay, threads, dtype, rng):
+    """The first layer's SGD step from the non-zero inputs against the formula in float64."""
+    lr = 0.1
+    x = sparse_inputs(rng, (m, SPLIT_IN), 0.2, dtype)
+    delta = rng.normal(size=(m, SPLIT_OUT)).astype(dtype)
+    w = rng.normal(size=(SPLIT_IN, SPLIT_OUT)).astype(dtype)
+    carried = rng.normal(0.0, 0.1, size=w.shape).astype(dtype)
+    g = x.T.astype(np.float64) @ delta.astype(np.float64)
+    w64, c64 = w.astype(np.float64), carried.astype(np.float64)
+    if mu == 0.0:
+        expected_w, expected_c = (1 - lr * decay) * w64 - lr * g, c64
+    else:
+        v = c64 - lr * g - lr * decay * w64
+        expected_w, expected_c = w64 + v, mu * v
     before = w.copy()
-    cpu.rank_one_update(w, -0.5, u, v)
-    assert_close(w, expected, dtype)
-    zero_rows = u[0] == 0
-    np.testing.assert_array_equal(w[zero_rows], before[zero_rows])
+    cpu.sparse_sgd(x, delta, w, carried, lr, mu, lr * decay, cpu.count_nonzero(x), threads)
+    assert_close(w, expected_w, dtype)
+    assert_close(carried, expected_c, dtype)
+    if mu == 0.0 and decay == 0.0:  # rows whose input is zero throughout are not touched
+        np.testing.assert_array_equal(w[3], before[3])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_product_split_over_threads(trans_a, trans_b, dtype, rng):
+    """Column blocks of ``c`` computed by separate BLAS calls with strided operands."""
+    m, k, n = SPLIT_M, SPLIT_IN, SPLIT_OUT
+    a = rng.normal(size=(k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.normal(size=(n, k) if trans_b else (k, n)).astype(dtype)
+    c = rng.normal(size=(m, n)).astype(dtype)
+    op_a = (a.T if trans_a else a).astype(np.float64)
+    op_b = (b.T if trans_b else b).astype(np.float64)
+    expected = 0.7 * op_a @ op_b - 0.3 * c.astype(np.float64)
+    cpu.product(0.7, a, trans_a, b, trans_b, -0.3, c, 2)
+    assert_close(c, expected, dtype)
+
+
+def test_is_sparse_threshold():
+    x = np.zeros((10, 10))
+    x.flat[: int(100 * cpu.SPARSE_DENSITY)] = 1.0
+    assert cpu.is_sparse(x, cpu.count_nonzero(x))
+    x.flat[int(100 * cpu.SPARSE_DENSITY)] = 1.0
+    assert not cpu.is_sparse(x, cpu.count_nonzero(x))
+
+
+@pytest.mark.parametrize("optimizer", [dict(momentum=0.9), dict(momentum=0.0, weight_decay=0.01),
+                                       dict(optimizer="adam", lr=0.001)])  # fmt: skip
+@pytest.mark.parametrize("density", [0.15, 1.0])
+def test_threads_do_not_change_training(density, optimizer, rng):
+    """An epoch on a net big enough to split every kernel: one thread and two agree to rounding."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two numba threads")
+    sizes = (SPLIT_IN, SPLIT_OUT, SPLIT_OUT // 2, 10)
+    x = sparse_inputs(rng, (4 * SPLIT_M, SPLIT_IN), density, "float32")
+    y = rng.integers(0, 10, len(x))
+    runs = []
+    for threads in (1, 2):
+        tr = make_trainer(sizes, "fa", "float32", batch_size=SPLIT_M, seed=1, **{"lr": 0.05, **optimizer})
+        previous = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            tr.train_epoch(x, y)
+        finally:
+            numba.set_num_threads(previous)
+        runs.append(tr)
+    assert_close(runs[1].params, runs[0].params.astype(np.float64), "float32")
+    assert_close(runs[1].state, runs[0].state.astype(np.float64), "float32")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -638,12 +725,14 @@ def test_gemm_alpha_beta(trans_a, trans_b, dtype, rng):
 @pytest.mark.parametrize("opt", [dict(momentum=0.0), dict(momentum=0.0, weight_decay=0.05),
                                  dict(momentum=0.9), dict(momentum=0.9, weight_decay=0.05)])  # fmt: skip
 @pytest.mark.parametrize("m", [1, N_ROWS])
-def test_fused_sgd_step_equals_gradient_then_update(opt, m, dtype, rng):
+@pytest.mark.parametrize("sparse", [False, True])
+def test_fused_sgd_step_equals_gradient_then_update(sparse, opt, m, dtype, rng):
     """The BLAS-accumulated SGD step is the gradient-buffer step, up to rounding."""
     sizes = SHAPES[1]
     fused = make_trainer(sizes, "fa", dtype, lr=0.1, **opt)
     x, y = make_data(rng, m, sizes)
-    x[:, ::2] = 0.0  # sparse inputs: the single-row path skips them
+    if sparse:
+        x[:, [0, 2, 3, 5, 6]] = 0.0  # 2 of 7 inputs non-zero: the sparse first-layer path
     fused.state[0] = rng.normal(0.0, 0.01, size=fused.params.size)
     plain = copy.deepcopy(fused)
     xs = fused.prepare(x)[0]

@@ -59,7 +59,8 @@ I_NESTEROV = 4
 I_FIRST_TRAINABLE = 5
 I_CLASSIFICATION = 6
 I_SEED = 7
-N_ICFG = 8
+I_THREADS = 8  # threads the kernels may split work over (set per call)
+N_ICFG = 9
 
 # layout of the float configuration vector passed to the kernels
 F_LR = 0

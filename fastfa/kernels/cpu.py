@@ -26,12 +26,20 @@ so only the activations ``h_l`` are kept, never the pre-activations.
 
 The output error is divided by the batch size once, so every delta carries the
 ``1/m`` of the batch mean and the weight gradient is simply ``h^T delta``.
+
+Threads: the kernels split each product and each elementwise pass over
+``icfg[I_THREADS]`` threads themselves (numba ``prange``) while BLAS runs one
+thread per caller (:mod:`fastfa.threads`); the two pools never compete for cores.
+
+Sparse inputs: when at most :data:`SPARSE_DENSITY` of a batch's inputs are
+non-zero (MNIST: about 19%), the first layer works from the non-zero entries
+only, in the forward product and in the weight update.
 """
 
 import math
 
 import numpy as np
-from numba import njit, types
+from numba import njit, prange, types
 from numba.extending import overload
 
 from fastfa.kernels.blas import gemm
@@ -54,6 +62,7 @@ from fastfa.kernels.codes import (
     I_OPTIMIZER,
     I_SEED,
     I_SIGNAL,
+    I_THREADS,
     LOGISTIC,
     RELU,
     SGD,
@@ -70,6 +79,16 @@ from fastfa.kernels.codes import (
 #: division by zero gives inf or nan instead of raising), without which the branch
 #: numba inserts before each division keeps the loops from being vectorised.
 kernel = njit(cache=True, error_model="numpy")
+#: The same, for the kernels that split their work over threads.
+parallel_kernel = njit(cache=True, error_model="numpy", parallel=True)
+
+#: A batch whose inputs are at most this fraction non-zero takes the sparse
+#: first-layer path. ``python -m benchmarks.sparsity`` on the 2-core development
+#: machine (784 x 1000 layer): the sparse path breaks even near 0.6 of the inputs
+#: non-zero at batch 32, 0.38 at batch 128 and 0.32 at batch 1024.
+SPARSE_DENSITY = 0.3
+GEMM_GRAIN = 1 << 18  # multiply-adds that make a thread's share of a product worth it
+PASS_GRAIN = 1 << 14  # elements that make a thread's share of an elementwise pass worth it
 
 _LOG_CLIP = 1e-12  # probabilities are clipped here when the loss is reported
 
@@ -136,6 +155,21 @@ def activation_view(buffer, sizes, layer, m):
     for k in range(1, layer + 1):
         off += capacity * sizes[k]
     return buffer[off : off + m * sizes[layer + 1]].reshape((m, sizes[layer + 1]))
+
+
+# ------------------------------------------------------------------------- threads
+
+
+@kernel
+def split(part, parts, n):
+    """Bounds ``[lo, hi)`` of part ``part`` when ``n`` items are cut into ``parts`` near-equal parts."""
+    return part * n // parts, (part + 1) * n // parts
+
+
+@kernel
+def parts_for(threads, work, grain, items):
+    """Threads worth using: one per ``grain`` of work, at most ``threads`` and ``items``."""
+    return max(1, min(threads, work // grain, items))
 
 
 # ----------------------------------------------------------------------- elementwise
@@ -325,52 +359,180 @@ def column_sums(a, out):
             out[j] += a[i, j]
 
 
+@parallel_kernel
+def activate(z, b, act, threads):
+    """:func:`bias_activation` with the rows of ``z`` split over threads."""
+    m, n = z.shape
+    parts = parts_for(threads, m * n, PASS_GRAIN, m)
+    if parts == 1:  # a parallel region costs microseconds even for one part
+        bias_activation(z, b, act)
+        return
+    for part in prange(parts):
+        lo, hi = split(part, parts, m)
+        bias_activation(z[lo:hi], b, act)
+
+
+@parallel_kernel
+def derive(delta, h, act, threads):
+    """:func:`multiply_derivative` with the rows split over threads."""
+    m, n = delta.shape
+    parts = parts_for(threads, m * n, PASS_GRAIN, m)
+    if parts == 1:
+        multiply_derivative(delta, h, act)
+        return
+    for part in prange(parts):
+        lo, hi = split(part, parts, m)
+        multiply_derivative(delta[lo:hi], h[lo:hi], act)
+
+
+# ---------------------------------------------------------------------- products
+
+
+@parallel_kernel
+def product(alpha, a, trans_a, b, trans_b, beta, c, threads):
+    """``c <- alpha op(a) op(b) + beta c`` (BLAS :func:`gemm`), the columns of ``c`` split over threads."""
+    rows, cols = c.shape
+    depth = a.shape[0] if trans_a else a.shape[1]
+    parts = parts_for(threads, rows * cols * depth, GEMM_GRAIN, cols)
+    if parts == 1:
+        gemm(alpha, a, trans_a, b, trans_b, beta, c)
+        return
+    for part in prange(parts):
+        lo, hi = split(part, parts, cols)
+        if trans_b:
+            gemm(alpha, a, trans_a, b[lo:hi], True, beta, c[:, lo:hi])
+        else:
+            gemm(alpha, a, trans_a, b[:, lo:hi], False, beta, c[:, lo:hi])
+
+
+@kernel
+def count_nonzero(x):
+    """Number of non-zero entries of ``x``."""
+    count = 0
+    for v in x.flat:
+        if v != 0:
+            count += 1
+    return count
+
+
+@kernel
+def is_sparse(x, nonzero):
+    """True when ``nonzero`` (non-zero entries of ``x``) is at most :data:`SPARSE_DENSITY` of ``x.size``."""
+    return nonzero <= SPARSE_DENSITY * x.size
+
+
+@kernel
+def nonzeros(v, index, value):
+    """Positions and values of the non-zero entries of the vector ``v``; returns their count."""
+    count = 0
+    for k in range(v.size):
+        if v[k] != 0:
+            index[count] = k
+            value[count] = v[k]
+            count += 1
+    return count
+
+
+@kernel
+def weighted_rows(matrix, index, value, count, out, accumulate=False):
+    """``out = sum_{k < count} value[k] * matrix[index[k]]``, in order of ``k`` (``+=`` with ``accumulate``).
+
+    Four rows go into each pass over ``out`` (the same additions, in the same
+    order, as one row per pass), so ``out`` is read and written a quarter as often.
+    """
+    n = out.size
+    if not accumulate:
+        out[:] = 0.0
+    k = 0
+    while k + 4 <= count:
+        v0, v1, v2, v3 = value[k], value[k + 1], value[k + 2], value[k + 3]
+        r0, r1 = matrix[index[k]], matrix[index[k + 1]]
+        r2, r3 = matrix[index[k + 2]], matrix[index[k + 3]]
+        for j in range(n):
+            out[j] = out[j] + v0 * r0[j] + v1 * r1[j] + v2 * r2[j] + v3 * r3[j]
+        k += 4
+    while k < count:
+        v0, r0 = value[k], matrix[index[k]]
+        for j in range(n):
+            out[j] += v0 * r0[j]
+        k += 1
+
+
+@kernel
+def _sparse_product_rows(x, w, out, lo, hi):
+    """Rows ``lo..hi`` of :func:`sparse_product`."""
+    index = np.empty(x.shape[1], dtype=np.int64)
+    value = np.empty_like(x[0])
+    for i in range(lo, hi):
+        count = nonzeros(x[i], index, value)
+        weighted_rows(w, index, value, count, out[i])
+
+
+@parallel_kernel
+def sparse_product(x, w, out, nonzero, threads):
+    """``out = x @ w`` from the non-zero entries of ``x``, the rows of ``x`` split over threads.
+
+    ``out_i = sum_{j: x_ij != 0} x_ij w_j``: a sample reads only the rows of ``w``
+    its non-zero inputs select. ``nonzero`` counts the non-zero entries of ``x``.
+    """
+    m = x.shape[0]
+    parts = parts_for(threads, nonzero * out.shape[1], GEMM_GRAIN, m)
+    if parts == 1:
+        _sparse_product_rows(x, w, out, 0, m)
+        return
+    for part in prange(parts):
+        lo, hi = split(part, parts, m)
+        _sparse_product_rows(x, w, out, lo, hi)
+
+
+@kernel
+def _sparse_gradient_rows(x, delta, grad, lo, hi):
+    """Rows ``lo..hi`` of :func:`sparse_gradient`."""
+    index = np.empty(x.shape[0], dtype=np.int64)
+    value = np.empty_like(x[:, 0])
+    for j in range(lo, hi):
+        count = nonzeros(x[:, j], index, value)
+        weighted_rows(delta, index, value, count, grad[j])
+
+
+@parallel_kernel
+def sparse_gradient(x, delta, grad, nonzero, threads):
+    """``grad = x^T delta`` from the non-zero entries of ``x``, the rows of ``grad`` split over threads.
+
+    ``grad_j = sum_{i: x_ij != 0} x_ij delta_i``; ``nonzero`` counts the non-zero entries of ``x``.
+    """
+    n_in = x.shape[1]
+    parts = parts_for(threads, nonzero * grad.shape[1] + grad.size, GEMM_GRAIN, n_in)
+    if parts == 1:
+        _sparse_gradient_rows(x, delta, grad, 0, n_in)
+        return
+    for part in prange(parts):
+        lo, hi = split(part, parts, n_in)
+        _sparse_gradient_rows(x, delta, grad, lo, hi)
+
+
 # ------------------------------------------------------------------------- forward
 
 
 @kernel
-def row_product(x, w, out):
-    """``out = x @ w`` for one row ``x`` (``(1, n)``), skipping the zero entries of ``x``.
-
-    ``out = sum_{i: x_i != 0} x_i w_i``: an online step on sparse inputs (MNIST
-    is about 80% zeros) reads only the rows of ``w`` it needs. Dense rows go to
-    BLAS.
-    """
-    n_in = x.shape[1]
-    nonzero = 0
-    for i in range(n_in):
-        if x[0, i] != 0:
-            nonzero += 1
-    if 2 * nonzero > n_in:
-        np.dot(x, w, out)
-        return
-    out[0, :] = 0.0
-    row = out[0]
-    for i in range(n_in):
-        xi = x[0, i]
-        if xi != 0:
-            wi = w[i]
-            for j in range(row.size):
-                row[j] += xi * wi[j]
-
-
-@kernel
-def forward(params, sizes, acts, x, hidden):
+def forward(params, sizes, acts, x, hidden, threads):
     """Forward pass of ``x`` (``(m, sizes[0])``); activations go to ``hidden``.
 
-    ``a_l = h_{l-1} W_l`` is one BLAS product per layer (:func:`row_product`
-    for a single row), then bias and activation in one fused pass.
+    ``a_l = h_{l-1} W_l`` is one product per layer (:func:`sparse_product` for
+    sparse inputs, else BLAS), then bias and activation in one fused pass.
     Returns the output view ``h_{L-1}`` (``(m, sizes[-1])``).
     """
     m = x.shape[0]
     h_in = x
     for layer in range(sizes.size - 1):
         h = activation_view(hidden, sizes, layer, m)
-        if m == 1:
-            row_product(h_in, weight_view(params, sizes, layer), h)
+        w = weight_view(params, sizes, layer)
+        nonzero = count_nonzero(x) if layer == 0 else 0
+        if layer == 0 and is_sparse(x, nonzero):
+            sparse_product(x, w, h, nonzero, threads)
         else:
-            np.dot(h_in, weight_view(params, sizes, layer), h)
-        bias_activation(h, bias_view(params, sizes, layer), acts[layer])
+            product(1.0, h_in, False, w, False, 0.0, h, threads)
+        activate(h, bias_view(params, sizes, layer), acts[layer], threads)
         h_in = h
     return h_in
 
@@ -445,7 +607,8 @@ def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas):
     m = x.shape[0]
     last = sizes.size - 2
     signal = icfg[I_SIGNAL]
-    y = forward(params, sizes, acts, x, hidden)
+    threads = icfg[I_THREADS]
+    y = forward(params, sizes, acts, x, hidden, threads)
     e = activation_view(deltas, sizes, last, m)
     loss, errors = output_error(y, t, acts[last], icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0 / m)
     if signal == SIGNAL_NONE:
@@ -454,19 +617,17 @@ def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas):
         delta = activation_view(deltas, sizes, layer, m)
         if signal == SIGNAL_BACKPROP:
             source = activation_view(deltas, sizes, layer + 1, m)
-            np.dot(source, weight_view(params, sizes, layer + 1).T, delta)
+            product(1.0, source, False, weight_view(params, sizes, layer + 1), True, 0.0, delta, threads)
         elif signal == SIGNAL_LAYERWISE:
             source = activation_view(deltas, sizes, layer + 1, m)
-            np.dot(source, feedback_view(feedback, sizes, signal, layer).T, delta)
+            f = feedback_view(feedback, sizes, signal, layer)
+            product(1.0, source, False, f, True, 0.0, delta, threads)
         elif signal == SIGNAL_DIRECT:
-            np.dot(e, feedback_view(feedback, sizes, signal, layer).T, delta)
+            product(1.0, e, False, feedback_view(feedback, sizes, signal, layer), True, 0.0, delta, threads)
         elif signal == SIGNAL_TARGET:
-            np.dot(t, feedback_view(feedback, sizes, signal, layer).T, delta)
-            scale = -1.0 / m
-            for i in range(m):
-                for j in range(delta.shape[1]):
-                    delta[i, j] *= scale
-        multiply_derivative(delta, activation_view(hidden, sizes, layer, m), acts[layer])
+            f = feedback_view(feedback, sizes, signal, layer)
+            product(-1.0 / m, t, False, f, True, 0.0, delta, threads)
+        derive(delta, activation_view(hidden, sizes, layer, m), acts[layer], threads)
     return loss, errors
 
 
@@ -479,11 +640,16 @@ def layer_input(x, hidden, sizes, layer, m):
 
 
 @kernel
-def weight_gradients(x, hidden, deltas, grads, sizes, first, m):
+def weight_gradients(x, hidden, deltas, grads, sizes, first, m, threads):
     """``dW_l = h_{l-1}^T delta_l`` and ``db_l = sum_rows(delta_l)`` for layers ``first..L-1``."""
     for layer in range(first, sizes.size - 1):
         delta = activation_view(deltas, sizes, layer, m)
-        np.dot(layer_input(x, hidden, sizes, layer, m).T, delta, weight_view(grads, sizes, layer))
+        grad = weight_view(grads, sizes, layer)
+        nonzero = count_nonzero(x) if layer == 0 else 0
+        if layer == 0 and is_sparse(x, nonzero):
+            sparse_gradient(x, delta, grad, nonzero, threads)
+        else:
+            product(1.0, layer_input(x, hidden, sizes, layer, m), True, delta, False, 0.0, grad, threads)
         column_sums(delta, bias_view(grads, sizes, layer))
 
 
@@ -501,7 +667,7 @@ def compute_gradients(params, feedback, grads, sizes, acts, icfg, x, t, hidden, 
     ``(summed loss, error count)`` of the forward pass.
     """
     loss, errors = backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas)
-    weight_gradients(x, hidden, deltas, grads, sizes, first_trainable(icfg), x.shape[0])
+    weight_gradients(x, hidden, deltas, grads, sizes, first_trainable(icfg), x.shape[0], icfg[I_THREADS])
     return loss, errors
 
 
@@ -552,6 +718,30 @@ def _adam_range(params, grads, first, second, lo, hi, lr, beta1, beta2, eps, dec
         params[i] -= rate * mi / (math.sqrt(vi) + eps)
 
 
+@parallel_kernel
+def optimise_range(params, grads, state, lo, hi, icfg, fcfg, decay, step):
+    """The optimiser of ``icfg`` over ``params[lo:hi]``, the range split over threads."""
+    n = hi - lo
+    parts = parts_for(icfg[I_THREADS], n, PASS_GRAIN, n)
+    if parts == 1:
+        _optimise(params, grads, state, lo, hi, icfg, fcfg, decay, step)
+        return
+    for part in prange(parts):
+        a, b = split(part, parts, n)
+        _optimise(params, grads, state, lo + a, lo + b, icfg, fcfg, decay, step)
+
+
+@kernel
+def _optimise(params, grads, state, lo, hi, icfg, fcfg, decay, step):
+    """Serial body of :func:`optimise_range`."""
+    lr = fcfg[F_LR]
+    if icfg[I_OPTIMIZER] == ADAM:
+        b1, b2, eps = fcfg[F_BETA1], fcfg[F_BETA2], fcfg[F_EPSILON]
+        _adam_range(params, grads, state[0], state[1], lo, hi, lr, b1, b2, eps, decay, step)
+    else:
+        _sgd_range(params, grads, state[0], lo, hi, lr, fcfg[F_MOMENTUM], decay, icfg[I_NESTEROV] != 0)
+
+
 @kernel
 def update_parameters(params, grads, state, sizes, icfg, fcfg, step):
     """One optimiser step on the trainable layers (weight decay on weights only).
@@ -567,33 +757,8 @@ def update_parameters(params, grads, state, sizes, icfg, fcfg, step):
     b_lo = w_hi
     for k in range(1, first + 1):
         b_lo += sizes[k]
-    b_hi = params.size
-    lr = fcfg[F_LR]
-    decay = fcfg[F_WEIGHT_DECAY]
-    if icfg[I_OPTIMIZER] == ADAM:
-        b1, b2, eps = fcfg[F_BETA1], fcfg[F_BETA2], fcfg[F_EPSILON]
-        _adam_range(params, grads, state[0], state[1], w_lo, w_hi, lr, b1, b2, eps, decay, step)
-        _adam_range(params, grads, state[0], state[1], b_lo, b_hi, lr, b1, b2, eps, 0.0, step)
-    else:
-        mu, nesterov = fcfg[F_MOMENTUM], icfg[I_NESTEROV] != 0
-        _sgd_range(params, grads, state[0], w_lo, w_hi, lr, mu, decay, nesterov)
-        _sgd_range(params, grads, state[0], b_lo, b_hi, lr, mu, 0.0, nesterov)
-
-
-@kernel
-def rank_one_update(w, alpha, u, v):
-    """``w += alpha u^T v`` for single rows ``u`` and ``v``, skipping the zero entries of ``u``.
-
-    An online step on sparse inputs touches only the rows of ``w`` whose input
-    is non-zero.
-    """
-    u_row, v_row = u[0], v[0]
-    for i in range(u_row.size):
-        if u_row[i] != 0:
-            c = alpha * u_row[i]
-            w_row = w[i]
-            for j in range(v_row.size):
-                w_row[j] += c * v_row[j]
+    optimise_range(params, grads, state, w_lo, w_hi, icfg, fcfg, fcfg[F_WEIGHT_DECAY], step)
+    optimise_range(params, grads, state, b_lo, params.size, icfg, fcfg, 0.0, step)
 
 
 @kernel
@@ -602,37 +767,39 @@ def fused_sgd_step(params, state, sizes, icfg, fcfg, x, hidden, deltas):
 
     With ``g = h_{l-1}^T delta_l`` (never stored):
 
-    - plain:    ``W <- (1 - lr wd) W - lr g``, one GEMM with ``beta = 1 - lr wd``
-      (a sparse rank-one update for a single row without decay);
+    - plain:    ``W <- (1 - lr wd) W - lr g``, one GEMM with ``beta = 1 - lr wd``;
     - momentum: ``v <- mu v - lr g`` as one GEMM with ``beta = 1`` onto the
       carried momentum ``mu v`` kept in ``state[0]``, then one pass
       ``v <- v - lr wd W``, ``W <- W + v``, ``state[0] <- mu v``.
 
-    Biases likewise, without decay. The same step as :func:`weight_gradients`
-    followed by :func:`update_parameters`, up to rounding, with fewer passes
-    over the weights.
+    Sparse inputs take :func:`sparse_sgd` for the first layer. Biases likewise,
+    without decay. The same step as :func:`weight_gradients` followed by
+    :func:`update_parameters`, up to rounding, with fewer passes over the weights.
     """
     m = x.shape[0]
     lr, mu, decay = fcfg[F_LR], fcfg[F_MOMENTUM], fcfg[F_WEIGHT_DECAY]
+    threads = icfg[I_THREADS]
     carried = state[0]
     for layer in range(first_trainable(icfg), sizes.size - 1):
         h_in = layer_input(x, hidden, sizes, layer, m)
         delta = activation_view(deltas, sizes, layer, m)
         w = weight_view(params, sizes, layer)
+        v = weight_view(carried, sizes, layer)
+        nonzero = count_nonzero(x) if layer == 0 else 0
+        if layer == 0 and is_sparse(x, nonzero):
+            sparse_sgd(x, delta, w, v, lr, mu, lr * decay, nonzero, threads)
+        elif mu == 0.0:
+            product(-lr, h_in, True, delta, False, 1.0 - lr * decay, w, threads)
+        else:
+            product(-lr, h_in, True, delta, False, 1.0, v, threads)
+            apply_velocity(w, v, lr * decay, mu, threads)
         b = bias_view(params, sizes, layer)
         n_out = b.size
         if mu == 0.0:
-            if m == 1 and decay == 0.0:
-                rank_one_update(w, -lr, h_in, delta)
-            else:
-                gemm(-lr, h_in, True, delta, False, 1.0 - lr * decay, w)
             for i in range(m):
                 for j in range(n_out):
                     b[j] -= lr * delta[i, j]
             continue
-        v = weight_view(carried, sizes, layer)
-        gemm(-lr, h_in, True, delta, False, 1.0, v)
-        _apply_velocity(w, v, lr * decay, mu)
         vb = bias_view(carried, sizes, layer)
         for i in range(m):
             for j in range(n_out):
@@ -644,12 +811,7 @@ def fused_sgd_step(params, state, sizes, icfg, fcfg, x, hidden, deltas):
 
 @kernel
 def _apply_velocity(w, v, shrink, mu):
-    """``v <- v - shrink w``, ``w <- w + v``, ``v <- mu v``, row by row in one pass.
-
-    Serial on purpose: a numba parallel region here competes with BLAS's own
-    threads, which are still spinning after the GEMM before it (measured: the
-    step became ten times slower).
-    """
+    """``v <- v - shrink w``, ``w <- w + v``, ``v <- mu v``, row by row in one pass."""
     rows, cols = w.shape
     for i in range(rows):
         w_row, v_row = w[i], v[i]
@@ -657,6 +819,67 @@ def _apply_velocity(w, v, shrink, mu):
             vj = v_row[j] - shrink * w_row[j]
             w_row[j] += vj
             v_row[j] = mu * vj
+
+
+@parallel_kernel
+def apply_velocity(w, v, shrink, mu, threads):
+    """:func:`_apply_velocity` with the rows split over threads."""
+    rows, cols = w.shape
+    parts = parts_for(threads, rows * cols, PASS_GRAIN, rows)
+    if parts == 1:
+        _apply_velocity(w, v, shrink, mu)
+        return
+    for part in prange(parts):
+        lo, hi = split(part, parts, rows)
+        _apply_velocity(w[lo:hi], v[lo:hi], shrink, mu)
+
+
+@parallel_kernel
+def sparse_sgd(x, delta, w, carried, lr, mu, shrink, nonzero, threads):
+    """The SGD step of a first layer with sparse inputs, the rows of ``w`` split over threads.
+
+    ``g_j = sum_{i: x_ij != 0} x_ij delta_i`` from the non-zero inputs only, then
+    as :func:`fused_sgd_step`: plain ``w_j <- (1 - shrink) w_j - lr g_j`` (without
+    decay, ``w_j += sum_i (-lr x_ij) delta_i`` straight into the row, so a row whose
+    input is zero throughout the batch is not touched), or with momentum
+    ``v = carried_j - lr g_j - shrink w_j``, ``w_j += v``, ``carried_j = mu v``.
+    ``shrink`` is ``lr * weight_decay``; ``nonzero`` counts the non-zero entries of ``x``.
+    """
+    n_in = x.shape[1]
+    whole_rows = w.size if mu != 0.0 or shrink != 0.0 else 0  # passes over every row of w
+    parts = parts_for(threads, nonzero * w.shape[1] + whole_rows, GEMM_GRAIN, n_in)
+    if parts == 1:
+        _sparse_sgd_rows(x, delta, w, carried, lr, mu, shrink, 0, n_in)
+        return
+    for part in prange(parts):
+        lo, hi = split(part, parts, n_in)
+        _sparse_sgd_rows(x, delta, w, carried, lr, mu, shrink, lo, hi)
+
+
+@kernel
+def _sparse_sgd_rows(x, delta, w, carried, lr, mu, shrink, lo, hi):
+    """Rows ``lo..hi`` of :func:`sparse_sgd`."""
+    index = np.empty(x.shape[0], dtype=np.int64)
+    value = np.empty_like(x[:, 0])
+    g = np.empty_like(w[0])
+    for j in range(lo, hi):
+        count = nonzeros(x[:, j], index, value)
+        w_row = w[j]
+        if mu == 0.0 and shrink == 0.0:  # w_j += sum_i (-lr x_ij) delta_i, non-zero inputs only
+            for k in range(count):
+                value[k] *= -lr
+            weighted_rows(delta, index, value, count, w_row, True)
+            continue
+        weighted_rows(delta, index, value, count, g)
+        if mu == 0.0:
+            for c in range(g.size):
+                w_row[c] = (1.0 - shrink) * w_row[c] - lr * g[c]
+        else:
+            v_row = carried[j]
+            for c in range(g.size):
+                vc = v_row[c] - lr * g[c] - shrink * w_row[c]
+                w_row[c] += vc
+                v_row[c] = mu * vc
 
 
 # ---------------------------------------------------------------------- batch/epoch
@@ -695,7 +918,7 @@ def train_batch(
     if icfg[I_OPTIMIZER] == SGD and icfg[I_NESTEROV] == 0:
         fused_sgd_step(params, state, sizes, icfg, fcfg, x, hidden, deltas)
     else:
-        weight_gradients(x, hidden, deltas, grads, sizes, first_trainable(icfg), x.shape[0])
+        weight_gradients(x, hidden, deltas, grads, sizes, first_trainable(icfg), x.shape[0], icfg[I_THREADS])
         update_parameters(params, grads, state, sizes, icfg, fcfg, step)
     return loss, errors
 
@@ -769,7 +992,7 @@ def evaluate(x_all, labels, targets, params, sizes, acts, icfg, hidden, deltas, 
             gather_batch(x_all, labels, targets, order, start, m, xb, tb)
         else:
             xb[:, :] = x_all[start : start + m]
-        y = forward(params, sizes, acts, xb, hidden)
+        y = forward(params, sizes, acts, xb, hidden, icfg[I_THREADS])
         if outputs.shape[0] > 0:
             outputs[start : start + m] = y
         if labels.size > 0 or targets.size > 0:

@@ -1,0 +1,97 @@
+"""Who owns the cores while fastfa's compiled kernels run.
+
+OpenBLAS keeps its worker threads spinning for a while after each call, ready
+for the next one. A numba parallel region started in that window competes with
+them for the cores: on a 2-core machine a training step became several times
+slower (DESIGN.md section 4; docs/engine.md). So fastfa splits every product
+and every elementwise pass over threads itself (:mod:`fastfa.kernels.cpu`) and,
+for the duration of a compiled call, holds OpenBLAS to one thread per caller.
+OpenBLAS's own setting is restored afterwards.
+
+Where no OpenBLAS library can be found (another BLAS, or a platform other than
+Linux and macOS), the kernels run on one thread and BLAS keeps its threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import sys
+
+import numba
+
+_SYMBOLS = [
+    (f"{prefix}_get_num_threads{suffix}", f"{prefix}_set_num_threads{suffix}")
+    for prefix in ("scipy_openblas", "openblas")
+    for suffix in ("", "64_")
+]
+_controls = None  # [(get, set)] for every OpenBLAS in the process, found once
+
+
+def _loaded_libraries():
+    """Paths of the shared libraries loaded in this process (Linux and macOS)."""
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/self/maps") as maps:
+                return {line.split()[-1] for line in maps if "/" in line}
+        except OSError:
+            return set()
+    if sys.platform == "darwin":
+        libc = ctypes.CDLL(None)
+        libc._dyld_get_image_name.restype = ctypes.c_char_p
+        count = libc._dyld_image_count()
+        return {libc._dyld_get_image_name(i).decode() for i in range(count)}
+    return set()
+
+
+def _find_controls():
+    """``(get_num_threads, set_num_threads)`` of every OpenBLAS loaded, including the one numba calls."""
+    import scipy.linalg.cython_blas  # noqa: F401  (numba's BLAS: make sure it is loaded)
+
+    found, seen = [], set()
+    for path in sorted(p for p in _loaded_libraries() if "openblas" in p.lower()):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for get_name, set_name in _SYMBOLS:
+            get_fn, set_fn = getattr(lib, get_name, None), getattr(lib, set_name, None)
+            if get_fn is None or set_fn is None:
+                continue
+            key = ctypes.cast(set_fn, ctypes.c_void_p).value
+            if key not in seen:
+                seen.add(key)
+                get_fn.restype, set_fn.argtypes = ctypes.c_int, [ctypes.c_int]
+                found.append((get_fn, set_fn))
+            break
+    return found
+
+
+def blas_controls():
+    """The OpenBLAS thread controls of this process (found on first use)."""
+    global _controls
+    if _controls is None:
+        _controls = _find_controls()
+    return _controls
+
+
+@contextlib.contextmanager
+def kernel_threads():
+    """Yield how many threads the kernels may use; OpenBLAS runs one thread per caller meanwhile.
+
+    Yields ``numba.get_num_threads()`` when OpenBLAS can be held to one thread,
+    else 1 (the kernels then run serially and BLAS keeps its own threads).
+    """
+    threads = numba.get_num_threads()
+    controls = blas_controls() if threads > 1 else []
+    if not controls:
+        yield 1
+        return
+    before = [get() for get, _ in controls]
+    for _, set_threads in controls:
+        set_threads(1)
+    try:
+        yield threads
+    finally:
+        for (_, set_threads), n in zip(controls, before, strict=True):
+            set_threads(n)
