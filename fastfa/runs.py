@@ -42,7 +42,10 @@ class RunFileError(ValueError):
 
 
 def versions():
-    """Versions of fastfa and the libraries that shape its numerics."""
+    """Versions of fastfa and the libraries that shape its numerics, and the kernels' thread count.
+
+    Results agree across thread counts to float32 rounding; bit for bit they need the same count.
+    """
     import numba
 
     from fastfa import __version__
@@ -53,6 +56,7 @@ def versions():
         "numba": numba.__version__,
         "h5py": h5py.__version__,
         "python": platform.python_version(),
+        "threads": numba.get_num_threads(),
     }
 
 
