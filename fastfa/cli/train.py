@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
 from fastfa.cli.options import CONTEXT, echo_json, fail, parse_key_values, parse_sizes, user_errors
 from fastfa.kernels import codes
@@ -240,17 +239,8 @@ def train(ctx, data, **opts):
       fastfa train mnist.h5 -o fa.h5 --resume       # continue an interrupted run
     """
     from fastfa.config import TrainConfig
-    from fastfa.datasets import default_dataset_path, open_dataset
-    from fastfa.fitting import (
-        Interrupted,
-        Progress,
-        default_chunk_rows,
-        epoch_record,
-        probe_batch,
-        train_epoch,
-    )
-    from fastfa.runs import load_run, save_run
-    from fastfa.train import Trainer
+    from fastfa.fitting import Interrupted
+    from fastfa.session import Run, fit
 
     if opts["threads"] is not None:
         if opts["threads"] < 1:
@@ -264,19 +254,14 @@ def train(ctx, data, **opts):
         for name in RUN_OPTIONS
         if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)
     }
-    data_path = data
     if opts["resume"]:
         if out is None:
             fail("--resume needs --out RUN.h5, the run to continue")
         if given:
             names = ", ".join("--" + n.replace("_", "-") for n in sorted(given))
             fail(f"{names} cannot change when resuming; the run file's settings are used")
-        trainer, history, meta = load_run(out)
-        progress = Progress.from_attrs(meta["progress"])
-        chunk_rows = meta["chunk_rows"] or None
-        data_path = data_path or meta["dataset"] or None
-        if ctx.get_parameter_source("epochs") != click.core.ParameterSource.DEFAULT:
-            trainer.config = trainer.config.replace(epochs=opts["epochs"])
+        epochs_given = ctx.get_parameter_source("epochs") != click.core.ParameterSource.DEFAULT
+        run = Run.resume(out, data, opts["epochs"] if epochs_given else None)
     else:
         if out is not None:
             _check_output(out, opts["overwrite"])
@@ -295,97 +280,64 @@ def train(ctx, data, **opts):
             weight_decay=opts["weight_decay"],
             beta1=opts["beta1"],
             beta2=opts["beta2"],
-            epsilon=opts["epsilon"],
+            epochs=opts["epochs"],
+            seed=opts["seed"],
+            shuffle=opts["shuffle"],
+            dtype=opts["dtype"],
             schedule=opts["schedule"],
             step_size=opts["step_size"],
             gamma=opts["gamma"],
             lr_min=opts["lr_min"],
             batch_size=opts["batch_size"],
-            epochs=opts["epochs"],
-            seed=opts["seed"],
-            shuffle=opts["shuffle"],
-            dtype=opts["dtype"],
+            epsilon=opts["epsilon"],
         )
-        trainer, history, progress = None, {}, Progress()
-        chunk_rows = opts["chunk_rows"]
+        run = Run.fresh(config, data, out, opts["chunk_rows"])
 
-    data_path = data_path or str(default_dataset_path())
-    with open_dataset(data_path) as ds:
-        if trainer is None:
-            trainer = Trainer(config, ds.n_features, ds.n_outputs, ds.task)
-        elif (ds.n_features, ds.n_outputs, ds.task) != (
-            trainer.arch.sizes[0],
-            trainer.arch.sizes[-1],
-            trainer.task,
-        ):
-            fail(
-                f"{data_path}: {ds.task} data with {ds.n_features} features and {ds.n_outputs} outputs do "
-                f"not fit the run's {trainer.task} model {trainer.arch.sizes}"
-            )
-        chunk_rows = chunk_rows or default_chunk_rows(ds.n_features, trainer.dtype)
-        train_split = ds.split("train")
-        if opts["in_memory"]:
-            train_split = train_split.in_memory(trainer.dtype)
-        test_split = ds.split("test") if "test" in ds.splits else None
-        probe = probe_batch(trainer, train_split)
-        epochs = trainer.config.epochs
-        if opts["resume"] and trainer.epoch >= epochs:
-            click.echo(f"{out}: already complete ({trainer.epoch}/{epochs} epochs); "
+    quiet, json_out = opts["quiet"], opts["json_out"]
+    emit = (lambda line: click.echo(line, err=True)) if json_out else click.echo
+    show_bar = sys.stderr.isatty() and not quiet
+
+    def make_bar(run, n_rows):
+        return ProgressBar(n_rows, run.trainer.epoch + 1, run.epochs, show_bar)
+
+    def on_start(run):
+        if run.complete:
+            click.echo(f"{out}: already complete ({run.trainer.epoch}/{run.epochs} epochs); "
                        "pass --epochs N to train further", err=True)  # fmt: skip
-        quiet, json_out = opts["quiet"], opts["json_out"]
-        emit = (lambda line: click.echo(line, err=True)) if json_out else click.echo
-        save = (
-            (lambda **kw: save_run(out, trainer, history, dataset=data_path, chunk_rows=chunk_rows, **kw))
-            if out
-            else None
-        )
-        with StopFlag() as stop:
-            while trainer.epoch < epochs:
-                bar = ProgressBar(
-                    train_split.n_rows, trainer.epoch + 1, epochs, sys.stderr.isatty() and not quiet
+
+    def on_epoch(run, record):
+        if not quiet:
+            emit(_format_epoch({**record, "task": run.trainer.task}, run.epochs))
+
+    with StopFlag() as stop:
+        try:
+            fit(
+                run,
+                in_memory=opts["in_memory"],
+                should_stop=stop,
+                make_report=make_bar,
+                on_start=on_start,
+                on_epoch=on_epoch,
+            )
+        except Interrupted:
+            where = f"epoch {run.trainer.epoch + 1}, {run.progress.rows_done}/{run.train_rows} rows"
+            if out:
+                click.echo(
+                    f"Interrupted: checkpoint at {where} saved to {out}; continue with --out {out} --resume",
+                    err=True,
                 )
-                try:
-                    train_epoch(
-                        trainer, train_split, progress, chunk_rows=chunk_rows, should_stop=stop, report=bar
-                    )
-                except Interrupted:
-                    bar.close()
-                    where = f"epoch {trainer.epoch + 1}, {progress.rows_done}/{train_split.n_rows} rows"
-                    if save:
-                        save(progress=progress.to_attrs())
-                        click.echo(
-                            f"Interrupted: checkpoint at {where} saved to {out}; "
-                            f"continue with --out {out} --resume",
-                            err=True,
-                        )
-                    else:
-                        click.echo(f"Interrupted at {where} (no --out, nothing saved)", err=True)
-                    ctx.exit(EXIT_CODES[stop.signum])
-                bar.close()
-                record = epoch_record(trainer, progress, test_split, probe)
-                if not np.isfinite(record["train_loss"]):
-                    fail(
-                        f"training diverged in epoch {trainer.epoch} (loss {record['train_loss']}); "
-                        "lower --lr"
-                        + (f" ({out} keeps the last good epoch)" if out and trainer.epoch > 1 else "")
-                    )
-                for key, value in record.items():
-                    history.setdefault(key, []).append(value)
-                if not quiet:
-                    emit(_format_epoch({**record, "task": trainer.task}, epochs))
-                progress = Progress()
-                if save:
-                    save(complete=trainer.epoch >= epochs)
+            else:
+                click.echo(f"Interrupted at {where} (no --out, nothing saved)", err=True)
+            ctx.exit(EXIT_CODES[stop.signum])
     if json_out:
-        final = {k: v[-1] for k, v in history.items()} if history else {}
         echo_json(
             {
-                "config": trainer.config.__dict__,
-                "dataset": data_path,
+                "config": run.trainer.config.__dict__,
+                "dataset": run.dataset,
                 "out": out,
-                "final": final,
-                "history": history,
-                "sizes": list(trainer.arch.sizes),
+                "final": run.final(),
+                "history": run.history,
+                "sizes": list(run.trainer.arch.sizes),
             }
         )
 
