@@ -202,3 +202,17 @@ def load_run(path):
     except (KeyError, ValueError, TypeError, OSError) as exc:
         raise RunFileError(f"{path}: corrupt or incomplete run file ({type(exc).__name__}: {exc})") from None
     return trainer, history, meta
+
+
+def read_outcome(path):
+    """The light part of a run file: ``complete``, ``epoch``, ``config`` (a dict) and ``history``.
+
+    Reads no weights; raises :class:`RunFileError` like :func:`load_run`.
+    """
+    with _read(path) as f:
+        return {
+            "complete": bool(f.attrs.get("complete", False)),
+            "epoch": int(f.attrs["epoch"]),
+            "config": json.loads(f.attrs["config"]),
+            "history": {key: f[f"history/{key}"][()].tolist() for key in f["history"]},
+        }

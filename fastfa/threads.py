@@ -95,3 +95,14 @@ def kernel_threads():
     finally:
         for (_, set_threads), n in zip(controls, before, strict=True):
             set_threads(n)
+
+
+def use_threads(threads):
+    """From now on use ``threads`` threads in this process: numba's kernels and OpenBLAS.
+
+    For worker processes that run one training run after another (sweeps); a
+    command line sets the thread counts before BLAS loads instead.
+    """
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    for _, set_threads in blas_controls():
+        set_threads(threads)

@@ -54,6 +54,7 @@ def main():
     Examples:
       fastfa train --rule fa --epochs 5        # the bundled digits dataset
       fastfa rules                             # list the learning rules
+      fastfa sweep grid.toml                   # many runs: rules x seeds x settings
       fastfa data mnist DIR -o mnist.h5        # convert MNIST's IDX files
       fastfa info mnist.h5                     # describe a dataset or a run
     """
@@ -62,9 +63,10 @@ def main():
 def _register():
     from fastfa.cli.data import data
     from fastfa.cli.inspect import evaluate, info, rules
+    from fastfa.cli.sweep import sweep
     from fastfa.cli.train import train
 
-    for command in (train, evaluate, rules, info, data):
+    for command in (train, sweep, evaluate, rules, info, data):
         main.add_command(command)
 
 

@@ -1,0 +1,225 @@
+"""Run a sweep's tasks: a local pool of processes, or a Dask distributed cluster.
+
+Both engines call :func:`fastfa.sweep.worker.run_task` in long-lived worker
+processes, each run with ``threads`` threads (BLAS and numba), so a run's result
+does not depend on the engine or on which worker ran it.
+
+- **local** (default, no extra dependency): ``workers`` processes started with
+  ``spawn``. A worker that dies (killed, out of memory) breaks the pool; the runs
+  it held are submitted again to a fresh pool and resume from their last saved
+  epoch, up to :data:`MAX_ATTEMPTS` times.
+- **dask** (``pip install fastfa[dask]``): ``scheduler="local"`` starts a
+  ``LocalCluster`` of ``workers`` processes; ``scheduler="tcp://HOST:PORT"``
+  submits to a running cluster, whose workers must have fastfa installed and see
+  the dataset and the output folder at the same paths. Dask itself reschedules
+  the runs of a worker that dies.
+
+Before anything is submitted, runs whose file is complete are skipped, and so are
+runs with a failure record unless ``retry_failed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+
+from fastfa.runs import RunFileError, read_outcome
+from fastfa.sweep.summary import write_grid
+from fastfa.sweep.worker import read_failure, record_failure, run_task
+
+MAX_ATTEMPTS = 3
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def plan(tasks, retry_failed=False):
+    """Split ``tasks`` into ``(to_run, finished)``; ``finished`` holds outcomes of runs not to redo."""
+    to_run, finished = [], []
+    for task in tasks:
+        status = _existing_status(task)
+        if status is None or (status["status"] == "failed" and retry_failed):
+            to_run.append(task)
+        else:
+            finished.append(status)
+    return to_run, finished
+
+
+def _existing_status(task):
+    failure = read_failure(task.out)
+    if failure is not None:
+        return {"name": task.name, "status": "failed", "final": {}, "error": failure["error"], "skipped": 1}
+    if not Path(task.out).exists():
+        return None
+    try:
+        outcome = read_outcome(task.out)
+    except RunFileError:
+        return None  # not a run file we can continue: train it again
+    if not outcome["complete"]:
+        return None  # a checkpoint: resume it
+    final = {key: values[-1] for key, values in outcome["history"].items()}
+    return {"name": task.name, "status": "done", "final": final, "error": "", "skipped": 1}
+
+
+@contextlib.contextmanager
+def thread_environment(threads):
+    """Thread-count variables for worker processes started inside the block."""
+    saved = {var: os.environ.get(var) for var in THREAD_VARIABLES}
+    os.environ.update({var: str(threads) for var in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
+def run_local(tasks, workers, threads, report):
+    """Run ``tasks`` on a pool of ``workers`` processes; ``report(outcome)`` as each ends."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    attempts = dict.fromkeys((t.name for t in tasks), 0)
+    pending = list(tasks)
+    while pending:
+        with thread_environment(threads):
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+            futures = {pool.submit(run_task, task): task for task in pending}
+            pending = []
+            try:
+                for future in as_completed(futures):
+                    task = futures[future]
+                    try:
+                        report(future.result())
+                    except BrokenProcessPool:
+                        attempts[task.name] += 1
+                        if attempts[task.name] < MAX_ATTEMPTS:
+                            pending.append(task)
+                        else:
+                            report(_died(task, attempts[task.name]))
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_dask(tasks, scheduler, workers, threads, report):
+    """Run ``tasks`` on a Dask cluster (``"local"`` starts one); ``report(outcome)`` as each ends."""
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ValueError("--scheduler needs Dask distributed: pip install 'fastfa[dask]'") from None
+    import logging
+    import uuid
+
+    with contextlib.ExitStack() as stack:
+        if scheduler == "local":
+            with thread_environment(threads):
+                cluster = stack.enter_context(
+                    LocalCluster(
+                        n_workers=workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                        silence_logs=logging.ERROR,
+                    )
+                )
+            client = stack.enter_context(Client(cluster))
+        else:
+            try:
+                client = stack.enter_context(Client(scheduler, timeout="10s"))
+            except (OSError, TimeoutError) as exc:
+                raise ValueError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
+        sweep_id = uuid.uuid4().hex[:8]
+        futures = {
+            client.submit(run_task, task, key=f"fastfa-{sweep_id}-{task.name}", pure=False): task
+            for task in tasks
+        }
+        for future in as_completed(futures):
+            task = futures[future]
+            try:
+                report(future.result())
+            except Exception as exc:  # KilledWorker: the run took down its workers too often
+                report(_died(task, MAX_ATTEMPTS, exc))
+
+
+def _died(task, attempts, exc=None):
+    why = f" ({exc.__class__.__name__})" if exc is not None else ""
+    message = f"its worker process died {attempts} times{why}"
+    record_failure(task, message)
+    return {"name": task.name, "status": "failed", "final": {}, "error": message}
+
+
+class Display:
+    """Runs done / running / failed: a status line on a terminal, one line per finished run otherwise."""
+
+    def __init__(self, total, workers, stream=None, enabled=True):
+        self.total, self.workers, self.enabled = total, workers, enabled
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.done = self.failed = 0
+        self.started = time.perf_counter()
+
+    def __call__(self, outcome):
+        if outcome["status"] == "done":
+            self.done += 1
+        else:
+            self.failed += 1
+        if not self.enabled:
+            return
+        ended = self.done + self.failed
+        what = "failed: " + outcome["error"] if outcome["status"] == "failed" else "done"
+        if outcome.get("skipped"):
+            what += " (earlier)"
+        line = f"[{ended}/{self.total}] {outcome['name']} {what}"
+        if self.tty:
+            self.stream.write("\r\033[K" + line + "\n" + self.status())
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def status(self):
+        running = min(self.workers, self.total - self.done - self.failed)
+        elapsed = time.perf_counter() - self.started
+        counts = f"{self.done} done, {running} running, {self.failed} failed of {self.total}"
+        return f"runs: {counts} ({elapsed:.0f} s)"
+
+    def close(self):
+        if self.enabled:
+            self.stream.write(("\r\033[K" if self.tty else "") + self.status() + "\n")
+            self.stream.flush()
+
+
+def run_sweep(spec, out_dir, *, workers=None, scheduler=None, threads=None, retry_failed=False, display=True):
+    """Run every grid point of ``spec`` not finished yet; returns the outcomes of all of them.
+
+    ``workers`` defaults to the number of cores divided by ``threads``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    threads = threads or spec.threads_per_run
+    workers = workers or max(1, (os.cpu_count() or 1) // threads)
+    tasks = spec.tasks(out_dir, threads)
+    write_grid(spec, tasks, out_dir)
+    to_run, finished = plan(tasks, retry_failed)
+    if scheduler is None and not Path(spec.dataset).exists():
+        raise ValueError(f"{spec.dataset}: no such dataset (named in {spec.path})")
+    show = Display(len(tasks), workers, enabled=display)
+    outcomes = {}
+
+    def report(outcome):
+        outcomes[outcome["name"]] = outcome
+        show(outcome)
+
+    for outcome in finished:
+        report(outcome)
+    try:
+        if to_run and scheduler is None:
+            run_local(to_run, workers, threads, report)
+        elif to_run:
+            run_dask(to_run, scheduler, workers, threads, report)
+    finally:
+        show.close()
+    return [outcomes[task.name] for task in tasks if task.name in outcomes]

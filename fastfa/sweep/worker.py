@@ -1,0 +1,78 @@
+"""Train one run of a sweep into its run file: the function every engine calls.
+
+A worker process (local pool or Dask) calls :func:`run_task` with a
+:class:`~fastfa.sweep.spec.RunTask`. The run file is written atomically after
+every epoch, so a worker killed mid-run leaves the last finished epoch behind and
+the next attempt resumes from it. A run that cannot succeed -- a bad setting, a
+dataset the worker cannot read, divergence -- is recorded in ``NAME.failed.json``
+next to where its run file would be, and reported instead of raised, so the rest
+of the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+FAILED_SUFFIX = ".failed.json"
+
+
+def failure_path(out):
+    """Where the failure record of the run file ``out`` goes."""
+    out = Path(out)
+    return out.with_name(out.stem + FAILED_SUFFIX)
+
+
+def run_task(task):
+    """Train ``task`` to its last epoch (resuming its run file if one exists).
+
+    Returns a dict: ``name``, ``status`` ("done" or "failed"), ``final`` (the
+    last epoch's metrics), ``error`` (one line), ``seconds`` and ``pid``.
+    """
+    from fastfa.config import TrainConfig
+    from fastfa.session import Run, fit
+    from fastfa.threads import use_threads
+
+    started = time.perf_counter()
+    use_threads(task.threads)
+    outcome = {"name": task.name, "status": "done", "final": {}, "error": "", "pid": os.getpid()}
+    try:
+        if Path(task.out).exists():
+            run = Run.resume(task.out, task.dataset)
+        else:
+            run = Run.fresh(TrainConfig(**task.settings), task.dataset, task.out)
+        fit(run, in_memory=task.in_memory)
+        outcome["final"] = run.final()
+        failure_path(task.out).unlink(missing_ok=True)
+    except (ValueError, TypeError, KeyError, OSError) as exc:  # the library's user errors
+        message = " ".join(str(exc.args[0] if exc.args else exc).split())
+        outcome.update(status="failed", error=message)
+        record_failure(task, message)
+    outcome["seconds"] = time.perf_counter() - started
+    return outcome
+
+
+def record_failure(task, message):
+    """Write ``NAME.failed.json`` (atomically) with the run's settings and error."""
+    path = failure_path(task.out)
+    record = {"name": task.name, "settings": task.settings, "point": task.point, "error": message}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f, sort_keys=True, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_failure(out):
+    """The failure record of run file ``out``, or ``None``."""
+    path = failure_path(out)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
