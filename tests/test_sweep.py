@@ -35,9 +35,7 @@ rule = ["bp", "fa"]
 seed = [0, 1]
 lr = {lrs}
 """
-NAMES = [
-    f"rule-{rule}_seed-{seed}_lr-{lr}" for rule in ("bp", "fa") for seed in (0, 1) for lr in (0.05, 0.1)
-]
+NAMES = [f"rule-{rule}_seed-{seed}_lr-{lr}" for rule in ("bp", "fa") for seed in (0, 1) for lr in (0.05, 0.1)]
 
 
 def write_spec(folder, epochs=2, lrs="[0.05, 0.1]", name="grid.toml"):
