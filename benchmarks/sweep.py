@@ -46,7 +46,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         spec_path = tmp / "grid.toml"
-        spec_path.write_text(SPEC.format(dataset=default_dataset_path(), hidden=args.hidden, epochs=args.epochs))
+        text = SPEC.format(dataset=default_dataset_path(), hidden=args.hidden, epochs=args.epochs)
+        spec_path.write_text(text)
         spec = load_spec(spec_path)
         use_threads(1)
         warm = spec.tasks(tmp / "warm", 1)[0]
