@@ -229,13 +229,16 @@ def _cmdline(pid):
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds worker processes through /proc")
-def test_killed_worker_runs_are_retried_and_resume(tmp_path):
-    """SIGKILL one pool worker in the middle of a run: every run still completes, exactly."""
+@pytest.mark.parametrize("engine", [[], ["--scheduler", "local"]], ids=["local-pool", "dask"])
+def test_killed_worker_runs_are_retried_and_resume(engine, tmp_path):
+    """SIGKILL one worker process in the middle of a run: every run still completes, exactly."""
+    if engine:
+        pytest.importorskip("distributed")
     spec = write_spec(tmp_path, epochs=40, lrs="[0.05]")
     names = [n for n in NAMES if n.endswith("0.05")]
     out = tmp_path / "grid"
     sweep = subprocess.Popen(
-        [sys.executable, "-m", "fastfa", "sweep", str(spec), "--workers", "2"],
+        [sys.executable, "-m", "fastfa", "sweep", str(spec), "--workers", "2", *engine],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
