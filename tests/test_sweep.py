@@ -111,6 +111,16 @@ def test_bad_spec_is_one_clear_error(case, text, fragment, tmp_path):
     assert result.exit_code == 1 and fragment in result.stderr and "Traceback" not in result.stderr
 
 
+def test_unreachable_scheduler_and_missing_dataset(tmp_path):
+    pytest.importorskip("distributed")
+    spec = write_spec(tmp_path)
+    result = cli("sweep", spec, "--scheduler", "tcp://127.0.0.1:9", "-q")
+    assert result.exit_code == 1 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.stderr
+    (tmp_path / "nodata.toml").write_text('dataset = "nowhere.h5"\n[axes]\nseed = [0]\n')
+    result = cli("sweep", tmp_path / "nodata.toml", "-q")
+    assert result.exit_code == 1 and "nowhere.h5: no such dataset" in result.stderr
+
+
 def test_sweep_usage_errors(tmp_path):
     result = cli("sweep")
     assert result.exit_code == 1 and "missing SPEC" in result.stderr

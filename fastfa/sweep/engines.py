@@ -129,7 +129,7 @@ def run_dask(tasks, scheduler, workers, threads, report):
             client = stack.enter_context(Client(cluster))
         else:
             try:
-                client = stack.enter_context(Client(scheduler, timeout="10s"))
+                client = stack.enter_context(Client(scheduler, timeout="5s"))
             except (OSError, TimeoutError) as exc:
                 raise ValueError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
         sweep_id = uuid.uuid4().hex[:8]
@@ -204,7 +204,7 @@ def run_sweep(spec, out_dir, *, workers=None, scheduler=None, threads=None, retr
     tasks = spec.tasks(out_dir, threads)
     write_grid(spec, tasks, out_dir)
     to_run, finished = plan(tasks, retry_failed)
-    if scheduler is None and not Path(spec.dataset).exists():
+    if scheduler in (None, "local") and not Path(spec.dataset).exists():
         raise ValueError(f"{spec.dataset}: no such dataset (named in {spec.path})")
     show = Display(len(tasks), workers, enabled=display)
     outcomes = {}
