@@ -63,10 +63,11 @@ def main():
 def _register():
     from fastfa.cli.data import data
     from fastfa.cli.inspect import evaluate, info, rules
+    from fastfa.cli.plot import plot
     from fastfa.cli.sweep import sweep
     from fastfa.cli.train import train
 
-    for command in (train, sweep, evaluate, rules, info, data):
+    for command in (train, sweep, evaluate, rules, info, plot, data):
         main.add_command(command)
 
 
