@@ -144,6 +144,19 @@ def epoch_record(trainer, progress, test_split=None, probe=None):
     return record
 
 
+def initial_record(trainer, train_split, test_split=None, probe=None):
+    """A history entry for epoch 0, the untrained network: losses and errors over whole splits, alignment."""
+    record = {"epoch": 0, "lr": trainer.learning_rate(0), "seconds": 0.0}
+    record["train_loss"], record["train_error"] = evaluate_split(trainer, train_split)
+    if test_split is not None:
+        record["test_loss"], record["test_error"] = evaluate_split(trainer, test_split)
+    if probe is not None and trainer.arch.n_layers > 1:
+        metrics = alignment(trainer, *probe)
+        for key in ("update_angle", "feedback_angle", "norm_ratio"):
+            record[key] = [m[key] for m in metrics]
+    return record
+
+
 def probe_batch(trainer, split, rows=PROBE_ROWS):
     """The fixed probe batch for alignment metrics: the first ``rows`` rows of ``split``."""
     return split.read(0, min(rows, split.n_rows), dtype=trainer.dtype)

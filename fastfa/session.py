@@ -15,7 +15,15 @@ import numpy as np
 
 from fastfa.config import TrainConfig
 from fastfa.datasets import default_dataset_path, open_dataset
-from fastfa.fitting import Interrupted, Progress, default_chunk_rows, epoch_record, probe_batch, train_epoch
+from fastfa.fitting import (
+    Interrupted,
+    Progress,
+    default_chunk_rows,
+    epoch_record,
+    initial_record,
+    probe_batch,
+    train_epoch,
+)
 from fastfa.runs import load_run, save_run
 from fastfa.train import Trainer
 
@@ -106,13 +114,17 @@ class Run:
             )
 
 
-def fit(run, *, in_memory=False, should_stop=None, make_report=None, on_start=None, on_epoch=None):
+def fit(run, *, in_memory=False, record_start=False, should_stop=None, make_report=None, on_start=None,
+        on_epoch=None):  # fmt: skip
     """Train ``run`` to its last epoch; returns it.
 
     Parameters
     ----------
     in_memory : bool
         Read the training split into memory first (same result as streaming).
+    record_start : bool
+        Begin a new run's history with epoch 0, the untrained network
+        (:func:`~fastfa.fitting.initial_record`), for curves that start at the beginning.
     should_stop : callable, optional
         Checked between slices of rows; when it returns true the run saves a
         mid-epoch checkpoint (if it has an output file) and :class:`Interrupted` is raised.
@@ -149,6 +161,10 @@ def fit(run, *, in_memory=False, should_stop=None, make_report=None, on_start=No
         run.train_rows = train_split.n_rows
         if on_start is not None:
             on_start(run)
+        if record_start and trainer.epoch == 0 and not run.history and run.progress.rows_done == 0:
+            for key, value in initial_record(trainer, train_split, test_split, probe).items():
+                run.history[key] = [value]
+            run.save()
         while trainer.epoch < run.epochs:
             report = make_report(run, train_split.n_rows) if make_report else None
             try:

@@ -200,12 +200,18 @@ def run_sweep(spec, out_dir, *, workers=None, scheduler=None, threads=None, retr
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     threads = threads or spec.threads_per_run
-    workers = workers or max(1, (os.cpu_count() or 1) // threads)
     tasks = spec.tasks(out_dir, threads)
-    write_grid(spec, tasks, out_dir)
-    to_run, finished = plan(tasks, retry_failed)
     if scheduler in (None, "local") and not Path(spec.dataset).exists():
         raise ValueError(f"{spec.dataset}: no such dataset (named in {spec.path})")
+    write_grid(out_dir, tasks, source=spec.path, dataset=spec.dataset, base=spec.base, axes=spec.axes)
+    return run_tasks(tasks, workers=workers, scheduler=scheduler, retry_failed=retry_failed, display=display)
+
+
+def run_tasks(tasks, *, workers=None, scheduler=None, retry_failed=False, display=True):
+    """Run the :class:`~fastfa.sweep.spec.RunTask` list ``tasks`` (all with the same thread count)."""
+    threads = max((t.threads for t in tasks), default=1)
+    workers = workers or max(1, (os.cpu_count() or 1) // threads)
+    to_run, finished = plan(tasks, retry_failed)
     show = Display(len(tasks), workers, enabled=display)
     outcomes = {}
 

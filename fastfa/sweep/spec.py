@@ -59,6 +59,7 @@ class RunTask:
     out: str
     threads: int = 1
     in_memory: bool = False
+    record_start: bool = False
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,17 @@ GRID_FILE = "sweep.json"
 METRICS = ("train_loss", "train_error", "test_loss", "test_error")
 
 
-def write_grid(spec, tasks, out_dir):
-    """Record the expanded grid in ``DIR/sweep.json`` (what ``--report`` reads)."""
+def write_grid(out_dir, tasks, *, source, dataset, base, axes):
+    """Record the expanded grid in ``DIR/sweep.json`` (what ``--report`` reads).
+
+    ``source`` names where the grid came from (a spec file, an experiment); ``axes``
+    maps each axis to its values, in the order of the run names.
+    """
     grid = {
-        "spec": spec.path,
-        "dataset": spec.dataset,
-        "base": spec.base,
-        "axes": spec.axes,
+        "spec": source,
+        "dataset": dataset,
+        "base": base,
+        "axes": axes,
         "runs": [{"name": t.name, "point": t.point} for t in tasks],
     }
     _atomic_text(Path(out_dir) / GRID_FILE, json.dumps(grid, indent=1, default=str))

@@ -44,7 +44,7 @@ def run_task(task):
             run = Run.resume(task.out, task.dataset)
         else:
             run = Run.fresh(TrainConfig(**task.settings), task.dataset, task.out)
-        fit(run, in_memory=task.in_memory)
+        fit(run, in_memory=task.in_memory, record_start=task.record_start)
         outcome["final"] = run.final()
         failure_path(task.out).unlink(missing_ok=True)
     except (ValueError, TypeError, KeyError, OSError) as exc:  # the library's user errors
