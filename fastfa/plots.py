@@ -125,15 +125,19 @@ def colour_of(label, runs):
     return palette[labels.index(label) % len(palette)]
 
 
-def angle_panels(axes, runs, x_scale=1.0, xlabel="epoch"):
-    """Update angle (rule vs bp) and W^T-vs-B angle per hidden layer, on two axes."""
+ANGLES = {
+    "update_angle": "hidden-layer update vs backprop's",
+    "feedback_angle": "feedback B vs forward W^T",
+}
+
+
+def angle_panels(axes, runs, x_scale=1.0, xlabel="epoch", keys=tuple(ANGLES)):
+    """Per hidden layer, the update angle (rule vs bp) and the W^T-vs-B angle: one axis per key."""
     n_hidden = max((r["history"]["update_angle"].shape[1] for r in runs if "update_angle" in r["history"]),
                    default=0)  # fmt: skip
     learners = [r for r in runs if r["rule"] not in ("bp", "shallow")]
-    for ax, key, title in (
-        (axes[0], "update_angle", "hidden-layer update vs backprop's"),
-        (axes[1], "feedback_angle", "feedback B vs forward W^T"),
-    ):
+    for ax, key in zip(axes, keys, strict=True):
+        title = ANGLES[key]
         for layer in range(n_hidden):
             suffix = f" (layer {layer + 1})" if n_hidden > 1 else ""
             draw(ax, learners, key, ylabel="angle (degrees)", layer=layer, x_scale=x_scale, xlabel=xlabel,

@@ -55,6 +55,7 @@ def main():
       fastfa train --rule fa --epochs 5        # the bundled digits dataset
       fastfa rules                             # list the learning rules
       fastfa sweep grid.toml                   # many runs: rules x seeds x settings
+      fastfa reproduce lillicrap-linear        # rerun a paper's result, with figures
       fastfa data mnist DIR -o mnist.h5        # convert MNIST's IDX files
       fastfa info mnist.h5                     # describe a dataset or a run
     """
@@ -64,10 +65,11 @@ def _register():
     from fastfa.cli.data import data
     from fastfa.cli.inspect import evaluate, info, rules
     from fastfa.cli.plot import plot
+    from fastfa.cli.reproduce import reproduce
     from fastfa.cli.sweep import sweep
     from fastfa.cli.train import train
 
-    for command in (train, sweep, evaluate, rules, info, plot, data):
+    for command in (train, sweep, reproduce, evaluate, rules, info, plot, data):
         main.add_command(command)
 
 

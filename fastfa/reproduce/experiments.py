@@ -1,0 +1,144 @@
+"""The experiments ``fastfa reproduce`` reruns: settings, published numbers, and what must hold.
+
+Each :class:`Experiment` names its rules, networks and training settings, the
+published numbers it is compared with, and its *checks*: the paper's claims as
+inequalities on the measured results. ``quick`` settings are small variants that
+finish in seconds and check only the direction of each result.
+
+Sources
+-------
+Lillicrap, Cownden, Tweed, Akerman (2016). Random synaptic feedback weights support error
+backpropagation for deep learning. Nature Communications 7, 13276. (arXiv:1411.0247.)
+Nøkland (2016). Direct feedback alignment provides learning in deep neural networks. NeurIPS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+NOT_PUBLISHED = "not published"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One reproducible result.
+
+    Attributes
+    ----------
+    name, title, reference : str
+    data : str
+        ``"teacher-linear"``, ``"teacher-nonlinear"`` (generated) or ``"mnist"`` (given).
+    rules : tuple of str
+    nets : dict
+        Label -> hidden layer sizes; one entry when the experiment has one network.
+    base : dict
+        TrainConfig settings shared by every run.
+    rule_options : dict
+        Rule -> its options (e.g. the scale of fa's feedback matrices).
+    metric : str
+        ``"nse"`` (normalised squared error on the test split) or ``"test_error"``.
+    published : dict
+        ``(net label, rule)`` -> the published number, as text.
+    seeds : int
+        Seeds per rule and network in a full run.
+    data_rows : tuple
+        ``(train, test)`` rows of a generated dataset.
+    quick : dict
+        Overrides for ``--quick``: ``seeds``, ``epochs``, ``data_rows``, ``base``.
+    """
+
+    name: str
+    title: str
+    reference: str
+    data: str
+    rules: tuple
+    nets: dict
+    base: dict
+    metric: str
+    published: dict = field(default_factory=dict)
+    rule_options: dict = field(default_factory=dict)
+    seeds: int = 3
+    data_rows: tuple = (0, 0)
+    quick: dict = field(default_factory=dict)
+    note: str = ""
+
+
+LINEAR_B = {"feedback_init": 0.5}  # B ~ U[-0.5, 0.5] (Lillicrap et al.'s linear and nonlinear tasks)
+
+EXPERIMENTS = {
+    e.name: e
+    for e in (
+        Experiment(
+            name="lillicrap-linear",
+            title="A linear 30-20-10 network learning a random linear map (Lillicrap et al. Fig. 2a)",
+            reference="Lillicrap et al. 2016, Nat. Commun. 7:13276, Fig. 2a-b",
+            data="teacher-linear",
+            rules=("bp", "fa", "shallow"),
+            nets={"30-20-10": (20,)},
+            base=dict(activation="identity", init=0.01, lr=2e-4, momentum=0.0, batch_size=1, epochs=100),
+            rule_options={"fa": LINEAR_B},
+            metric="nse",
+            seeds=5,
+            data_rows=(200, 1000),
+            quick=dict(seeds=1),
+            note="x ~ N(0, I), W ~ U[-0.01, 0.01], B ~ U[-0.5, 0.5]; online SGD, 200 training points "
+            "shown 100 times (20,000 examples); NSE on 1,000 held-out points. The paper gives "
+            "curves, not a final number.",
+        ),
+        Experiment(
+            name="lillicrap-nonlinear",
+            title="tanh students 30-20-10 and 30-20-10-10 on a 30-20-10-10 teacher (Lillicrap et al.)",
+            reference="Lillicrap et al. 2016, Nat. Commun. 7:13276, Fig. 3",
+            data="teacher-nonlinear",
+            rules=("bp", "fa"),
+            nets={"30-20-10": (20,), "30-20-10-10": (20, 10)},
+            base=dict(activation="tanh", lr=5e-3, momentum=0.0, batch_size=1, epochs=100),
+            rule_options={"fa": LINEAR_B},
+            metric="nse",
+            seeds=10,
+            data_rows=(5000, 2000),
+            quick=dict(seeds=2),
+            published={},
+            note="Published finding: the 4-layer student ends with a lower error than the 3-layer one, "
+            "for bp and for fa (curves, no final numbers).",
+        ),
+        Experiment(
+            name="lillicrap-mnist",
+            title="MNIST 784-1000-10 tanh (Lillicrap et al.)",
+            reference="Lillicrap et al. 2016, Nat. Commun. 7:13276, Fig. 2c-d",
+            data="mnist",
+            rules=("bp", "fa", "shallow"),
+            nets={"784-1000-10": (1000,)},
+            base=dict(activation="tanh", lr=0.05, momentum=0.9, batch_size=32, schedule="cosine", epochs=20),
+            metric="test_error",
+            published={
+                ("784-1000-10", "bp"): "2.4%",
+                ("784-1000-10", "fa"): "2.1%",
+                ("784-1000-10", "shallow"): "~7.2%",
+            },  # fmt: skip
+            seeds=3,
+            quick=dict(seeds=1, epochs=2, data_rows=(6000, 2000)),
+            note="Settings as benchmarks/mnist.py: SGD momentum 0.9, batch 32, lr 0.05 with a cosine "
+            "schedule, uniform +-1/sqrt(fan_in) initialisation, fa's B drawn like the weights.",
+        ),
+        Experiment(
+            name="nokland-depth",
+            title="bp, fa and dfa on MNIST with deeper tanh networks (Nøkland 2016, Table 1 networks)",
+            reference="Nøkland 2016, NeurIPS, Table 1",
+            data="mnist",
+            rules=("bp", "fa", "dfa"),
+            nets={
+                "784-800-10": (800,),
+                "784-800x2-10": (800, 800),
+                "784-800x4-10": (800, 800, 800, 800),
+                "784-240x7-10": (240,) * 7,
+            },
+            base=dict(activation="tanh", lr=0.02, momentum=0.9, batch_size=32, schedule="cosine", epochs=20),
+            metric="test_error",
+            seeds=1,
+            quick=dict(seeds=1, epochs=1, data_rows=(6000, 2000)),
+            note="Nøkland reports dfa close to bp on all of these networks. His Table 1 numbers could not "
+            "be checked against the paper in this environment, so none are quoted here.",
+        ),
+    )
+}

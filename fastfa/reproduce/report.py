@@ -1,0 +1,181 @@
+"""An experiment's results: a table next to the published numbers, the paper's claims checked, figures.
+
+The normalised squared error of the teacher tasks is Lillicrap et al.'s
+``NSE = sum ||e||^2 / sum ||y*||^2`` over the held-out points; fastfa's test loss is the
+mean of ``0.5 ||e||^2``, so ``NSE = 2 test_loss / mean ||y*||^2``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fastfa.datasets import open_dataset
+from fastfa.plots import angle_panels, draw, label_runs, load, pyplot, save
+from fastfa.reproduce.experiments import NOT_PUBLISHED
+
+
+def target_energy(dataset):
+    """``mean ||y*||^2`` over the test split (the NSE denominator)."""
+    with open_dataset(dataset) as ds:
+        split = ds.split("test")
+        _, y = split.read(0, split.n_rows, dtype=np.float64)
+    return float(np.mean(np.sum(np.asarray(y, dtype=np.float64).reshape(len(y), -1) ** 2, axis=1)))
+
+
+def load_runs(exp, tasks, dataset):
+    """The run files of ``tasks`` with ``net`` and (for teacher tasks) an ``nse`` history added."""
+    runs = load([t.out for t in tasks])
+    energy = target_energy(dataset) if exp.metric == "nse" else None
+    nets = {tuple(h): label for label, h in exp.nets.items()}
+    for run in runs:
+        run["net"] = nets[run["hidden"]]
+        if energy is not None:
+            run["history"]["nse"] = 2 * run["history"]["test_loss"] / energy
+    return runs
+
+
+def results(exp, runs):
+    """``{(net, rule): final metric per seed}`` (NSE, or test error in percent)."""
+    key = "nse" if exp.metric == "nse" else "test_error"
+    scale = 1.0 if exp.metric == "nse" else 100.0
+    out = {}
+    for run in runs:
+        out.setdefault((run["net"], run["rule"]), []).append(scale * run["history"][key][-1])
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def fmt(values, metric):
+    mean, std = values.mean(), (values.std(ddof=1) if len(values) > 1 else 0.0)
+    if metric == "nse":
+        return f"{mean:.2e} ± {std:.1e}"
+    return f"{mean:.2f}% ± {std:.2f}%"
+
+
+def table(exp, res):
+    """Markdown: one row per network and rule, mean ± std over seeds next to the published number."""
+    what = "final test NSE" if exp.metric == "nse" else "final test error"
+    lines = [f"| network | rule | {what} (mean ± std) | seeds | published |", "|---|---|---|---|---|"]
+    for (net, rule), values in res.items():
+        published = exp.published.get((net, rule), NOT_PUBLISHED)
+        lines.append(f"| {net} | {rule} | {fmt(values, exp.metric)} | {len(values)} | {published} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------- checks
+
+
+def checks(exp, res, runs, quick):
+    """The paper's claims, as ``[(statement, holds)]`` on the measured means."""
+    mean = {k: float(v.mean()) for k, v in res.items()}
+    net = next(iter(exp.nets))
+    out = []
+    if exp.name == "lillicrap-linear":
+        fa, bp, shallow = mean[(net, "fa")], mean[(net, "bp")], mean[(net, "shallow")]
+        start, end = _angle(runs, "fa", 0), _angle(runs, "fa", -1)
+        if quick:
+            out += [
+                (f"fa NSE {fa:.2e} and bp NSE {bp:.2e} far below shallow's {shallow:.2e} (< 1/10)",
+                 fa < shallow / 10 and bp < shallow / 10),
+                (f"fa/bp update angle falls: {start:.0f}° at the start, {end:.0f}° at the end (< 90°)",
+                 end < start and end < 90),
+            ]  # fmt: skip
+        else:
+            out += [
+                (f"fa NSE {fa:.2e} <= 0.01", fa <= 0.01),
+                (f"bp NSE {bp:.2e} <= 0.01", bp <= 0.01),
+                (f"shallow NSE {shallow:.2f} >= 0.5", shallow >= 0.5),
+                (f"fa/bp update angle {start:.0f}° at the start, {end:.0f}° at the end (< 45°)", end < 45),
+            ]
+    elif exp.name == "lillicrap-nonlinear":
+        shallow_net, deep_net = list(exp.nets)
+        for rule in exp.rules:
+            a, b = mean[(deep_net, rule)], mean[(shallow_net, rule)]
+            out.append((f"{rule}: {deep_net} student NSE {a:.2e} <= {shallow_net} student's {b:.2e}", a <= b))
+    elif exp.name == "lillicrap-mnist":
+        fa, bp, shallow = mean[(net, "fa")], mean[(net, "bp")], mean[(net, "shallow")]
+        if quick:
+            out += [
+                (
+                    f"fa {fa:.2f}% and bp {bp:.2f}% below shallow's {shallow:.2f}%",
+                    fa < shallow and bp < shallow,
+                )
+            ]
+        else:
+            out += [
+                (f"fa {fa:.2f}% <= 2.3%", fa <= 2.3),
+                (f"bp {bp:.2f}% <= 2.6%", bp <= 2.6),
+                (f"shallow {shallow:.2f}% >= 4%", shallow >= 4.0),
+            ]
+    elif exp.name == "nokland-depth":
+        for net in exp.nets:
+            dfa, bp, fa = mean[(net, "dfa")], mean[(net, "bp")], mean[(net, "fa")]
+            if quick:
+                out.append((f"{net}: dfa learns ({dfa:.1f}% error, chance 90%)", dfa < 50))
+            else:
+                out.append((f"{net}: dfa {dfa:.2f}% within 0.5 points of bp {bp:.2f}% (fa {fa:.2f}%)",
+                            abs(dfa - bp) <= 0.5))  # fmt: skip
+    return out
+
+
+def _angle(runs, rule, index):
+    """Mean over seeds of the first hidden layer's update angle at epoch ``index``."""
+    values = [r["history"]["update_angle"][index, 0] for r in runs if r["rule"] == rule]
+    return float(np.mean(values))
+
+
+# --------------------------------------------------------------------- figures
+
+
+def figures(exp, runs, out_dir, examples_per_epoch):
+    """Write the experiment's PNG figures into ``out_dir``; returns their paths."""
+    plt = pyplot()
+    out_dir = Path(out_dir)
+    paths = []
+    if exp.metric == "nse":
+        several = len(exp.nets) > 1
+        label_runs(runs, (lambda r: f"{r['rule']} {r['net']}") if several else (lambda r: r["rule"]))
+        n_panels = 1 if several else 2
+        fig, axes = plt.subplots(1, n_panels, figsize=(5.2 * n_panels, 4.0), squeeze=False)
+        ax = axes[0][0]
+        styles = {label: ("--" if several and label.endswith(list(exp.nets)[0]) else "-") for label in
+                  {r["label"] for r in runs}}  # fmt: skip
+        for label, style in sorted(styles.items()):
+            draw(ax, [r for r in runs if r["label"] == label], "nse", ylabel="test NSE", log=True,
+                 x_scale=examples_per_epoch, xlabel="training examples", style=style)  # fmt: skip
+        ax.set_title("normalised squared error (held-out points)")
+        ax.legend(fontsize="small")
+        if not several:
+            angle_panels([axes[0][1]], [r for r in runs if r["rule"] == "fa"], x_scale=examples_per_epoch,
+                         xlabel="training examples", keys=("update_angle",))  # fmt: skip
+            axes[0][1].set_title("angle between fa's and bp's hidden updates")
+        fig.suptitle(exp.title, fontsize="medium")
+        path = out_dir / f"{exp.name}.png"
+        save(fig, path)
+        paths.append(path)
+        return paths
+    percent = lambda run, v: 100 * v  # noqa: E731
+    nets = list(exp.nets)
+    fig, axes = plt.subplots(1, len(nets), figsize=(4.6 * len(nets), 3.8), squeeze=False)
+    for ax, net in zip(axes[0], nets, strict=True):
+        group = label_runs([r for r in runs if r["net"] == net])
+        draw(ax, group, "test_error", ylabel="test error (%)", log=True, transform=percent)
+        ax.set_title(net)
+        ax.legend(fontsize="small")
+    fig.suptitle(exp.title, fontsize="medium")
+    path = out_dir / f"{exp.name}.png"
+    save(fig, path)
+    paths.append(path)
+    learners = [r for r in runs if r["rule"] not in ("bp", "shallow")]
+    if learners:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        label_runs(
+            learners, (lambda r: f"{r['rule']} {r['net']}") if len(nets) > 1 else (lambda r: r["rule"])
+        )
+        angle_panels(axes, learners)
+        fig.suptitle(f"{exp.name}: alignment of the hidden layers", fontsize="medium")
+        path = out_dir / f"{exp.name}-alignment.png"
+        save(fig, path)
+        paths.append(path)
+    return paths
