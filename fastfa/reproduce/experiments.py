@@ -117,7 +117,7 @@ EXPERIMENTS = {
                 ("784-1000-10", "shallow"): "~7.2%",
             },  # fmt: skip
             seeds=3,
-            quick=dict(seeds=1, epochs=2, data_rows=(6000, 2000)),
+            quick=dict(seeds=1, epochs=4, data_rows=(10000, 2000), base=dict(lr=0.01)),
             note="Settings as benchmarks/mnist.py: SGD momentum 0.9, batch 32, lr 0.05 with a cosine "
             "schedule, uniform +-1/sqrt(fan_in) initialisation, fa's B drawn like the weights.",
         ),

@@ -137,7 +137,7 @@ def figures(exp, runs, out_dir, examples_per_epoch):
         several = len(exp.nets) > 1
         label_runs(runs, (lambda r: f"{r['rule']} {r['net']}") if several else (lambda r: r["rule"]))
         n_panels = 1 if several else 2
-        fig, axes = plt.subplots(1, n_panels, figsize=(5.2 * n_panels, 4.0), squeeze=False)
+        fig, axes = plt.subplots(1, n_panels, figsize=(6.5 * n_panels, 4.4), squeeze=False)
         ax = axes[0][0]
         styles = {label: ("--" if several and label.endswith(list(exp.nets)[0]) else "-") for label in
                   {r["label"] for r in runs}}  # fmt: skip

@@ -74,8 +74,9 @@ def build_tasks(exp, dataset, out_dir, *, seeds=None, epochs=None, quick=False):
     """One :class:`~fastfa.sweep.spec.RunTask` per rule, network and seed."""
     seeds = seeds or (exp.quick.get("seeds", exp.seeds) if quick else exp.seeds)
     base = dict(exp.base)
-    if quick and "epochs" in exp.quick:
-        base["epochs"] = exp.quick["epochs"]
+    if quick:
+        base.update(exp.quick.get("base", {}))
+        base["epochs"] = exp.quick.get("epochs", base["epochs"])
     if epochs is not None:
         base["epochs"] = epochs
     several = len(exp.nets) > 1
