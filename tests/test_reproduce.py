@@ -1,0 +1,121 @@
+"""``fastfa reproduce --quick`` for every experiment, and ``fastfa plot``.
+
+The quick variants assert the direction of each published result: fa and bp far below
+shallow on the linear task with the fa/bp angle falling below 90 degrees, the deeper
+student not losing to the shallower one, fa and bp beating shallow on MNIST, dfa learning
+at every depth. The MNIST experiments use the first rows of MNIST when ``../shared/data``
+has it, and the bundled digits otherwise.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastfa.datasets import default_dataset_path, read_idx, write_dataset
+from tests.test_cli import cli, ok
+
+MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def has_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def mnist_rows(tmp_path_factory):
+    """The first 10,000 training and 2,000 test rows of MNIST, or the bundled digits."""
+    files = [MNIST / f"{kind}-{part}-idx{d}-ubyte.gz" for kind in ("train", "t10k")
+             for part, d in (("images", 3), ("labels", 1))]  # fmt: skip
+    if not all(f.exists() for f in files):
+        return default_dataset_path()
+    parts = ("train", "t10k")
+    images = {k: read_idx(MNIST / f"{k}-images-idx3-ubyte.gz", 0x803).reshape(-1, 784) for k in parts}
+    labels = {k: read_idx(MNIST / f"{k}-labels-idx1-ubyte.gz", 0x801) for k in parts}
+    path = tmp_path_factory.mktemp("mnist") / "mnist-rows.h5"
+    splits = {"train": (images["train"][:10000], labels["train"][:10000]),
+              "test": (images["t10k"][:2000], labels["t10k"][:2000])}  # fmt: skip
+    return write_dataset(path, splits, name="mnist-rows", task="classification", x_scale=1 / 255)
+
+
+def check_quick(name, tmp_path, *extra):
+    out = tmp_path / name
+    result = ok(cli("reproduce", name, "--quick", "-o", out, "-q", *extra))
+    text = (out / "results.md").read_text()
+    assert result.stdout == text
+    assert "Claims:" in text and "- PASS:" in text and "FAIL" not in text
+    assert "| network | rule |" in text
+    if has_matplotlib():
+        for png in out.glob("*.png"):
+            assert png.read_bytes()[:8] == PNG and png.stat().st_size > 10_000
+        assert (out / f"{name}.png").exists()
+    return out, text
+
+
+def test_quick_linear(tmp_path):
+    out, text = check_quick("lillicrap-linear", tmp_path)
+    assert "| 30-20-10 | shallow |" in text and "not published" in text
+    assert "fa/bp update angle falls" in text
+    # an experiment is a sweep: its folder reports like one, and a rerun trains nothing
+    assert "| rule | runs done |" in ok(cli("sweep", "--report", out)).stdout
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("rule-*.h5")}
+    ok(cli("reproduce", "lillicrap-linear", "--quick", "-o", out, "-q"))
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("rule-*.h5")} == stamps
+
+
+def test_quick_nonlinear(tmp_path):
+    _, text = check_quick("lillicrap-nonlinear", tmp_path)
+    assert text.count("student NSE") == 2
+
+
+def test_quick_mnist(tmp_path, mnist_rows):
+    _, text = check_quick("lillicrap-mnist", tmp_path, "--data", mnist_rows)
+    assert "| 784-1000-10 | fa |" in text and "| 2.1% |" in text
+
+
+def test_quick_nokland(tmp_path, mnist_rows):
+    _, text = check_quick("nokland-depth", tmp_path, "--data", mnist_rows)
+    assert text.count("dfa learns") == 4
+
+
+def test_mnist_experiment_needs_data(tmp_path):
+    result = cli("reproduce", "lillicrap-mnist", "-o", tmp_path / "m")
+    assert result.exit_code == 1 and "needs MNIST: pass --data mnist.h5" in result.stderr
+    result = cli("reproduce", "no-such-thing")
+    assert result.exit_code == 2 and "lillicrap-linear" in result.stderr
+
+
+@pytest.mark.skipif(not has_matplotlib(), reason="needs matplotlib")
+def test_plot_runs(tmp_path):
+    runs = []
+    for rule in ("bp", "fa"):
+        run = tmp_path / f"{rule}.h5"
+        ok(cli("train", "--rule", rule, "--hidden", "16,16", "--epochs", "2", "-q", "-o", run))
+        runs.append(run)
+    result = ok(cli("plot", *runs, "-o", tmp_path / "fig.png", "--title", "digits"))
+    assert result.stdout.strip() == f"wrote {tmp_path / 'fig.png'}"
+    assert (tmp_path / "fig.png").read_bytes()[:8] == PNG
+
+
+def test_plot_without_matplotlib_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    result = cli("plot", tmp_path / "missing.h5", "-o", tmp_path / "fig.png")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "Error: plots need matplotlib: pip install 'fastfa[plot]'"
+
+
+def test_plot_bad_inputs(tmp_path):
+    result = cli("plot", tmp_path / "missing.h5", "-o", tmp_path / "fig.png")
+    if has_matplotlib():
+        assert result.exit_code == 1 and "missing.h5: no such file" in result.stderr
+    result = cli("plot", default_dataset_path(), "-o", tmp_path / "fig.png")
+    if has_matplotlib():
+        assert result.exit_code == 1 and "not a fastfa run file" in result.stderr
+    assert not (tmp_path / "fig.png").exists()
