@@ -249,3 +249,36 @@ def register_rule(rule, *, replace=False):
         raise ValueError(f"rule {rule.name!r} is already registered (pass replace=True)")
     _runtime_rules[rule.name] = rule
     return rule
+
+
+def load_plugin_file(path):
+    """Import the one-file rule plugin at ``path`` and register every :class:`Rule` it defines.
+
+    For ``fastfa train --plugin rule.py``: a rule without packaging. Returns the
+    rules registered. Raises ``ValueError`` (one line) when the file is missing,
+    fails to import, or defines no ``Rule`` at module level.
+    """
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such plugin file")
+    module_name = f"fastfa_plugin_file_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise ValueError(f"{path}: failed to import: {type(exc).__name__}: {exc}") from None
+    rules = [value for value in vars(module).values() if isinstance(value, Rule)]
+    if not rules:
+        raise ValueError(f"{path}: defines no fastfa Rule (expected e.g. `rule = Rule(...)` at module level)")
+    for rule in rules:
+        register_rule(rule, replace=rule.name in _runtime_rules)
+    return rules

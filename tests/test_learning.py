@@ -27,7 +27,7 @@ DIGITS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "digit
 SETTINGS = dict(activation="tanh", lr=0.05, momentum=0.9, batch_size=32, seed=0)
 EPOCHS = 40
 HIDDEN = 100
-LEARNING_RULES = ("bp", "fa", "dfa", "usf", "frsf", "brsf")
+LEARNING_RULES = ("bp", "fa", "dfa", "usf", "frsf", "brsf", "drtp", "sparse-fa")
 
 
 @pytest.fixture(scope="module")

@@ -51,15 +51,21 @@ def evaluate(run, data, splits, json_out):
 
 @click.command(context_settings=CONTEXT)
 @click.option("--json", "json_out", is_flag=True, help="Print the rules as JSON.")
-def rules(json_out):
+@click.option("--plugin", "plugins", multiple=True, type=click.Path(dir_okay=False),
+              help="A one-file rule plugin to load first; repeatable.")  # fmt: skip
+@user_errors
+def rules(json_out, plugins):
     """List the learning rules: name, summary, reference, devices, options.
 
     \b
-    Example:
+    Examples:
       fastfa rules
+      fastfa rules --plugin myrule.py
     """
-    from fastfa.rules import available_rules
+    from fastfa.rules import available_rules, load_plugin_file
 
+    for path in plugins:
+        load_plugin_file(path)
     found = available_rules()
     rows = [
         {

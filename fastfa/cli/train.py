@@ -208,6 +208,8 @@ class ProgressBar:
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--threads", type=int, default=None, help="Threads for BLAS and numba (default: all cores).")
 @click.option("--device", type=click.Choice(["cpu"]), default="cpu", show_default=True)
+@click.option("--plugin", "plugins", multiple=True, type=click.Path(dir_okay=False),
+              help="A one-file rule plugin (a .py defining a Rule) to load first; repeatable.")  # fmt: skip
 @click.option(
     "-o",
     "--out",
@@ -240,7 +242,11 @@ def train(ctx, data, **opts):
     """
     from fastfa.config import TrainConfig
     from fastfa.fitting import Interrupted
+    from fastfa.rules import load_plugin_file
     from fastfa.session import Run, fit
+
+    for path in opts["plugins"]:
+        load_plugin_file(path)
 
     if opts["threads"] is not None:
         if opts["threads"] < 1:
