@@ -33,9 +33,13 @@ def learning_rate(schedule, lr, epoch, *, epochs, step_size=10, gamma=0.1, lr_mi
     raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
 
 
-def float_config(*, lr, momentum, weight_decay, beta1, beta2, epsilon):
-    """The float configuration vector of the kernels (see :mod:`fastfa.kernels.codes`)."""
+def float_config(*, lr, momentum, weight_decay, beta1, beta2, epsilon, mirror=(0.0, 0.0, 0.0)):
+    """The float configuration vector of the kernels (see :mod:`fastfa.kernels.codes`).
+
+    ``mirror`` is ``(learning rate, decay, noise)`` of weight-mirror feedback.
+    """
     fcfg = np.zeros(codes.N_FCFG)
+    fcfg[codes.F_MIRROR_LR], fcfg[codes.F_MIRROR_DECAY], fcfg[codes.F_MIRROR_NOISE] = mirror
     fcfg[codes.F_LR] = lr
     fcfg[codes.F_MOMENTUM] = momentum
     fcfg[codes.F_WEIGHT_DECAY] = weight_decay

@@ -5,11 +5,14 @@ differs only in the signal a hidden layer receives (DESIGN.md section 1):
 
 - ``signal``: where it comes from -- ``backprop`` (``delta_{l+1} W_{l+1}^T``),
   ``layerwise`` (``delta_{l+1} B_{l+1}``), ``direct`` (output error ``e D_l``),
-  ``target`` (``-t D_l``, the target projected directly) or ``none``;
+  ``direct-sign`` (``sign(e) D_l``), ``target`` (``-t D_l``, the target projected
+  directly) or ``none``;
 - ``init_feedback``: how its feedback matrix is drawn;
 - ``dynamics``: whether that matrix changes during training -- ``fixed``,
-  ``sign`` (``B = |B0| * sign(W^T)`` before each batch) or ``sign-redraw``
-  (the same with magnitudes redrawn every batch);
+  ``sign`` (``B = |B0| * sign(W^T)`` before each batch), ``sign-redraw``
+  (the same with magnitudes redrawn every batch), ``kolen-pollack`` (``B``
+  receives ``W^T``'s update, and both decay) or ``mirror`` (``B`` learns ``W^T``
+  from noise injected into its layer);
 - ``after_batch``: an optional Python hook run after every update, for
   feedback that learns in ways the compiled dynamics do not cover
   (Kolen-Pollack, weight mirrors). A rule with a hook trains batch by batch
@@ -38,6 +41,10 @@ from fastfa.kernels import codes
 from fastfa.network import check_init, init_matrix
 
 ENTRY_POINT_GROUP = "fastfa.rules"
+#: Signals that travel through feedback matrices of the rule's own.
+FEEDBACK_SIGNALS = ("layerwise", "direct", "direct-sign", "target")
+#: Signals whose feedback carries the output error or target straight to every hidden layer.
+DIRECT_SIGNALS = ("direct", "direct-sign", "target")
 
 
 class PluginWarning(UserWarning):
@@ -95,7 +102,7 @@ class Rule:
             raise ValueError(f"rule {self.name!r}: unknown dynamics {self.dynamics!r}")
         if self.dynamics != "fixed" and self.signal != "layerwise":
             raise ValueError(f"rule {self.name!r}: {self.dynamics!r} dynamics need a layerwise signal")
-        needs_feedback = self.signal in ("layerwise", "direct", "target")
+        needs_feedback = self.signal in FEEDBACK_SIGNALS
         if needs_feedback and self.init_feedback is None:
             raise ValueError(f"rule {self.name!r}: a {self.signal!r} signal needs init_feedback")
         object.__setattr__(self, "options", dict(self.options))
@@ -103,7 +110,7 @@ class Rule:
     @property
     def has_feedback(self):
         """Whether the rule keeps feedback matrices of its own."""
-        return self.signal in ("layerwise", "direct", "target")
+        return self.signal in FEEDBACK_SIGNALS
 
     def resolve_options(self, given=None):
         """Defaults updated by ``given``, each converted to its default's type.

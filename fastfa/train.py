@@ -19,7 +19,7 @@ from fastfa.kernels import codes
 from fastfa.kernels import cpu as kernels
 from fastfa.network import Architecture
 from fastfa.optim import float_config, learning_rate
-from fastfa.rules import get_rule
+from fastfa.rules import DIRECT_SIGNALS, get_rule
 from fastfa.threads import kernel_threads
 
 TASKS = ("classification", "regression")
@@ -128,7 +128,8 @@ class Trainer:
     def _init_feedback(self):
         shapes = self.feedback_shapes()
         feedback = np.zeros(sum(a * b for a, b in shapes), dtype=self.dtype)
-        magnitude = np.zeros(feedback.size if self.rule.dynamics != "fixed" else 0, dtype=self.dtype)
+        sign_dynamics = self.rule.dynamics in ("sign", "sign-redraw")
+        magnitude = np.zeros(feedback.size if sign_dynamics else 0, dtype=self.dtype)
         for layer, (view, shape) in enumerate(zip(self.feedback_views(feedback), shapes)):
             n_src, n_l = shape
             b = np.asarray(
@@ -237,6 +238,9 @@ class Trainer:
             beta1=c.beta1,
             beta2=c.beta2,
             epsilon=c.epsilon,
+            mirror=tuple(
+                float(self.rule_options.get(k, 0.0)) for k in ("mirror_lr", "mirror_decay", "mirror_noise")
+            ),
         )
 
     def epoch_order(self, n):
@@ -359,8 +363,9 @@ class Trainer:
             "backprop": True,
             "none": True,
             "layerwise": own == "layerwise",
-            "direct": own in ("direct", "target"),
-            "target": own in ("direct", "target"),
+            "direct": own in DIRECT_SIGNALS,
+            "direct-sign": own in DIRECT_SIGNALS,
+            "target": own in DIRECT_SIGNALS,
         }[signal]
         if not fits:
             raise ValueError(

@@ -87,8 +87,11 @@ def naive_net(trainer):
         signal=rule.signal,
         dynamics=rule.dynamics,
         feedback=naive.split_feedback(trainer.feedback, sizes, rule.signal),
-        magnitude=(
-            naive.split_feedback(trainer.magnitude, sizes, rule.signal) if rule.dynamics != "fixed" else ()
+        magnitude=naive.split_feedback(trainer.magnitude, sizes, rule.signal)
+        if trainer.magnitude.size
+        else (),
+        mirror=tuple(
+            float(trainer.rule_options.get(k, 0.0)) for k in ("mirror_lr", "mirror_decay", "mirror_noise")
         ),
         optimizer=c.optimizer,
         lr=trainer.learning_rate(),

@@ -23,7 +23,7 @@ import numpy as np
 
 HIDDEN_ACTIVATIONS = ("identity", "tanh", "logistic", "relu")
 OUTPUT_ACTIVATIONS = (*HIDDEN_ACTIVATIONS, "softmax")
-SIGNALS = ("backprop", "layerwise", "direct", "target", "none")
+SIGNALS = ("backprop", "layerwise", "direct", "direct-sign", "target", "none")
 
 # ------------------------------------------------------------------ activations
 
@@ -143,6 +143,7 @@ def hidden_signals(signal, weights, feedback, pre, e, t, acts):
     - backprop:  ``delta_l = (delta_{l+1} W_{l+1}^T) * f'(a_l)``
     - layerwise: ``delta_l = (delta_{l+1} B_l) * f'(a_l)``
     - direct:    ``delta_l = (e D_l) * f'(a_l)``
+    - direct-sign: ``delta_l = (sign(e) D_l) * f'(a_l)``
     - target:    ``delta_l = (-t D_l) * f'(a_l)``
     - none:      no signal for hidden layers
     """
@@ -158,6 +159,8 @@ def hidden_signals(signal, weights, feedback, pre, e, t, acts):
             s = deltas[layer + 1] @ np.asarray(feedback[layer], dtype=np.float64)
         elif signal == "direct":
             s = deltas[-1] @ np.asarray(feedback[layer], dtype=np.float64)
+        elif signal == "direct-sign":
+            s = np.sign(deltas[-1]) @ np.asarray(feedback[layer], dtype=np.float64)
         elif signal == "target":
             s = -np.asarray(t, dtype=np.float64) @ np.asarray(feedback[layer], dtype=np.float64)
         else:
@@ -247,6 +250,9 @@ def counter_uniform(seed, step, index):
     return (z >> 11) / 2.0**53
 
 
+MIRROR_STREAM = 0x6D6972726F72  # the weight mirror's noise stream (fastfa/kernels/cpu.py)
+
+
 def redraw_uniforms(shapes, seed, step):
     """The ``U`` matrices (paper orientation) brsf draws at ``step``.
 
@@ -287,7 +293,7 @@ def join_params(weights, biases):
 
 def feedback_shapes(sizes, signal):
     """Paper-orientation shapes ``(n_src, n_l)`` of the feedback matrices of each hidden layer."""
-    if signal not in ("layerwise", "direct", "target"):
+    if signal not in ("layerwise", "direct", "direct-sign", "target"):
         return []
     return [
         (sizes[layer + 2] if signal == "layerwise" else sizes[-1], sizes[layer + 1])
@@ -341,6 +347,7 @@ class Net:
         epsilon=1e-8,
         seed=0,
         classification=True,
+        mirror=(0.0, 0.0, 0.0),
     ):
         self.sizes = tuple(int(s) for s in sizes)
         self.weights = [np.array(w, dtype=np.float64) for w in weights]
@@ -356,6 +363,7 @@ class Net:
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
         self.seed = seed
         self.classification = classification
+        self.mirror_lr, self.mirror_decay, self.mirror_noise = mirror
         # optimiser state: two slots (SGD velocity / Adam moments), each (weight list, bias list)
         self.state = [
             ([np.zeros_like(w) for w in self.weights], [np.zeros_like(b) for b in self.biases])
@@ -412,8 +420,8 @@ class Net:
         return d_weights, d_biases, loss, errors
 
     def refresh_feedback(self, step):
-        """Sign-concordant feedback from the current weights (no-op for fixed feedback)."""
-        if self.dynamics == "fixed":
+        """Sign-concordant feedback from the current weights (no-op for other dynamics)."""
+        if self.dynamics not in ("sign", "sign-redraw"):
             return
         shapes = feedback_shapes(self.sizes, self.signal)
         uniforms = redraw_uniforms(shapes, self.seed, step) if self.dynamics == "sign-redraw" else None
@@ -462,8 +470,39 @@ class Net:
         self.step += 1
         self.refresh_feedback(self.step)
         d_weights, d_biases, loss, errors = self.gradients(x, t)
+        before = [w.copy() for w in self.weights]
         self.update(d_weights, d_biases, self.step)
+        if self.dynamics == "kolen-pollack":
+            self.kolen_pollack(before)
+        elif self.dynamics == "mirror":
+            self.weight_mirror(len(x), self.step)
         return loss, errors
+
+    def kolen_pollack(self, before):
+        """``B^T`` receives ``W``'s update, with its own decay: ``B^T += dW + lr wd (W_old - B^T)``."""
+        decay = self.lr * self.weight_decay
+        for layer in range(self.n_layers - 1):
+            w_old, w_new = before[layer + 1], self.weights[layer + 1]
+            b_t = self.feedback[layer].T
+            self.feedback[layer] = (b_t + (w_new - w_old) + decay * (w_old - b_t)).T
+
+    def weight_mirror(self, m, step):
+        """``B^T <- (1 - eta lam) B^T + (eta / m) xi^T (xi W_{l+1})``, ``xi`` uniform with std ``noise``."""
+        half_width = self.mirror_noise * np.sqrt(3.0)
+        base = 0
+        for layer in range(self.n_layers - 1):
+            n_l = self.sizes[layer + 1]
+            xi = np.zeros((m, n_l))
+            for i in range(m):
+                for j in range(n_l):
+                    u = counter_uniform(self.seed ^ MIRROR_STREAM, step, base + i * n_l + j)
+                    xi[i, j] = half_width * (2.0 * u - 1.0)
+            base += m * n_l
+            y = xi @ self.weights[layer + 1]
+            b_t = (1.0 - self.mirror_lr * self.mirror_decay) * self.feedback[
+                layer
+            ].T + self.mirror_lr / m * xi.T @ y
+            self.feedback[layer] = b_t.T
 
     def train_epoch(self, x, t, order, batch_size):
         """Batches of rows ``order`` in turn; summed loss and error count over the epoch."""

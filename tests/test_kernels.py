@@ -29,7 +29,14 @@ from tests.conftest import (
 )
 
 N_ROWS = 17  # the "full batch" of most tests: odd, not a multiple of anything
-RULE_OF_SIGNAL = {"backprop": "bp", "layerwise": "fa", "direct": "dfa", "target": "dfa", "none": "fa"}
+RULE_OF_SIGNAL = {
+    "backprop": "bp",
+    "layerwise": "fa",
+    "direct": "dfa",
+    "direct-sign": "sdfa",
+    "target": "dfa",
+    "none": "fa",
+}
 
 
 def away_from_zero(rng, shape, margin=0.1, scale=1.5):
@@ -482,6 +489,11 @@ TRAIN_CASES = [
     ("frsf", dict(optimizer="adam", lr=0.01)),
     ("brsf", dict(momentum=0.9, weight_decay=1e-2)),
     ("shallow", dict(momentum=0.9, weight_decay=1e-2)),
+    ("sdfa", dict(momentum=0.9)),
+    ("drtp", dict(momentum=0.0)),
+    ("kp", dict(momentum=0.9, weight_decay=5e-2)),
+    ("kp", dict(optimizer="adam", lr=0.01, weight_decay=5e-2)),
+    ("wm", dict(momentum=0.9, rule_options={"mirror_lr": 0.05})),
 ]
 
 

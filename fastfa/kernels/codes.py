@@ -28,6 +28,7 @@ SIGNAL_LAYERWISE = 1  # delta_{l+1} through a feedback matrix B_{l+1}
 SIGNAL_DIRECT = 2  # output error e through a feedback matrix D_l
 SIGNAL_TARGET = 3  # the (negated) target t through a feedback matrix D_l
 SIGNAL_NONE = 4  # hidden layers receive nothing
+SIGNAL_DIRECT_SIGN = 5  # the sign of the output error through a feedback matrix D_l
 
 SIGNALS = {
     "backprop": SIGNAL_BACKPROP,
@@ -35,14 +36,23 @@ SIGNALS = {
     "direct": SIGNAL_DIRECT,
     "target": SIGNAL_TARGET,
     "none": SIGNAL_NONE,
+    "direct-sign": SIGNAL_DIRECT_SIGN,
 }
 
 # how the feedback matrices change during training
 DYNAMICS_FIXED = 0  # never
 DYNAMICS_SIGN = 1  # B = |B0| * sign(W^T), refreshed before every batch
 DYNAMICS_SIGN_REDRAW = 2  # B = U * |B0| * sign(W^T), U ~ U[0, 1) redrawn every batch
+DYNAMICS_KOLEN_POLLACK = 3  # B receives W's update; B - W^T shrinks by (1 - lr wd) every step
+DYNAMICS_MIRROR = 4  # B learns W^T from noise injected into its layer (weight mirror)
 
-DYNAMICS = {"fixed": DYNAMICS_FIXED, "sign": DYNAMICS_SIGN, "sign-redraw": DYNAMICS_SIGN_REDRAW}
+DYNAMICS = {
+    "fixed": DYNAMICS_FIXED,
+    "sign": DYNAMICS_SIGN,
+    "sign-redraw": DYNAMICS_SIGN_REDRAW,
+    "kolen-pollack": DYNAMICS_KOLEN_POLLACK,
+    "mirror": DYNAMICS_MIRROR,
+}
 
 # optimisers
 SGD = 0
@@ -69,4 +79,7 @@ F_WEIGHT_DECAY = 2
 F_BETA1 = 3
 F_BETA2 = 4
 F_EPSILON = 5
-N_FCFG = 6
+F_MIRROR_LR = 6  # weight mirror: learning rate of the feedback
+F_MIRROR_DECAY = 7  # weight mirror: decay of the feedback
+F_MIRROR_NOISE = 8  # weight mirror: standard deviation of the injected noise
+N_FCFG = 9

@@ -46,12 +46,17 @@ from fastfa.kernels.blas import gemm
 from fastfa.kernels.codes import (
     ADAM,
     CROSS_ENTROPY,
+    DYNAMICS_KOLEN_POLLACK,
+    DYNAMICS_MIRROR,
     DYNAMICS_SIGN,
     DYNAMICS_SIGN_REDRAW,
     F_BETA1,
     F_BETA2,
     F_EPSILON,
     F_LR,
+    F_MIRROR_DECAY,
+    F_MIRROR_LR,
+    F_MIRROR_NOISE,
     F_MOMENTUM,
     F_WEIGHT_DECAY,
     I_CLASSIFICATION,
@@ -68,6 +73,7 @@ from fastfa.kernels.codes import (
     SGD,
     SIGNAL_BACKPROP,
     SIGNAL_DIRECT,
+    SIGNAL_DIRECT_SIGN,
     SIGNAL_LAYERWISE,
     SIGNAL_NONE,
     SIGNAL_TARGET,
@@ -598,6 +604,7 @@ def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas):
     - backprop:  ``delta_l = (delta_{l+1} W_{l+1}^T) * f'(a_l)``
     - layerwise: ``delta_l = (delta_{l+1} B_{l+1}) * f'(a_l)``
     - direct:    ``delta_l = (e D_l) * f'(a_l)``
+    - direct-sign: ``delta_l = (sign(e) D_l / m) * f'(a_l)``
     - target:    ``delta_l = (-t D_l) * f'(a_l)``
     - none:      no signal; hidden deltas are not computed.
 
@@ -624,6 +631,9 @@ def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas):
             product(1.0, source, False, f, True, 0.0, delta, threads)
         elif signal == SIGNAL_DIRECT:
             product(1.0, e, False, feedback_view(feedback, sizes, signal, layer), True, 0.0, delta, threads)
+        elif signal == SIGNAL_DIRECT_SIGN:
+            f = feedback_view(feedback, sizes, signal, layer)
+            product(1.0 / m, np.sign(e), False, f, True, 0.0, delta, threads)
         elif signal == SIGNAL_TARGET:
             f = feedback_view(feedback, sizes, signal, layer)
             product(-1.0 / m, t, False, f, True, 0.0, delta, threads)
@@ -882,6 +892,63 @@ def _sparse_sgd_rows(x, delta, w, carried, lr, mu, shrink, lo, hi):
                 v_row[c] = mu * vc
 
 
+# ------------------------------------------------------------------ learned feedback
+
+_MIRROR_STREAM = 0x6D6972726F72  # keeps the mirror's noise apart from brsf's draws
+
+
+@kernel
+def shift_feedback(params, feedback, sizes, keep, weight):
+    """``F_l <- keep * F_l + weight * W_{l+1}`` for every hidden layer (layerwise feedback).
+
+    Kolen-Pollack's bookkeeping: ``F <- F - W`` before the update and
+    ``F <- (1 - lr wd) F + W`` after it give ``F_new = F + dW + lr wd (W - F)``:
+    the feedback receives exactly the forward weights' update with its own
+    decay, so ``F - W`` shrinks by ``(1 - lr wd)`` every step (Akrout et al. 2019).
+    """
+    for layer in range(sizes.size - 2):
+        f = feedback_view(feedback, sizes, SIGNAL_LAYERWISE, layer)
+        w = weight_view(params, sizes, layer + 1)
+        rows, cols = f.shape
+        for i in range(rows):
+            f_row, w_row = f[i], w[i]
+            for j in range(cols):
+                f_row[j] = keep * f_row[j] + weight * w_row[j]
+
+
+@kernel
+def mirror_feedback(params, feedback, sizes, fcfg, seed, step, m, threads):
+    """Weight mirror: every hidden layer's feedback learns ``W_{l+1}`` from injected noise.
+
+    With noise ``xi`` (``m`` rows over layer ``l``'s units, independent entries of
+    mean 0 and standard deviation ``sigma``, uniform) and the response
+    ``y = xi W_{l+1}`` it causes one layer up,
+
+        ``F_l <- (1 - eta lam) F_l + (eta / m) xi^T y``,
+
+    whose mean step is ``eta (sigma^2 W_{l+1} - lam F_l)``: ``F_l`` tends to
+    ``(sigma^2 / lam) W_{l+1}``, i.e. ``B = F^T`` to ``W^T`` (Akrout et al. 2019's
+    mirror mode, with uniform instead of Gaussian noise; only its covariance
+    matters). The noise comes from the counter-based generator, keyed by the run's
+    seed and the update count, so a resumed run injects the same noise.
+    """
+    eta, lam = fcfg[F_MIRROR_LR], fcfg[F_MIRROR_DECAY]
+    half_width = fcfg[F_MIRROR_NOISE] * math.sqrt(3.0)
+    base = 0
+    for layer in range(sizes.size - 2):
+        n_l, n_next = sizes[layer + 1], sizes[layer + 2]
+        xi = np.zeros((m, n_l), dtype=feedback.dtype)
+        for i in range(m):
+            for j in range(n_l):
+                u = counter_uniform(seed ^ _MIRROR_STREAM, step, base + i * n_l + j)
+                xi[i, j] = half_width * (2.0 * u - 1.0)
+        base += m * n_l
+        y = np.zeros((m, n_next), dtype=feedback.dtype)
+        product(1.0, xi, False, weight_view(params, sizes, layer + 1), False, 0.0, y, threads)
+        f = feedback_view(feedback, sizes, SIGNAL_LAYERWISE, layer)
+        product(eta / m, xi, True, y, False, 1.0 - eta * lam, f, threads)
+
+
 # ---------------------------------------------------------------------- batch/epoch
 
 
@@ -906,7 +973,7 @@ def gather_batch(x_all, labels, targets, order, start, m, xb, tb):
 def train_batch(
     params, feedback, magnitude, grads, state, sizes, acts, icfg, fcfg, x, t, hidden, deltas, step
 ):
-    """One training step on batch ``(x, t)``: refresh feedback, deltas, update.
+    """One training step on batch ``(x, t)``: refresh feedback, deltas, update, learn feedback.
 
     SGD without Nesterov's correction takes the fused path
     (:func:`fused_sgd_step`); Nesterov and Adam go through a gradient buffer.
@@ -915,11 +982,18 @@ def train_batch(
     """
     refresh_feedback(params, feedback, magnitude, sizes, icfg, step)
     loss, errors = backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas)
+    dynamics = icfg[I_DYNAMICS]
+    if dynamics == DYNAMICS_KOLEN_POLLACK:
+        shift_feedback(params, feedback, sizes, 1.0, -1.0)
     if icfg[I_OPTIMIZER] == SGD and icfg[I_NESTEROV] == 0:
         fused_sgd_step(params, state, sizes, icfg, fcfg, x, hidden, deltas)
     else:
         weight_gradients(x, hidden, deltas, grads, sizes, first_trainable(icfg), x.shape[0], icfg[I_THREADS])
         update_parameters(params, grads, state, sizes, icfg, fcfg, step)
+    if dynamics == DYNAMICS_KOLEN_POLLACK:
+        shift_feedback(params, feedback, sizes, 1.0 - fcfg[F_LR] * fcfg[F_WEIGHT_DECAY], 1.0)
+    elif dynamics == DYNAMICS_MIRROR:
+        mirror_feedback(params, feedback, sizes, fcfg, icfg[I_SEED], step, x.shape[0], icfg[I_THREADS])
     return loss, errors
 
 
