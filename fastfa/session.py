@@ -114,14 +114,16 @@ class Run:
             )
 
 
-def fit(run, *, in_memory=False, record_start=False, should_stop=None, make_report=None, on_start=None,
-        on_epoch=None):  # fmt: skip
+def fit(run, *, in_memory=False, record_start=False, device="cpu", should_stop=None, make_report=None,
+        on_start=None, on_epoch=None):  # fmt: skip
     """Train ``run`` to its last epoch; returns it.
 
     Parameters
     ----------
     in_memory : bool
         Read the training split into memory first (same result as streaming).
+    device : {"cpu", "cuda"}
+        Where the batches run (:meth:`~fastfa.train.Trainer.use_device`).
     record_start : bool
         Begin a new run's history with epoch 0, the untrained network
         (:func:`~fastfa.fitting.initial_record`), for curves that start at the beginning.
@@ -152,6 +154,8 @@ def fit(run, *, in_memory=False, record_start=False, should_stop=None, make_repo
                 f"{run.dataset}: {ds.task} data with {ds.n_features} features and {ds.n_outputs} outputs "
                 f"do not fit the run's {trainer.task} model {trainer.arch.sizes}"
             )
+        if trainer.device != device:
+            trainer.use_device(device)
         run.chunk_rows = run.chunk_rows or default_chunk_rows(ds.n_features, trainer.dtype)
         train_split = ds.split("train")
         if in_memory:

@@ -90,10 +90,29 @@ class Trainer:
         self.epoch = 0
         self._train_ws = Workspace(self.arch.sizes, config.batch_size, self.dtype)
         self._eval_ws = {}
+        self.device = "cpu"
+        self._cuda = None
+
+    def use_device(self, device):
+        """Train on ``"cpu"`` or ``"cuda"`` (:mod:`fastfa.cuda_engine`) from now on.
+
+        Raises ``ValueError`` when CUDA is missing or cannot train this rule and
+        configuration. Evaluation and the alignment metrics stay on the CPU.
+        """
+        if device == "cuda":
+            from fastfa.cuda_engine import CudaEngine
+
+            self._cuda = CudaEngine(self)
+        elif device != "cpu":
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        else:
+            self._cuda = None
+        self.device = device
 
     def __getstate__(self):
         state = self.__dict__.copy()  # workspaces are scratch memory: not pickled
         state["_train_ws"], state["_eval_ws"] = None, {}
+        state["device"], state["_cuda"] = "cpu", None  # device buffers stay with the process
         return state
 
     def __setstate__(self, state):
@@ -280,6 +299,10 @@ class Trainer:
 
     def _train_batches(self, x, labels, targets, order, batch):
         """The compiled loop over the batches of ``order``; advances :attr:`step`."""
+        if self._cuda is not None:
+            loss, errors = self._cuda.train_rows(x, labels, targets, order, batch)
+            self.step += -(-len(order) // batch)
+            return loss, errors
         ws = self._train_ws
         with kernel_threads() as threads:
             loss, errors = kernels.train_epoch(

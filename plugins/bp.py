@@ -17,4 +17,5 @@ rule = Rule(
     summary="backpropagation: errors travel back through W^T",
     reference="Rumelhart, Hinton, Williams 1986, Nature 323:533",
     signal="backprop",
+    devices=("cpu", "cuda"),
 )

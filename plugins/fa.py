@@ -23,4 +23,5 @@ rule = Rule(
     signal="layerwise",
     init_feedback=random_feedback,
     options=RANDOM_FEEDBACK_OPTIONS,
+    devices=("cpu", "cuda"),
 )

@@ -18,4 +18,5 @@ rule = Rule(
     summary="only the output layer learns (fixed random hidden layers)",
     reference="Lillicrap et al. 2016, Nat. Commun. 7:13276 (baseline)",
     signal="none",
+    devices=("cpu", "cuda"),
 )

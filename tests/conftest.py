@@ -7,12 +7,19 @@ compiles once per dtype per session (and is then cached on disk by numba).
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import os
 
-from fastfa.config import TrainConfig
-from fastfa.train import Trainer
-from tests import naive
+# The CUDA tests (tests/test_cuda.py, marker "cuda") run on numba's CPU simulator unless
+# FASTFA_TEST_GPU=1 asks for a real GPU; the variable must be set before numba is imported.
+if os.environ.get("FASTFA_TEST_GPU") != "1":
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from fastfa.config import TrainConfig  # noqa: E402
+from fastfa.train import Trainer  # noqa: E402
+from tests import naive  # noqa: E402
 
 DTYPES = ("float64", "float32")
 SHAPES = ((7, 13, 5), (7, 13, 11, 5))

@@ -207,7 +207,8 @@ class ProgressBar:
 @click.option("--shuffle/--no-shuffle", default=True, show_default=True)
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--threads", type=int, default=None, help="Threads for BLAS and numba (default: all cores).")
-@click.option("--device", type=click.Choice(["cpu"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where the batches run (cuda: an NVIDIA GPU, pip install 'fastfa[cuda]').")  # fmt: skip
 @click.option("--plugin", "plugins", multiple=True, type=click.Path(dir_okay=False),
               help="A one-file rule plugin (a .py defining a Rule) to load first; repeatable.")  # fmt: skip
 @click.option(
@@ -320,6 +321,7 @@ def train(ctx, data, **opts):
             fit(
                 run,
                 in_memory=opts["in_memory"],
+                device=opts["device"],
                 should_stop=stop,
                 make_report=make_bar,
                 on_start=on_start,

@@ -1,0 +1,176 @@
+"""Training on an NVIDIA GPU: the :class:`~fastfa.train.Trainer`'s batches run as CUDA kernels.
+
+:class:`CudaEngine` keeps the flat parameter, feedback and optimiser-state buffers of a
+trainer on the device, in the same layout as on the host, and copies them back after
+every call, so a run file written after CUDA training is the same kind of file as after
+CPU training (and either engine resumes it). A call gathers its rows on the host once
+and moves them to the device in one copy; the batches then run with no transfer, and
+the summed loss and error count come back once per call.
+
+What runs on CUDA (``Rule.devices`` says which rules): signals ``backprop``,
+``layerwise``, ``direct`` and ``none`` with fixed feedback; hidden activations tanh,
+logistic, relu, identity; a softmax output with cross-entropy (classification); SGD with
+momentum and weight decay; float32. Anything else is refused with a one-line error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SIGNALS = ("backprop", "layerwise", "direct", "none")
+
+
+def check_supported(trainer):
+    """Raise ``ValueError`` (one line) for what the CUDA engine cannot train."""
+    from fastfa.kernels import cuda as kernels
+
+    if not kernels.available():
+        raise ValueError("--device cuda: no CUDA GPU or driver found (numba.cuda.is_available() is False)")
+    rule, config = trainer.rule, trainer.config
+    if "cuda" not in rule.devices:
+        raise ValueError(f"rule {rule.name!r} has no cuda support (devices: {', '.join(rule.devices)})")
+    problems = []
+    if rule.signal not in SIGNALS or rule.dynamics != "fixed":
+        problems.append(f"signal {rule.signal!r} with {rule.dynamics!r} feedback")
+    if trainer.arch.output_activation != "softmax" or trainer.arch.loss != "cross_entropy":
+        problems.append("an output other than softmax with cross-entropy")
+    if config.optimizer != "sgd" or config.nesterov:
+        problems.append(f"optimizer {config.optimizer}{' (nesterov)' if config.nesterov else ''}")
+    if trainer.dtype != np.float32:
+        problems.append(f"dtype {trainer.dtype}")
+    if problems:
+        raise ValueError(f"the cuda engine does not support {', '.join(problems)}; use --device cpu")
+
+
+class CudaEngine:
+    """Device copies of a trainer's buffers, and the batch loop over them.
+
+    Parameters
+    ----------
+    trainer : fastfa.train.Trainer
+    """
+
+    def __init__(self, trainer):
+        check_supported(trainer)
+        from numba import cuda
+
+        from fastfa.kernels import cuda as kernels
+
+        self.cuda, self.k = cuda, kernels
+        self.trainer = trainer
+        sizes = trainer.arch.sizes
+        self.sizes = sizes
+        self.n_layers = len(sizes) - 1
+        width = sum(sizes[1:])
+        self.capacity = trainer.config.batch_size
+        zeros = lambda n: cuda.to_device(np.zeros(n, dtype=np.float32))  # noqa: E731
+        self.hidden, self.deltas = zeros(self.capacity * width), zeros(self.capacity * width)
+        self.grads = zeros(trainer.params.size)
+        self.loss_rows, self.error_rows = (
+            zeros(self.capacity),
+            cuda.to_device(np.zeros(self.capacity, np.int32)),
+        )
+        self.totals = zeros(2)
+
+    # ------------------------------------------------------------------ views
+
+    def _weights(self, flat):
+        views, off = [], 0
+        for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:], strict=True):
+            views.append(flat[off : off + n_in * n_out].reshape(n_in, n_out))
+            off += n_in * n_out
+        return views
+
+    def _biases(self, flat):
+        views, off = [], sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
+        for n_out in self.sizes[1:]:
+            views.append(flat[off : off + n_out])
+            off += n_out
+        return views
+
+    def _rows(self, buffer, m):
+        """Per-layer ``(m, n_l)`` views of an activation-layout buffer."""
+        views, off = [], 0
+        for n in self.sizes[1:]:
+            views.append(buffer[off : off + m * n].reshape(m, n))
+            off += self.capacity * n
+        return views
+
+    def _feedback(self, flat):
+        signal = self.trainer.rule.signal
+        views, off = [], 0
+        for layer in range(self.n_layers - 1):
+            rows = self.sizes[layer + 1]
+            cols = self.sizes[layer + 2] if signal == "layerwise" else self.sizes[-1]
+            views.append(flat[off : off + rows * cols].reshape(rows, cols))
+            off += rows * cols
+        return views
+
+    # ------------------------------------------------------------------- step
+
+    def _step(self, params, feedback, state, x, t, lr, mu, decay):
+        """One SGD step on the device batch ``(x, t)`` (``m`` rows); adds loss and errors to the totals."""
+        k, tr = self.k, self.trainer
+        m = x.shape[0]
+        weights, biases = self._weights(params), self._biases(params)
+        hidden, deltas = self._rows(self.hidden, m), self._rows(self.deltas, m)
+        acts = tr.acts
+        h_in = x
+        for layer in range(self.n_layers):
+            h = hidden[layer]
+            k.gemm(1.0, h_in, False, weights[layer], False, 0.0, h)
+            if layer < self.n_layers - 1:
+                k.launch_1d(k.bias_activation_kernel, h.size, h, biases[layer], acts[layer])
+            h_in = h
+        e = deltas[-1]
+        k.launch_1d(
+            k.softmax_error_kernel, m, hidden[-1], biases[-1], t, e, self.loss_rows, self.error_rows, 1.0 / m
+        )
+        k.accumulate_kernel[1, 1](self.loss_rows, self.error_rows, m, self.totals)
+        signal = tr.rule.signal
+        first = self.n_layers - 1 if signal == "none" else 0
+        if signal != "none":
+            fb = self._feedback(feedback) if tr.rule.has_feedback else None
+            for layer in range(self.n_layers - 2, -1, -1):
+                delta = deltas[layer]
+                if signal == "backprop":
+                    k.gemm(1.0, deltas[layer + 1], False, weights[layer + 1], True, 0.0, delta)
+                elif signal == "layerwise":
+                    k.gemm(1.0, deltas[layer + 1], False, fb[layer], True, 0.0, delta)
+                else:  # direct
+                    k.gemm(1.0, e, False, fb[layer], True, 0.0, delta)
+                k.launch_1d(k.derivative_kernel, delta.size, delta, hidden[layer], acts[layer])
+        grads_w, grads_b = self._weights(self.grads), self._biases(self.grads)
+        for layer in range(first, self.n_layers):
+            layer_in = x if layer == 0 else hidden[layer - 1]
+            k.gemm(1.0, layer_in, True, deltas[layer], False, 0.0, grads_w[layer])
+            k.launch_1d(k.column_sum_kernel, grads_b[layer].size, deltas[layer], grads_b[layer])
+        w_lo = sum(self.sizes[i] * self.sizes[i + 1] for i in range(first))
+        n_weights = sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
+        b_lo = n_weights + sum(self.sizes[1 : first + 1])
+        for lo, hi, wd in ((w_lo, n_weights, decay), (b_lo, params.size, 0.0)):
+            k.launch_1d(k.sgd_kernel, hi - lo, params[lo:hi], self.grads[lo:hi], state[lo:hi], lr, mu, wd)
+
+    def train_rows(self, x, labels, targets, order, batch):
+        """Train on ``x[order]`` in batches of ``batch`` rows; returns ``(summed loss, error count)``.
+
+        The trainer's host buffers hold the result when this returns.
+        """
+        cuda, tr = self.cuda, self.trainer
+        rows = np.asarray(order)
+        xs = np.ascontiguousarray(x[rows], dtype=np.float32)
+        ts = np.zeros((len(rows), self.sizes[-1]), dtype=np.float32)
+        ts[np.arange(len(rows)), labels[rows]] = 1.0
+        d_x, d_t = cuda.to_device(xs), cuda.to_device(ts)
+        params, feedback = cuda.to_device(tr.params), cuda.to_device(tr.feedback)
+        state = cuda.to_device(tr.state[0])
+        self.totals.copy_to_device(np.zeros(2, dtype=np.float32))
+        c = tr.config
+        lr, mu, decay = tr.learning_rate(), c.momentum, c.weight_decay
+        for start in range(0, len(rows), batch):
+            stop = min(start + batch, len(rows))
+            self._step(params, feedback, state, d_x[start:stop], d_t[start:stop], lr, mu, decay)
+        params.copy_to_host(tr.params)
+        tr.state[0] = state.copy_to_host()
+        loss, errors = self.totals.copy_to_host()
+        return float(loss), int(round(errors))

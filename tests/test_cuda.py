@@ -1,0 +1,132 @@
+"""CUDA kernels and the CUDA engine against the CPU engine (float32, tiny shapes).
+
+By default they run on numba's CPU simulator (``NUMBA_ENABLE_CUDASIM=1``, set in
+tests/conftest.py), which runs every GPU thread as a Python thread: slow, so the shapes
+are a handful of rows. With ``FASTFA_TEST_GPU=1`` the same tests run on a real GPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastfa import TrainConfig, Trainer
+from fastfa.datasets import write_dataset
+from fastfa.kernels import codes
+from fastfa.kernels import cuda as kernels
+from tests.conftest import assert_close
+from tests.test_cli import cli, ok
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not kernels.available(), reason="no CUDA GPU or simulator"),
+]
+
+
+def device(a):
+    return kernels.cuda.to_device(np.ascontiguousarray(a, dtype=np.float32))
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_gemm(trans_a, trans_b, rng):
+    m, k, n = 7, 9, 5  # not multiples of the tile
+    a = rng.normal(size=(k, m) if trans_a else (m, k))
+    b = rng.normal(size=(n, k) if trans_b else (k, n))
+    c = rng.normal(size=(m, n))
+    expected = 0.7 * (a.T if trans_a else a) @ (b.T if trans_b else b) - 0.3 * c
+    out = device(c)
+    kernels.gemm(0.7, device(a), trans_a, device(b), trans_b, -0.3, out)
+    assert_close(out.copy_to_host(), expected, "float32")
+
+
+@pytest.mark.parametrize("act", ["tanh", "logistic", "relu", "identity"])
+def test_elementwise_kernels_match_the_cpu_ones(act, rng):
+    from fastfa.kernels import cpu
+
+    code = codes.ACTIVATIONS[act]
+    z = rng.normal(size=(3, 5)).astype(np.float32)
+    b = rng.normal(size=5).astype(np.float32)
+    want = z.copy()
+    cpu.bias_activation(want, b, code)
+    got = device(z)
+    kernels.launch_1d(kernels.bias_activation_kernel, z.size, got, device(b), code)
+    assert_close(got.copy_to_host(), want, "float32")
+    delta = rng.normal(size=(3, 5)).astype(np.float32)
+    want_delta = delta.copy()
+    cpu.multiply_derivative(want_delta, want, code)
+    got_delta = device(delta)
+    kernels.launch_1d(kernels.derivative_kernel, delta.size, got_delta, device(want), code)
+    assert_close(got_delta.copy_to_host(), want_delta, "float32")
+
+
+def test_softmax_error_and_sums(rng):
+    from fastfa.kernels import cpu
+
+    z = rng.normal(size=(4, 3)).astype(np.float32) * 3
+    b = rng.normal(size=3).astype(np.float32)
+    t = np.eye(3, dtype=np.float32)[[0, 2, 1, 1]]
+    y = z.copy()
+    cpu.bias_activation(y, b, codes.SOFTMAX)
+    e = np.zeros_like(y)
+    loss, errors = cpu.output_error(y, t, codes.SOFTMAX, codes.CROSS_ENTROPY, 1, e, 0.25)
+    dz, de = device(z), device(np.zeros_like(z))
+    loss_rows, error_rows = device(np.zeros(4)), kernels.cuda.to_device(np.zeros(4, np.int32))
+    kernels.launch_1d(
+        kernels.softmax_error_kernel, 4, dz, device(b), device(t), de, loss_rows, error_rows, 0.25
+    )
+    assert_close(dz.copy_to_host(), y, "float32")
+    assert_close(de.copy_to_host(), e, "float32")
+    totals = device(np.zeros(2))
+    kernels.accumulate_kernel[1, 1](loss_rows, error_rows, 4, totals)
+    assert_close(totals.copy_to_host(), [loss, errors], "float32")
+    sums = device(np.zeros(3))
+    kernels.launch_1d(kernels.column_sum_kernel, 3, device(e), sums)
+    assert_close(sums.copy_to_host(), e.sum(axis=0), "float32")
+
+
+@pytest.mark.parametrize("rule", ["bp", "fa", "dfa", "shallow"])
+def test_cuda_epoch_matches_the_cpu_engine(rule, rng):
+    """Two batches with momentum and weight decay: same weights and optimiser state as on the CPU."""
+    x = rng.uniform(-1, 1, (8, 7)).astype(np.float32)
+    y = rng.integers(0, 5, 8)
+    config = TrainConfig(
+        hidden=(9, 6), rule=rule, batch_size=4, lr=0.1, momentum=0.9, weight_decay=0.01, seed=1
+    )
+    cpu_trainer, cuda_trainer = Trainer(config, 7, 5), Trainer(config, 7, 5)
+    cuda_trainer.use_device("cuda")
+    cpu_loss, cpu_error = cpu_trainer.train_epoch(x, y)
+    cuda_loss, cuda_error = cuda_trainer.train_epoch(x, y)
+    assert_close(cuda_trainer.params, cpu_trainer.params.astype(np.float64), "float32")
+    assert_close(cuda_trainer.state, cpu_trainer.state.astype(np.float64), "float32")
+    assert_close(cuda_loss, cpu_loss, "float32")
+    assert cuda_error == cpu_error and cuda_trainer.step == cpu_trainer.step == 2
+
+
+def test_unsupported_settings_are_one_clear_error():
+    for kwargs, fragment in [
+        (dict(rule="usf"), "rule 'usf' has no cuda support"),
+        (dict(rule="fa", optimizer="adam"), "optimizer adam"),
+        (dict(rule="fa", dtype="float64"), "dtype float64"),
+    ]:
+        trainer = Trainer(TrainConfig(hidden=(4,), **kwargs), 3, 2)
+        with pytest.raises(ValueError) as info:
+            trainer.use_device("cuda")
+        assert fragment in str(info.value)
+
+
+def test_run_files_move_between_engines(tmp_path, rng):
+    """Train an epoch on cuda, resume on the cpu: the same run as two epochs on the cpu."""
+    x = rng.uniform(0, 1, (8, 6)).astype(np.float32)
+    splits = {"train": (x, rng.integers(0, 3, 8)), "test": (x[:4], rng.integers(0, 3, 4))}
+    data = write_dataset(tmp_path / "tiny.h5", splits, name="tiny", task="classification")
+    args = ["--hidden", "5", "--batch-size", "4", "--lr", "0.1", "-q", "--no-shuffle"]
+    ok(cli("train", data, *args, "--epochs", "1", "--device", "cuda", "-o", tmp_path / "mixed.h5"))
+    ok(cli("train", data, "--epochs", "2", "-o", tmp_path / "mixed.h5", "--resume", "-q"))
+    ok(cli("train", data, *args, "--epochs", "2", "-o", tmp_path / "cpu.h5"))
+    import h5py
+
+    with h5py.File(tmp_path / "mixed.h5", "r") as a, h5py.File(tmp_path / "cpu.h5", "r") as b:
+        assert a.attrs["epoch"] == b.attrs["epoch"] == 2
+        for name in ("model/W0", "model/W1", "model/b0", "optimizer/state"):
+            assert_close(a[name][()], b[name][()].astype(np.float64), "float32", err_msg=name)
