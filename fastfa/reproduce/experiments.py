@@ -133,7 +133,7 @@ EXPERIMENTS = {
                 "784-800x4-10": (800, 800, 800, 800),
                 "784-240x7-10": (240,) * 7,
             },
-            base=dict(activation="tanh", lr=0.02, momentum=0.9, batch_size=32, schedule="cosine", epochs=20),
+            base=dict(activation="tanh", lr=0.05, momentum=0.9, batch_size=32, schedule="cosine", epochs=20),
             metric="test_error",
             seeds=1,
             quick=dict(seeds=1, epochs=1, data_rows=(6000, 2000)),
