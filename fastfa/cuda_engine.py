@@ -10,7 +10,7 @@ the summed loss and error count come back once per call.
 What runs on CUDA (``Rule.devices`` says which rules): signals ``backprop``,
 ``layerwise``, ``direct`` and ``none`` with fixed feedback; hidden activations tanh,
 logistic, relu, identity; a softmax output with cross-entropy (classification); SGD with
-momentum and weight decay; float32. Anything else is refused with a one-line error.
+momentum (heavy ball or Nesterov) and weight decay; float32. Anything else is refused with a one-line error.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ def check_supported(trainer):
         problems.append(f"signal {rule.signal!r} with {rule.dynamics!r} feedback")
     if trainer.arch.output_activation != "softmax" or trainer.arch.loss != "cross_entropy":
         problems.append("an output other than softmax with cross-entropy")
-    if config.optimizer != "sgd" or config.nesterov:
-        problems.append(f"optimizer {config.optimizer}{' (nesterov)' if config.nesterov else ''}")
+    if config.optimizer != "sgd":
+        problems.append(f"optimizer {config.optimizer}")
     if trainer.dtype != np.float32:
         problems.append(f"dtype {trainer.dtype}")
     if problems:
@@ -108,7 +108,7 @@ class CudaEngine:
 
     # ------------------------------------------------------------------- step
 
-    def _step(self, params, feedback, state, x, t, lr, mu, decay):
+    def _step(self, params, feedback, state, x, t, lr, mu, decay, nesterov):
         """One SGD step on the device batch ``(x, t)`` (``m`` rows); adds loss and errors to the totals."""
         k, tr = self.k, self.trainer
         m = x.shape[0]
@@ -149,7 +149,9 @@ class CudaEngine:
         n_weights = sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
         b_lo = n_weights + sum(self.sizes[1 : first + 1])
         for lo, hi, wd in ((w_lo, n_weights, decay), (b_lo, params.size, 0.0)):
-            k.launch_1d(k.sgd_kernel, hi - lo, params[lo:hi], self.grads[lo:hi], state[lo:hi], lr, mu, wd)
+            k.launch_1d(
+                k.sgd_kernel, hi - lo, params[lo:hi], self.grads[lo:hi], state[lo:hi], lr, mu, wd, nesterov
+            )
 
     def train_rows(self, x, labels, targets, order, batch):
         """Train on ``x[order]`` in batches of ``batch`` rows; returns ``(summed loss, error count)``.
@@ -166,10 +168,10 @@ class CudaEngine:
         state = cuda.to_device(tr.state[0])
         self.totals.copy_to_device(np.zeros(2, dtype=np.float32))
         c = tr.config
-        lr, mu, decay = tr.learning_rate(), c.momentum, c.weight_decay
+        lr, mu, decay, nesterov = tr.learning_rate(), c.momentum, c.weight_decay, c.nesterov
         for start in range(0, len(rows), batch):
             stop = min(start + batch, len(rows))
-            self._step(params, feedback, state, d_x[start:stop], d_t[start:stop], lr, mu, decay)
+            self._step(params, feedback, state, d_x[start:stop], d_t[start:stop], lr, mu, decay, nesterov)
         params.copy_to_host(tr.params)
         tr.state[0] = state.copy_to_host()
         loss, errors = self.totals.copy_to_host()

@@ -272,6 +272,7 @@ class _BaseMLP:
         n_iter_no_change=10,
         init="uniform",
         dtype="float32",
+        device="cpu",
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -298,6 +299,7 @@ class _BaseMLP:
         self.n_iter_no_change = n_iter_no_change
         self.init = init
         self.dtype = dtype
+        self.device = device
 
     # ------------------------------------------------------------ parameters
 
@@ -409,6 +411,7 @@ class _BaseMLP:
             "n_iter_no_change": _positive_int("n_iter_no_change", self.n_iter_no_change),
             "init": init,
             "dtype": dtype,
+            "device": _choice("device", self.device, ("cpu", "cuda")),
         }
 
     @staticmethod
@@ -574,6 +577,7 @@ class _BaseMLP:
         y_enc, attrs = self._encode_targets(y, first_call=not reuse, classes=classes, n_rows=len(x))
         if not reuse:
             trainer = Trainer(self._config(p, len(x)), x.shape[1], self._n_outputs(y_enc, attrs), self._task)
+            trainer.use_device(p["device"])
             # set the fitted state only once everything has been checked
             for key, value in attrs.items():
                 setattr(self, key, value)
@@ -704,6 +708,9 @@ class MLPClassifier(_BaseMLP):
         number ``s`` for U[-s, s].
     dtype : {"float32", "float64"}, default "float32"
         Precision of training (predictions are computed in float64).
+    device : {"cpu", "cuda"}, default "cpu"
+        Where the training batches run; "cuda" needs an NVIDIA GPU and a rule,
+        optimiser and output the CUDA engine supports (:mod:`fastfa.cuda_engine`).
 
     Attributes
     ----------

@@ -107,6 +107,7 @@ def test_unsupported_settings_are_one_clear_error():
     for kwargs, fragment in [
         (dict(rule="usf"), "rule 'usf' has no cuda support"),
         (dict(rule="fa", optimizer="adam"), "optimizer adam"),
+        (dict(rule="fa", output_activation="logistic"), "softmax with cross-entropy"),
         (dict(rule="fa", dtype="float64"), "dtype float64"),
     ]:
         trainer = Trainer(TrainConfig(hidden=(4,), **kwargs), 3, 2)
@@ -130,3 +131,18 @@ def test_run_files_move_between_engines(tmp_path, rng):
         assert a.attrs["epoch"] == b.attrs["epoch"] == 2
         for name in ("model/W0", "model/W1", "model/b0", "optimizer/state"):
             assert_close(a[name][()], b[name][()].astype(np.float64), "float32", err_msg=name)
+
+
+@pytest.mark.filterwarnings("ignore:.*maximum iterations")
+def test_estimator_on_cuda_matches_cpu(rng):
+    from fastfa import MLPClassifier
+
+    x = rng.uniform(-1, 1, (8, 5))
+    y = rng.integers(0, 3, 8)
+    kwargs = dict(hidden_layer_sizes=(6,), rule="fa", batch_size=4, max_iter=1, random_state=0, shuffle=False)
+    cpu_model = MLPClassifier(**kwargs).fit(x, y)
+    cuda_model = MLPClassifier(**kwargs, device="cuda").fit(x, y)
+    for a, b in zip(cuda_model.coefs_, cpu_model.coefs_, strict=True):
+        assert_close(a, b, "float32")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        MLPClassifier(device="tpu").fit(x, y)

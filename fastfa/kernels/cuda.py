@@ -169,14 +169,19 @@ def column_sum_kernel(a, out):
 
 
 @cuda.jit
-def sgd_kernel(w, g, carried, lr, mu, decay):
-    """Heavy-ball SGD on a flat range, as the CPU engine: ``v = carried - lr (g + decay w)``,
-    ``w <- w + v``, ``carried <- mu v`` (plain SGD when ``mu`` is 0)."""
+def sgd_kernel(w, g, carried, lr, mu, decay, nesterov):
+    """SGD on a flat range, as the CPU engine: ``v = carried - lr (g + decay w)``, then
+    ``w <- w + v`` (heavy ball; plain SGD when ``mu`` is 0) or ``w <- w + mu v - lr (g + decay w)``
+    (Nesterov), and ``carried <- mu v``."""
     i = cuda.grid(1)
     if i >= w.size:
         return
-    v = carried[i] - lr * (g[i] + decay * w[i])
-    w[i] += v
+    grad = g[i] + decay * w[i]
+    v = carried[i] - lr * grad
+    if nesterov:
+        w[i] += mu * v - lr * grad
+    else:
+        w[i] += v
     carried[i] = mu * v
 
 
