@@ -108,12 +108,37 @@ class CudaEngine:
 
     # ------------------------------------------------------------------- step
 
-    def _step(self, params, feedback, state, x, t, lr, mu, decay, nesterov):
-        """One SGD step on the device batch ``(x, t)`` (``m`` rows); adds loss and errors to the totals."""
+    def _views(self, params, feedback, state, m):
+        """Every per-layer view a step of ``m`` rows uses, made once per call (not per batch)."""
+        signal = self.trainer.rule.signal
+        first = self.n_layers - 1 if signal == "none" else 0
+        n_weights = sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
+        w_lo = sum(self.sizes[i] * self.sizes[i + 1] for i in range(first))
+        b_lo = n_weights + sum(self.sizes[1 : first + 1])
+        ranges = ((w_lo, n_weights, True), (b_lo, params.size, False))
+        return {
+            "weights": self._weights(params),
+            "biases": self._biases(params),
+            "feedback": self._feedback(feedback) if self.trainer.rule.has_feedback else None,
+            "hidden": self._rows(self.hidden, m),
+            "deltas": self._rows(self.deltas, m),
+            "grad_w": self._weights(self.grads),
+            "grad_b": self._biases(self.grads),
+            "first": first,
+            # (params, grads, optimiser state) slices of the trainable weights, then biases
+            "updates": [
+                (params[lo:hi], self.grads[lo:hi], state[lo:hi], decays) for lo, hi, decays in ranges
+            ],
+        }
+
+    def _step(self, v, x, t, lr, mu, decay, nesterov):
+        """One SGD step on the device batch ``(x, t)`` with the views ``v`` of :meth:`_views`.
+
+        Adds the batch's summed loss and error count to the device totals.
+        """
         k, tr = self.k, self.trainer
         m = x.shape[0]
-        weights, biases = self._weights(params), self._biases(params)
-        hidden, deltas = self._rows(self.hidden, m), self._rows(self.deltas, m)
+        weights, biases, hidden, deltas = v["weights"], v["biases"], v["hidden"], v["deltas"]
         acts = tr.acts
         h_in = x
         for layer in range(self.n_layers):
@@ -128,9 +153,8 @@ class CudaEngine:
         )
         k.accumulate_kernel[1, 1](self.loss_rows, self.error_rows, m, self.totals)
         signal = tr.rule.signal
-        first = self.n_layers - 1 if signal == "none" else 0
         if signal != "none":
-            fb = self._feedback(feedback) if tr.rule.has_feedback else None
+            fb = v["feedback"]
             for layer in range(self.n_layers - 2, -1, -1):
                 delta = deltas[layer]
                 if signal == "backprop":
@@ -140,18 +164,12 @@ class CudaEngine:
                 else:  # direct
                     k.gemm(1.0, e, False, fb[layer], True, 0.0, delta)
                 k.launch_1d(k.derivative_kernel, delta.size, delta, hidden[layer], acts[layer])
-        grads_w, grads_b = self._weights(self.grads), self._biases(self.grads)
-        for layer in range(first, self.n_layers):
+        for layer in range(v["first"], self.n_layers):
             layer_in = x if layer == 0 else hidden[layer - 1]
-            k.gemm(1.0, layer_in, True, deltas[layer], False, 0.0, grads_w[layer])
-            k.launch_1d(k.column_sum_kernel, grads_b[layer].size, deltas[layer], grads_b[layer])
-        w_lo = sum(self.sizes[i] * self.sizes[i + 1] for i in range(first))
-        n_weights = sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
-        b_lo = n_weights + sum(self.sizes[1 : first + 1])
-        for lo, hi, wd in ((w_lo, n_weights, decay), (b_lo, params.size, 0.0)):
-            k.launch_1d(
-                k.sgd_kernel, hi - lo, params[lo:hi], self.grads[lo:hi], state[lo:hi], lr, mu, wd, nesterov
-            )
+            k.gemm(1.0, layer_in, True, deltas[layer], False, 0.0, v["grad_w"][layer])
+            k.launch_1d(k.column_sum_kernel, v["grad_b"][layer].size, deltas[layer], v["grad_b"][layer])
+        for w, g, carried, decays in v["updates"]:
+            k.launch_1d(k.sgd_kernel, w.size, w, g, carried, lr, mu, decay if decays else 0.0, nesterov)
 
     def train_rows(self, x, labels, targets, order, batch):
         """Train on ``x[order]`` in batches of ``batch`` rows; returns ``(summed loss, error count)``.
@@ -169,9 +187,11 @@ class CudaEngine:
         self.totals.copy_to_device(np.zeros(2, dtype=np.float32))
         c = tr.config
         lr, mu, decay, nesterov = tr.learning_rate(), c.momentum, c.weight_decay, c.nesterov
+        full = self._views(params, feedback, state, batch)
         for start in range(0, len(rows), batch):
             stop = min(start + batch, len(rows))
-            self._step(params, feedback, state, d_x[start:stop], d_t[start:stop], lr, mu, decay, nesterov)
+            views = full if stop - start == batch else self._views(params, feedback, state, stop - start)
+            self._step(views, d_x[start:stop], d_t[start:stop], lr, mu, decay, nesterov)
         params.copy_to_host(tr.params)
         tr.state[0] = state.copy_to_host()
         loss, errors = self.totals.copy_to_host()
