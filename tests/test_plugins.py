@@ -91,14 +91,25 @@ def _venv_with_this_fastfa(folder):
     return python, venv_site
 
 
+def _can_build_wheels_here():
+    """Whether this interpreter's setuptools builds wheels by itself (>= 70.1, or with ``wheel``)."""
+    try:
+        import setuptools
+    except ImportError:
+        return False
+    version = tuple(int(part) for part in setuptools.__version__.split(".")[:2] if part.isdigit())
+    if version >= (70, 1):
+        return True
+    try:
+        import wheel  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def test_example_distribution_installs_and_trains(tmp_path):
     python, venv_site = _venv_with_this_fastfa(tmp_path / "venv")
-    try:
-        import setuptools  # noqa: F401
-
-        isolation = ["--no-build-isolation"]  # build with the setuptools we already have
-    except ImportError:
-        isolation = []
+    isolation = ["--no-build-isolation"] if _can_build_wheels_here() else []
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation, "--target", venv_site,
          str(DISTRIBUTION)],
