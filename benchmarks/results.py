@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import time
 from pathlib import Path
 
+import numpy as np
+
 from fastfa.datasets import convert_mnist
+from fastfa.plots import load
 from fastfa.reproduce import EXPERIMENTS, reproduce
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -36,13 +38,17 @@ def main(argv=None):
             convert_mnist(args.mnist_dir, data)
     sections = []
     for name in args.only.split(","):
-        started = time.perf_counter()
-        markdown, claims, paths = reproduce(name, Path(args.out) / name, data=data)
+        out = Path(args.out) / name
+        markdown, claims, paths = reproduce(name, out, data=data)
         for path in paths:
             shutil.copyfile(path, figures / path.name)
         markdown = markdown.replace("](" + name, "](results/" + name)
-        minutes = (time.perf_counter() - started) / 60
-        sections.append(markdown + f"\n(Wall time on the 2-core development machine: {minutes:.0f} min.)\n")
+        runs = load(sorted(out.glob("rule-*.h5")))
+        minutes = sum(float(np.sum(r["history"]["seconds"])) for r in runs) / 60
+        sections.append(
+            markdown + f"\n({len(runs)} runs, {minutes:.0f} min of training in all, one thread each, on the "
+            "2-core development machine.)\n"
+        )
         print(markdown, flush=True)
     header = (
         "# Reproduced results\n\n"
