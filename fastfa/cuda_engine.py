@@ -8,8 +8,9 @@ and moves them to the device in one copy; the batches then run with no transfer,
 the summed loss and error count come back once per call.
 
 What runs on CUDA (``Rule.devices`` says which rules): signals ``backprop``,
-``layerwise``, ``direct`` and ``none`` with fixed feedback; hidden activations tanh,
-logistic, relu, identity; a softmax output with cross-entropy (classification); SGD with
+``layerwise``, ``direct``, ``direct-sign``, ``target`` and ``none`` with fixed feedback;
+hidden activations tanh, logistic, relu, identity; a softmax output with cross-entropy
+(classification); SGD with
 momentum (heavy ball or Nesterov) and weight decay; float32. Anything else is refused with a one-line error.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SIGNALS = ("backprop", "layerwise", "direct", "none")
+SIGNALS = ("backprop", "layerwise", "direct", "direct-sign", "target", "none")
 
 
 def check_supported(trainer):
@@ -71,6 +72,7 @@ class CudaEngine:
             cuda.to_device(np.zeros(self.capacity, np.int32)),
         )
         self.totals = zeros(2)
+        self.sign_e = zeros(self.capacity * sizes[-1])  # sign(e) for the direct-sign signal
 
     # ------------------------------------------------------------------ views
 
@@ -161,8 +163,15 @@ class CudaEngine:
                     k.gemm(1.0, deltas[layer + 1], False, weights[layer + 1], True, 0.0, delta)
                 elif signal == "layerwise":
                     k.gemm(1.0, deltas[layer + 1], False, fb[layer], True, 0.0, delta)
-                else:  # direct
+                elif signal == "direct":
                     k.gemm(1.0, e, False, fb[layer], True, 0.0, delta)
+                elif signal == "direct-sign":
+                    sign_e = self.sign_e[: e.size].reshape(e.shape)
+                    if layer == self.n_layers - 2:
+                        k.launch_1d(k.sign_kernel, e.size, e, sign_e)
+                    k.gemm(1.0 / m, sign_e, False, fb[layer], True, 0.0, delta)
+                else:  # target
+                    k.gemm(-1.0 / m, t, False, fb[layer], True, 0.0, delta)
                 k.launch_1d(k.derivative_kernel, delta.size, delta, hidden[layer], acts[layer])
         for layer in range(v["first"], self.n_layers):
             layer_in = x if layer == 0 else hidden[layer - 1]

@@ -27,4 +27,5 @@ rule = Rule(
     signal="target",
     init_feedback=random_feedback,
     options=RANDOM_FEEDBACK_OPTIONS,
+    devices=("cpu", "cuda"),
 )

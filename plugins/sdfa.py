@@ -25,4 +25,5 @@ rule = Rule(
     signal="direct-sign",
     init_feedback=random_feedback,
     options=RANDOM_FEEDBACK_OPTIONS,
+    devices=("cpu", "cuda"),
 )

@@ -85,7 +85,7 @@ def test_softmax_error_and_sums(rng):
     assert_close(sums.copy_to_host(), e.sum(axis=0), "float32")
 
 
-@pytest.mark.parametrize("rule", ["bp", "fa", "dfa", "shallow"])
+@pytest.mark.parametrize("rule", ["bp", "fa", "dfa", "sdfa", "drtp", "shallow"])
 def test_cuda_epoch_matches_the_cpu_engine(rule, rng):
     """Two batches with momentum and weight decay: same weights and optimiser state as on the CPU."""
     x = rng.uniform(-1, 1, (8, 7)).astype(np.float32)

@@ -156,6 +156,18 @@ def softmax_error_kernel(z, b, t, e, loss, errors, scale):
 
 
 @cuda.jit
+def sign_kernel(a, out):
+    """``out = sign(a)`` entry by entry, one thread per entry."""
+    i = cuda.grid(1)
+    rows, cols = a.shape
+    if i >= rows * cols:
+        return
+    r, j = i // cols, i % cols
+    v = a[r, j]
+    out[r, j] = 1.0 if v > 0 else (-1.0 if v < 0 else 0.0)
+
+
+@cuda.jit
 def column_sum_kernel(a, out):
     """``out[j] = sum_i a[i, j]``, one thread per column."""
     j = cuda.grid(1)
