@@ -175,9 +175,13 @@ def _describe_run(path):
                     f"  {key:<11} last {scale * values[-1]:.4g}{unit}, best {scale * values[best]:.4g}{unit} "
                     f"(epoch {int(history['epoch'][best])})"
                 )
+        epochs = history["epoch"]
         for key in ("update_angle", "feedback_angle", "norm_ratio"):
             if key in history and history[key]:
-                last = ", ".join("nan" if v != v else f"{v:.3g}" for v in history[key][-1])
-                lines.append(f"  {key:<14} per hidden layer, last epoch: {last}")
+                first, last = (
+                    ", ".join("nan" if v != v else f"{v:.3g}" for v in history[key][i]) for i in (0, -1)
+                )
+                span = f"epoch {int(epochs[0])} {first} -> epoch {int(epochs[-1])} {last}"
+                lines.append(f"  {key:<14} per hidden layer: {span}")
     desc["lines"] = lines
     return desc
