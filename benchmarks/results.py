@@ -44,9 +44,10 @@ def main(argv=None):
             shutil.copyfile(path, figures / path.name)
         markdown = markdown.replace("](" + name, "](results/" + name)
         runs = load(sorted(out.glob("rule-*.h5")))
-        minutes = sum(float(np.sum(r["history"]["seconds"])) for r in runs) / 60
+        seconds = sum(float(np.sum(r["history"]["seconds"])) for r in runs)
+        spent = f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
         sections.append(
-            markdown + f"\n({len(runs)} runs, {minutes:.0f} min of training in all, one thread each, on the "
+            markdown + f"\n({len(runs)} runs, {spent} of training in all, one thread each, on the "
             "2-core development machine.)\n"
         )
         print(markdown, flush=True)

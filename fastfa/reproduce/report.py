@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fastfa.datasets import open_dataset
-from fastfa.plots import angle_panels, draw, label_runs, load, pyplot, save
+from fastfa.plots import ANGLES, angle_panels, draw, label_runs, load, pyplot, save
 from fastfa.reproduce.experiments import NOT_PUBLISHED
 
 
@@ -169,13 +169,27 @@ def figures(exp, runs, out_dir, examples_per_epoch):
     paths.append(path)
     learners = [r for r in runs if r["rule"] not in ("bp", "shallow")]
     if learners:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-        label_runs(
-            learners, (lambda r: f"{r['rule']} {r['net']}") if len(nets) > 1 else (lambda r: r["rule"])
-        )
-        angle_panels(axes, learners)
-        fig.suptitle(f"{exp.name}: alignment of the hidden layers", fontsize="medium")
-        path = out_dir / f"{exp.name}-alignment.png"
-        save(fig, path)
-        paths.append(path)
+        paths.append(alignment_figure(exp, learners, nets, out_dir, plt))
     return paths
+
+
+def alignment_figure(exp, learners, nets, out_dir, plt):
+    """Update and W^T-vs-B angles per network (columns): the first and the last hidden layer of each rule."""
+    fig, axes = plt.subplots(2, len(nets), figsize=(4.6 * len(nets), 7.0), squeeze=False)
+    for column, net in enumerate(nets):
+        group = label_runs([r for r in learners if r["net"] == net], lambda r: r["rule"])
+        n_hidden = len(exp.nets[net])
+        layers = sorted({0, n_hidden - 1})
+        for row, key in enumerate(ANGLES):
+            ax = axes[row][column]
+            for layer, style in zip(layers, ("-", "--"), strict=False):
+                draw(ax, group, key, ylabel="angle (degrees)", layer=layer, style=style,
+                     suffix=f" layer {layer + 1}" if n_hidden > 1 else "")  # fmt: skip
+            ax.axhline(90, color="black", lw=0.8, ls=":")
+            ax.set_ylim(0, 100)
+            ax.set_title(f"{net}: {ANGLES[key]}", fontsize="medium")
+            ax.legend(fontsize="small", loc="lower left")
+    fig.suptitle(f"{exp.name}: alignment of the first and last hidden layers", fontsize="medium")
+    path = out_dir / f"{exp.name}-alignment.png"
+    save(fig, path)
+    return path
