@@ -135,19 +135,18 @@ def epoch_record(trainer, progress, test_split=None, probe=None):
         "train_error": progress.error_sum / n,
         "seconds": progress.seconds,
     }
-    if test_split is not None:
-        record["test_loss"], record["test_error"] = evaluate_split(trainer, test_split)
-    if probe is not None and trainer.arch.n_layers > 1:
-        metrics = alignment(trainer, *probe)
-        for key in ("update_angle", "feedback_angle", "norm_ratio"):
-            record[key] = [m[key] for m in metrics]
-    return record
+    return _add_evaluation(record, trainer, test_split, probe)
 
 
 def initial_record(trainer, train_split, test_split=None, probe=None):
     """A history entry for epoch 0, the untrained network: losses and errors over whole splits, alignment."""
     record = {"epoch": 0, "lr": trainer.learning_rate(0), "seconds": 0.0}
     record["train_loss"], record["train_error"] = evaluate_split(trainer, train_split)
+    return _add_evaluation(record, trainer, test_split, probe)
+
+
+def _add_evaluation(record, trainer, test_split, probe):
+    """``record`` with the test split's loss and error and the probe batch's alignment metrics."""
     if test_split is not None:
         record["test_loss"], record["test_error"] = evaluate_split(trainer, test_split)
     if probe is not None and trainer.arch.n_layers > 1:
