@@ -50,6 +50,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 
 import numpy as np  # noqa: E402
 
+from benchmarks.torch_rules import make_model  # noqa: E402
 from fastfa import TrainConfig, Trainer  # noqa: E402
 
 MNIST_SIZES = (784, 1000, 10)
@@ -180,56 +181,9 @@ def torch_rate(sizes, rule, batch, x, y, repeats):
     import torch
     import torch.nn.functional as F
 
-    torch.manual_seed(0)
-
-    class LinearFeedback(torch.autograd.Function):
-        """y = x W^T + b; backward sends grad_out @ B down (B = W for bp, fixed random for fa)."""
-
-        @staticmethod
-        def forward(ctx, inp, weight, bias, feedback):
-            ctx.save_for_backward(inp, feedback)
-            return inp @ weight.t() + bias
-
-        @staticmethod
-        def backward(ctx, grad_out):
-            inp, feedback = ctx.saved_tensors
-            grad_in = grad_out @ feedback if ctx.needs_input_grad[0] else None
-            return grad_in, grad_out.t() @ inp, grad_out.sum(0), None
-
-    class DirectFeedback(torch.autograd.Function):
-        """Identity forward; backward replaces the incoming gradient by e D (the output error)."""
-
-        @staticmethod
-        def forward(ctx, h, projection, store):
-            ctx.projection, ctx.store = projection, store
-            return h.view_as(h)
-
-        @staticmethod
-        def backward(ctx, grad):
-            return ctx.store["e"] @ ctx.projection, None, None
-
-    layers = list(zip(sizes[:-1], sizes[1:]))
-    weights = [torch.nn.Parameter(torch.empty(b, a).uniform_(-1, 1) / a**0.5) for a, b in layers]
-    biases = [torch.nn.Parameter(torch.zeros(b)) for a, b in layers]
-    feedback = [torch.empty(b, a).uniform_(-1, 1) / a**0.5 for a, b in layers]
-    direct = [torch.empty(sizes[-1], n).uniform_(-1, 1) / n**0.5 for n in sizes[1:-1]]
-    store = {}
-
-    def model(inp):
-        h = inp
-        for i, (w, b) in enumerate(zip(weights, biases)):
-            fb = w if rule == "bp" else feedback[i]
-            if rule == "dfa" and i > 0:
-                h = DirectFeedback.apply(h, direct[i - 1], store)
-            h = LinearFeedback.apply(h, w, b, fb.detach() if rule == "bp" else fb)
-            if i < len(weights) - 1:
-                h = torch.tanh(h)
-        if rule == "dfa":
-            h.register_hook(lambda g: store.__setitem__("e", g))
-        return h
-
+    model, params = make_model(sizes, rule)
     momentum = 0.0 if batch == 1 else 0.9
-    optimizer = torch.optim.SGD(weights + biases, lr=0.01, momentum=momentum)
+    optimizer = torch.optim.SGD(params, lr=0.01, momentum=momentum)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
     def epoch(n=None):

@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from benchmarks.torch_rules import make_model
+
 NETS = {"784-1000-10": (784, 1000, 10), "4096-4096-4096-10": (4096, 4096, 4096, 10)}
 
 
@@ -48,38 +50,17 @@ def fastfa_rate(sizes, batch, n, repeats):
 def torch_rate(sizes, batch, n, repeats):
     import torch
 
-    class LinearFA(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, inp, weight, bias, feedback):
-            ctx.save_for_backward(inp, feedback)
-            return inp @ weight.t() + bias
-
-        @staticmethod
-        def backward(ctx, grad_out):
-            inp, feedback = ctx.saved_tensors
-            return grad_out @ feedback, grad_out.t() @ inp, grad_out.sum(0), None
-
     dev = torch.device("cuda")
-    torch.manual_seed(0)
-    layers = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        bound = 1 / n_in**0.5
-        w = torch.empty(n_out, n_in, device=dev).uniform_(-bound, bound).requires_grad_()
-        b = torch.zeros(n_out, device=dev, requires_grad=True)
-        layers.append((w, b, torch.empty(n_out, n_in, device=dev).uniform_(-bound, bound)))
-    params = [p for w, b, _ in layers for p in (w, b)]
+    model, params = make_model(sizes, "fa", device=dev)
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
     x, y = data(n, sizes[0], sizes[-1])
     x, y = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
 
     def epoch(rows):
         for start in range(0, rows, batch):
-            h = x[start : start + batch]
-            for i, (w, b, f) in enumerate(layers):
-                h = LinearFA.apply(h, w, b, f)
-                if i < len(layers) - 1:
-                    h = torch.tanh(h)
-            loss = torch.nn.functional.cross_entropy(h, y[start : start + batch])
+            loss = torch.nn.functional.cross_entropy(
+                model(x[start : start + batch]), y[start : start + batch]
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
