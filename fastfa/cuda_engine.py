@@ -16,8 +16,12 @@ momentum (heavy ball or Nesterov) and weight decay; float32. Anything else is re
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 
+MODES = ("fused", "kernels")
 SIGNALS = ("backprop", "layerwise", "direct", "direct-sign", "target", "none")
 
 
@@ -46,12 +50,23 @@ def check_supported(trainer):
 class CudaEngine:
     """Device copies of a trainer's buffers, and the batch loop over them.
 
+    Two ways to run the batches, with the same arithmetic:
+
+    - ``"fused"`` (the default): one cooperative launch of
+      :func:`~fastfa.kernels.cuda.fused_chunk_kernel` per call runs every batch, the
+      phases of a batch separated by grid-wide barriers;
+    - ``"kernels"``: a dozen kernel launches per batch (GEMM, bias and activation,
+      softmax error, derivative, column sums, SGD), the fallback where a cooperative
+      launch is not available.
+
     Parameters
     ----------
     trainer : fastfa.train.Trainer
+    mode : {"fused", "kernels"}, optional
+        Default: the environment variable ``FASTFA_CUDA_MODE``, else ``"fused"``.
     """
 
-    def __init__(self, trainer):
+    def __init__(self, trainer, mode=None):
         check_supported(trainer)
         from numba import cuda
 
@@ -73,6 +88,11 @@ class CudaEngine:
         )
         self.totals = zeros(2)
         self.sign_e = zeros(self.capacity * sizes[-1])  # sign(e) for the direct-sign signal
+        mode = mode or os.environ.get("FASTFA_CUDA_MODE", "fused")
+        if mode not in MODES:
+            raise ValueError(f"cuda mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self.mode = mode
+        self._layout = None  # device offset arrays of the fused kernel, made on first use
 
     # ------------------------------------------------------------------ views
 
@@ -193,15 +213,73 @@ class CudaEngine:
         d_x, d_t = cuda.to_device(xs), cuda.to_device(ts)
         params, feedback = cuda.to_device(tr.params), cuda.to_device(tr.feedback)
         state = cuda.to_device(tr.state[0])
-        self.totals.copy_to_device(np.zeros(2, dtype=np.float32))
         c = tr.config
-        lr, mu, decay, nesterov = tr.learning_rate(), c.momentum, c.weight_decay, c.nesterov
-        full = self._views(params, feedback, state, batch)
-        for start in range(0, len(rows), batch):
-            stop = min(start + batch, len(rows))
-            views = full if stop - start == batch else self._views(params, feedback, state, stop - start)
-            self._step(views, d_x[start:stop], d_t[start:stop], lr, mu, decay, nesterov)
+        hyper = (tr.learning_rate(), c.momentum, c.weight_decay, c.nesterov)
+        if self.mode == "fused":
+            try:
+                loss, errors = self._train_fused(d_x, d_t, params, feedback, state, batch, *hyper)
+            except Exception as error:  # no cooperative launch here (an old driver, no cudadevrt)
+                print(f"fastfa: fused cuda kernel unavailable ({error}); using per-kernel launches", file=sys.stderr)
+                self.mode = "kernels"
+                params.copy_to_device(tr.params)  # nothing trained yet: start the call again
+                state.copy_to_device(tr.state[0])
+        if self.mode == "kernels":
+            loss, errors = self._train_kernels(d_x, d_t, params, feedback, state, batch, *hyper)
         params.copy_to_host(tr.params)
         tr.state[0] = state.copy_to_host()
+        return loss, errors
+
+    def _train_kernels(self, d_x, d_t, params, feedback, state, batch, lr, mu, decay, nesterov):
+        """The batches as separate kernel launches (``mode="kernels"``)."""
+        self.totals.copy_to_device(np.zeros(2, dtype=np.float32))
+        n = d_x.shape[0]
+        full = self._views(params, feedback, state, batch)
+        for start in range(0, n, batch):
+            stop = min(start + batch, n)
+            views = full if stop - start == batch else self._views(params, feedback, state, stop - start)
+            self._step(views, d_x[start:stop], d_t[start:stop], lr, mu, decay, nesterov)
         loss, errors = self.totals.copy_to_host()
         return float(loss), int(round(errors))
+
+    def _fused_layout(self):
+        """Device arrays of sizes, activation codes and the offsets the fused kernel indexes with."""
+        if self._layout is None:
+            sizes, tr = self.sizes, self.trainer
+            pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+            w_off = np.cumsum([0] + [a * b for a, b in pairs])
+            b_off = w_off[-1] + np.cumsum([0] + list(sizes[1:]))
+            signal = tr.rule.signal
+            f_sizes = [sizes[i + 1] * (sizes[i + 2] if signal == "layerwise" else sizes[-1]) for i in range(len(pairs) - 1)]
+            f_off = np.cumsum([0] + f_sizes)
+            h_off = np.cumsum([0] + [self.capacity * n for n in sizes[1:]])
+            to = lambda a, dtype=np.int64: self.cuda.to_device(np.asarray(a, dtype=dtype))  # noqa: E731
+            self._layout = (
+                to(sizes), to(w_off[:-1]), to(b_off[:-1]), to(f_off), to(h_off[:-1]),
+                to(list(tr.acts[:-1]) or [0], np.int32),
+            )  # fmt: skip
+        return self._layout
+
+    def _train_fused(self, d_x, d_t, params, feedback, state, batch, lr, mu, decay, nesterov):
+        """Every batch in one cooperative launch of the fused kernel (``mode="fused"``)."""
+        from fastfa.kernels import codes
+
+        k, tr = self.k, self.trainer
+        n = d_x.shape[0]
+        loss_rows = self.cuda.to_device(np.zeros(n, np.float32))
+        error_rows = self.cuda.to_device(np.zeros(n, np.int32))
+        signal = codes.SIGNALS[tr.rule.signal]
+        first = self.n_layers - 1 if tr.rule.signal == "none" else 0
+        args = (
+            d_x.reshape(-1), d_t.reshape(-1), params, feedback if feedback.size else params, state,
+            self.hidden, self.deltas, *self._fused_layout(), loss_rows, error_rows,
+            int(batch), int(signal), int(first), float(lr), float(mu), float(decay), int(bool(nesterov)),
+        )  # fmt: skip
+        k.launch_cooperative(k.fused_chunk_kernel, args, self._largest_phase(batch))
+        return float(loss_rows.copy_to_host().astype(np.float64).sum()), int(error_rows.copy_to_host().sum())
+
+    def _largest_phase(self, batch):
+        """Output tiles of the largest phase of a batch: more blocks than that would idle."""
+        t = self.k.TILE
+        tiles = lambda r, c: -(-r // t) * -(-c // t)  # noqa: E731
+        pairs = zip(self.sizes[:-1], self.sizes[1:], strict=True)
+        return max(max(tiles(batch, b), tiles(a + 1, b)) for a, b in pairs)

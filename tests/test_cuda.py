@@ -85,22 +85,28 @@ def test_softmax_error_and_sums(rng):
     assert_close(sums.copy_to_host(), e.sum(axis=0), "float32")
 
 
+@pytest.mark.parametrize("mode", ["fused", "kernels"])
 @pytest.mark.parametrize("rule", ["bp", "fa", "dfa", "sdfa", "drtp", "shallow"])
-def test_cuda_epoch_matches_the_cpu_engine(rule, rng):
-    """Two batches with momentum and weight decay: same weights and optimiser state as on the CPU."""
-    x = rng.uniform(-1, 1, (8, 7)).astype(np.float32)
-    y = rng.integers(0, 5, 8)
+def test_cuda_epoch_matches_the_cpu_engine(rule, mode, rng, monkeypatch):
+    """Two batches and a short last one, with momentum and weight decay: the same weights and
+    optimiser state as on the CPU, for both ways of running the batches."""
+    x = rng.uniform(-1, 1, (10, 7)).astype(np.float32)
+    y = rng.integers(0, 5, 10)
     config = TrainConfig(
-        hidden=(9, 6), rule=rule, batch_size=4, lr=0.1, momentum=0.9, weight_decay=0.01, seed=1
-    )
+        hidden=(9, 6), rule=rule, batch_size=4, lr=0.1, momentum=0.9, weight_decay=0.01, seed=1,
+        nesterov=rule == "fa",
+    )  # fmt: skip
     cpu_trainer, cuda_trainer = Trainer(config, 7, 5), Trainer(config, 7, 5)
+    monkeypatch.setenv("FASTFA_CUDA_MODE", mode)
     cuda_trainer.use_device("cuda")
+    assert cuda_trainer._cuda.mode == mode
     cpu_loss, cpu_error = cpu_trainer.train_epoch(x, y)
     cuda_loss, cuda_error = cuda_trainer.train_epoch(x, y)
     assert_close(cuda_trainer.params, cpu_trainer.params.astype(np.float64), "float32")
     assert_close(cuda_trainer.state, cpu_trainer.state.astype(np.float64), "float32")
     assert_close(cuda_loss, cpu_loss, "float32")
-    assert cuda_error == cpu_error and cuda_trainer.step == cpu_trainer.step == 2
+    assert cuda_error == cpu_error and cuda_trainer.step == cpu_trainer.step == 3
+    assert cuda_trainer._cuda.mode == mode  # no fallback happened
 
 
 def test_unsupported_settings_are_one_clear_error():

@@ -28,7 +28,7 @@ import math
 
 from numba import config, cuda, float32
 
-from fastfa.kernels.codes import LOGISTIC, RELU, TANH
+from fastfa.kernels.codes import LOGISTIC, RELU, SIGNAL_BACKPROP, SIGNAL_DIRECT_SIGN, SIGNAL_LAYERWISE, SIGNAL_NONE, SIGNAL_TARGET, TANH
 
 #: Threads per block side of the GEMM (TILE x TILE threads, two TILE x TILE tiles); small under
 #: the simulator, which runs every thread as a Python thread.
@@ -214,3 +214,211 @@ def accumulate_kernel(loss_rows, error_rows, m, totals):
         errors += error_rows[i]
     totals[0] += loss
     totals[1] += errors
+
+
+# --------------------------------------------------------------------------- fused chunk
+#
+# One cooperative launch trains on a whole chunk of rows: every block loops over the
+# batches, and the phases of a batch (forward per layer, output error, hidden signals,
+# updates) are separated by grid-wide barriers. A batch then costs a handful of barriers
+# (2L + 1 for L weight layers) instead of a dozen kernel launches from Python, which is
+# what limits small batches.
+
+
+@cuda.jit(device=True, inline=True)
+def _sign(v):
+    return float32(1.0) if v > 0 else (float32(-1.0) if v < 0 else float32(0.0))
+
+
+@cuda.jit(device=True)
+def tile_product(tile_a, tile_b, a, a0, a_row, a_k, ones_row, sign_a, b, b0, b_k, b_col, rows, cols, depth, r0, c0):
+    """This thread's entry ``(r0 + ty, c0 + tx)`` of ``op(A) op(B)`` for one output tile.
+
+    ``A(i, k) = a[a0 + i a_row + k a_k]`` (read as 1 on row ``ones_row``, as its sign when
+    ``sign_a``) and ``B(k, j) = b[b0 + k b_k + j b_col]``, both flat; the strides express
+    the transposes. Loads run along whichever index has unit stride, so they coalesce.
+    Every thread of the block must call it (it synchronises the block).
+    """
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    acc = float32(0.0)
+    for k0 in range(0, depth, TILE):
+        # tile_a[i, k] = A(r0 + i, k0 + k); the thread loading it depends on the layout
+        i, k = (tx, ty) if a_row == 1 else (ty, tx)
+        row, kk = r0 + i, k0 + k
+        v = float32(0.0)
+        if row < rows and kk < depth:
+            v = float32(1.0) if row == ones_row else a[a0 + row * a_row + kk * a_k]
+            if sign_a:
+                v = _sign(v)
+        tile_a[i, k] = v
+        # tile_b[k, j] = B(k0 + k, c0 + j)
+        k, j = (tx, ty) if b_k == 1 else (ty, tx)
+        kk, col = k0 + k, c0 + j
+        tile_b[k, j] = b[b0 + kk * b_k + col * b_col] if (kk < depth and col < cols) else float32(0.0)
+        cuda.syncthreads()
+        for k in range(TILE):
+            acc += tile_a[ty, k] * tile_b[k, tx]
+        cuda.syncthreads()
+    return acc
+
+
+@cuda.jit(device=True, inline=True)
+def _activate(v, act):
+    if act == TANH:
+        return math.tanh(v)
+    if act == LOGISTIC:
+        return 1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v))
+    if act == RELU:
+        return v if v > 0 else 0.0
+    return v
+
+
+@cuda.jit(device=True, inline=True)
+def _derivative(h, act):
+    if act == TANH:
+        return 1.0 - h * h
+    if act == LOGISTIC:
+        return h * (1.0 - h)
+    if act == RELU:
+        return 1.0 if h > 0 else 0.0
+    return 1.0
+
+
+@cuda.jit(device=True)
+def _output_error(hidden, deltas, t, start, m, c, z0, loss_rows, error_rows, scale):
+    """Rows ``start..start+m``: softmax of the logits at ``hidden[z0:]`` in place, the error
+    ``scale (y - t)`` into ``deltas[z0:]``, cross-entropy and misclassification per row."""
+    threads = cuda.gridDim.x * cuda.blockDim.x * cuda.blockDim.y
+    tid = cuda.blockIdx.x * cuda.blockDim.x * cuda.blockDim.y + cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x
+    for i in range(tid, m, threads):
+        z, tr = z0 + i * c, (start + i) * c
+        top = hidden[z]
+        for j in range(1, c):
+            top = max(top, hidden[z + j])
+        total = float32(0.0)
+        for j in range(c):
+            v = math.exp(hidden[z + j] - top)
+            hidden[z + j] = v
+            total += v
+        best_y, best_t, cross = 0, 0, float32(0.0)
+        for j in range(c):
+            y = hidden[z + j] / total
+            hidden[z + j] = y
+            deltas[z + j] = scale * (y - t[tr + j])
+            if t[tr + j] != 0:
+                cross -= t[tr + j] * math.log(max(y, float32(1e-12)))
+            if y > hidden[z + best_y]:
+                best_y = j
+            if t[tr + j] > t[tr + best_t]:
+                best_t = j
+        loss_rows[start + i] = cross
+        error_rows[start + i] = 1 if best_y != best_t else 0
+
+
+@cuda.jit
+def fused_chunk_kernel(
+    x, t, params, feedback, state, hidden, deltas, sizes, w_off, b_off, f_off, h_off, acts,
+    loss_rows, error_rows, batch, signal, first, lr, mu, decay, nesterov,
+):  # fmt: skip
+    """Train on every row of the chunk ``x`` (flat, ``n x sizes[0]``) in batches of ``batch``.
+
+    The same step as the per-kernel path: forward ``h_l = f(h_{l-1} W_l + b_l)``, softmax
+    error ``e = (y - t) / m``, hidden signals ``delta_l = (s M^T) * f'(a_l)`` (``s, M`` by
+    ``signal``), then SGD on layers ``first..L-1`` with the gradient ``[h_{l-1}, 1]^T delta_l``
+    (the bias as a row of ones). ``W_j`` is updated once nothing later in the batch reads
+    it: in the phase that computes ``delta_{j-2}``, or at the end. Launch cooperatively
+    with ``(TILE, TILE)`` blocks; per-row loss and error go to ``loss_rows``, ``error_rows``.
+    """
+    grid = cuda.cg.this_grid()
+    tile_a = cuda.shared.array((TILE, TILE + 1), float32)
+    tile_b = cuda.shared.array((TILE, TILE + 1), float32)
+    n_layers = sizes.shape[0] - 1
+    n_in, c = sizes[0], sizes[n_layers]
+    n = x.shape[0] // n_in
+    ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
+    block, blocks = cuda.blockIdx.x, cuda.gridDim.x
+    for start in range(0, n, batch):
+        m = min(batch, n - start)
+        # forward: h_l = f(h_{l-1} W_l + b_l); the last layer keeps its logits
+        for layer in range(n_layers):
+            k, cols = sizes[layer], sizes[layer + 1]
+            src, s0 = (x, start * k) if layer == 0 else (hidden, h_off[layer - 1])
+            col_tiles = (cols + TILE - 1) // TILE
+            for tile in range(block, ((m + TILE - 1) // TILE) * col_tiles, blocks):
+                r0, c0 = (tile // col_tiles) * TILE, (tile % col_tiles) * TILE
+                acc = tile_product(tile_a, tile_b, src, s0, k, 1, -1, False, params, w_off[layer], cols, 1, m, cols, k, r0, c0)
+                row, col = r0 + ty, c0 + tx
+                if row < m and col < cols:
+                    v = acc + params[b_off[layer] + col]
+                    if layer < n_layers - 1:
+                        v = _activate(v, acts[layer])
+                    hidden[h_off[layer] + row * cols + col] = v
+            grid.sync()
+        _output_error(hidden, deltas, t, start, m, c, h_off[n_layers - 1], loss_rows, error_rows, float32(1.0) / m)
+        grid.sync()
+        # hidden signals, newest layer first; W_{l+2} is free to change once delta_l is known
+        for phase in range(n_layers - 1, -1, -1):
+            layer = phase - 1  # the hidden layer whose signal this phase computes (-1: none)
+            if layer >= 0 and signal != SIGNAL_NONE:
+                rows = sizes[layer + 1]
+                if signal == SIGNAL_BACKPROP:
+                    k, mat, m0 = sizes[layer + 2], params, w_off[layer + 1]
+                    src, s0, alpha = deltas, h_off[layer + 1], float32(1.0)
+                elif signal == SIGNAL_LAYERWISE:
+                    k, mat, m0 = sizes[layer + 2], feedback, f_off[layer]
+                    src, s0, alpha = deltas, h_off[layer + 1], float32(1.0)
+                elif signal == SIGNAL_TARGET:
+                    k, mat, m0 = c, feedback, f_off[layer]
+                    src, s0, alpha = t, start * c, float32(-1.0) / m
+                else:  # direct, direct-sign
+                    k, mat, m0 = c, feedback, f_off[layer]
+                    src, s0 = deltas, h_off[n_layers - 1]
+                    alpha = float32(1.0) / m if signal == SIGNAL_DIRECT_SIGN else float32(1.0)
+                col_tiles = (rows + TILE - 1) // TILE
+                for tile in range(block, ((m + TILE - 1) // TILE) * col_tiles, blocks):
+                    r0, c0 = (tile // col_tiles) * TILE, (tile % col_tiles) * TILE
+                    acc = tile_product(
+                        tile_a, tile_b, src, s0, k, 1, -1, signal == SIGNAL_DIRECT_SIGN,
+                        mat, m0, 1, k, m, rows, k, r0, c0,
+                    )  # fmt: skip
+                    row, col = r0 + ty, c0 + tx
+                    if row < m and col < rows:
+                        at = h_off[layer] + row * rows + col
+                        deltas[at] = alpha * acc * _derivative(hidden[at], acts[layer])
+            # updates: W_{layer+2} here, and at the last phase every layer still pending
+            lo = layer + 2 if phase > 0 else first
+            hi = layer + 3 if phase > 0 else min(2, n_layers)
+            for j in range(max(lo, first), min(hi, n_layers)):
+                k, cols = sizes[j], sizes[j + 1]
+                src, s0 = (x, start * k) if j == 0 else (hidden, h_off[j - 1])
+                col_tiles = (cols + TILE - 1) // TILE
+                for tile in range(block, ((k + 1 + TILE - 1) // TILE) * col_tiles, blocks):
+                    r0, c0 = (tile // col_tiles) * TILE, (tile % col_tiles) * TILE
+                    grad = tile_product(
+                        tile_a, tile_b, src, s0, 1, k, k, False, deltas, h_off[j], cols, 1, k + 1, cols, m, r0, c0
+                    )
+                    row, col = r0 + ty, c0 + tx
+                    if row < k + 1 and col < cols:
+                        at = w_off[j] + row * cols + col if row < k else b_off[j] + col
+                        grad += decay * params[at] if row < k else float32(0.0)
+                        v = state[at] - lr * grad
+                        if nesterov:
+                            params[at] += mu * v - lr * grad
+                        else:
+                            params[at] += v
+                        state[at] = mu * v
+            grid.sync()
+
+
+def launch_cooperative(kernel, args, tiles):
+    """Launch ``kernel(*args)`` cooperatively with ``(TILE, TILE)`` blocks: as many blocks as
+    can be resident at once (a grid-wide barrier needs them all resident), at most ``tiles``."""
+    threads = (TILE, TILE)
+    if config.ENABLE_CUDASIM:
+        resident = 1  # the simulator has no barrier across blocks
+    else:
+        from numba import typeof
+
+        compiled = kernel.compile(tuple(typeof(a) for a in args))
+        resident = compiled.max_cooperative_grid_blocks(threads)
+    kernel[max(1, min(resident, tiles)), threads](*args)
