@@ -98,7 +98,9 @@ def main(argv=None):
     name = kernels.cuda.get_current_device().name
     print(f"fastfa GPU benchmark on {name.decode() if isinstance(name, bytes) else name}; {note}")
     print("fa, samples/s; fused: one cooperative launch per chunk; kernels: a launch per operation")
-    print(f"{'network':<20}{'batch':>6}{'fused':>12}{'kernels':>12}{'torch':>12}{'fused/torch':>13}{'kernels/torch':>15}")
+    print(
+        f"{'network':<20}{'batch':>6}{'fused':>12}{'kernels':>12}{'torch':>12}{'fused/torch':>13}{'kernels/torch':>15}"
+    )
     cases = [("784-1000-10", b) for b in (32, 128, 1024)] + [("4096-4096-4096-10", 128)]
     for net, batch in cases:
         n = (8192 if args.quick else 60000) if net.startswith("784") else (4096 if args.quick else 16384)

@@ -219,7 +219,10 @@ class CudaEngine:
             try:
                 loss, errors = self._train_fused(d_x, d_t, params, feedback, state, batch, *hyper)
             except Exception as error:  # no cooperative launch here (an old driver, no cudadevrt)
-                print(f"fastfa: fused cuda kernel unavailable ({error}); using per-kernel launches", file=sys.stderr)
+                print(
+                    f"fastfa: fused cuda kernel unavailable ({error}); using per-kernel launches",
+                    file=sys.stderr,
+                )
                 self.mode = "kernels"
                 params.copy_to_device(tr.params)  # nothing trained yet: start the call again
                 state.copy_to_device(tr.state[0])
@@ -249,7 +252,10 @@ class CudaEngine:
             w_off = np.cumsum([0] + [a * b for a, b in pairs])
             b_off = w_off[-1] + np.cumsum([0] + list(sizes[1:]))
             signal = tr.rule.signal
-            f_sizes = [sizes[i + 1] * (sizes[i + 2] if signal == "layerwise" else sizes[-1]) for i in range(len(pairs) - 1)]
+            f_sizes = [
+                sizes[i + 1] * (sizes[i + 2] if signal == "layerwise" else sizes[-1])
+                for i in range(len(pairs) - 1)
+            ]
             f_off = np.cumsum([0] + f_sizes)
             h_off = np.cumsum([0] + [self.capacity * n for n in sizes[1:]])
             to = lambda a, dtype=np.int64: self.cuda.to_device(np.asarray(a, dtype=dtype))  # noqa: E731

@@ -28,7 +28,16 @@ import math
 
 from numba import config, cuda, float32
 
-from fastfa.kernels.codes import LOGISTIC, RELU, SIGNAL_BACKPROP, SIGNAL_DIRECT_SIGN, SIGNAL_LAYERWISE, SIGNAL_NONE, SIGNAL_TARGET, TANH
+from fastfa.kernels.codes import (
+    LOGISTIC,
+    RELU,
+    SIGNAL_BACKPROP,
+    SIGNAL_DIRECT_SIGN,
+    SIGNAL_LAYERWISE,
+    SIGNAL_NONE,
+    SIGNAL_TARGET,
+    TANH,
+)
 
 #: Threads per block side of the GEMM (TILE x TILE threads, two TILE x TILE tiles); small under
 #: the simulator, which runs every thread as a Python thread.
@@ -231,7 +240,9 @@ def _sign(v):
 
 
 @cuda.jit(device=True)
-def tile_product(tile_a, tile_b, a, a0, a_row, a_k, ones_row, sign_a, b, b0, b_k, b_col, rows, cols, depth, r0, c0):
+def tile_product(
+    tile_a, tile_b, a, a0, a_row, a_k, ones_row, sign_a, b, b0, b_k, b_col, rows, cols, depth, r0, c0
+):
     """This thread's entry ``(r0 + ty, c0 + tx)`` of ``op(A) op(B)`` for one output tile.
 
     ``A(i, k) = a[a0 + i a_row + k a_k]`` (read as 1 on row ``ones_row``, as its sign when
@@ -289,7 +300,11 @@ def _output_error(hidden, deltas, t, start, m, c, z0, loss_rows, error_rows, sca
     """Rows ``start..start+m``: softmax of the logits at ``hidden[z0:]`` in place, the error
     ``scale (y - t)`` into ``deltas[z0:]``, cross-entropy and misclassification per row."""
     threads = cuda.gridDim.x * cuda.blockDim.x * cuda.blockDim.y
-    tid = cuda.blockIdx.x * cuda.blockDim.x * cuda.blockDim.y + cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x
+    tid = (
+        cuda.blockIdx.x * cuda.blockDim.x * cuda.blockDim.y
+        + cuda.threadIdx.y * cuda.blockDim.x
+        + cuda.threadIdx.x
+    )
     for i in range(tid, m, threads):
         z, tr = z0 + i * c, (start + i) * c
         top = hidden[z]
@@ -346,7 +361,25 @@ def fused_chunk_kernel(
             col_tiles = (cols + TILE - 1) // TILE
             for tile in range(block, ((m + TILE - 1) // TILE) * col_tiles, blocks):
                 r0, c0 = (tile // col_tiles) * TILE, (tile % col_tiles) * TILE
-                acc = tile_product(tile_a, tile_b, src, s0, k, 1, -1, False, params, w_off[layer], cols, 1, m, cols, k, r0, c0)
+                acc = tile_product(
+                    tile_a,
+                    tile_b,
+                    src,
+                    s0,
+                    k,
+                    1,
+                    -1,
+                    False,
+                    params,
+                    w_off[layer],
+                    cols,
+                    1,
+                    m,
+                    cols,
+                    k,
+                    r0,
+                    c0,
+                )
                 row, col = r0 + ty, c0 + tx
                 if row < m and col < cols:
                     v = acc + params[b_off[layer] + col]
@@ -354,7 +387,9 @@ def fused_chunk_kernel(
                         v = _activate(v, acts[layer])
                     hidden[h_off[layer] + row * cols + col] = v
             grid.sync()
-        _output_error(hidden, deltas, t, start, m, c, h_off[n_layers - 1], loss_rows, error_rows, float32(1.0) / m)
+        _output_error(
+            hidden, deltas, t, start, m, c, h_off[n_layers - 1], loss_rows, error_rows, float32(1.0) / m
+        )
         grid.sync()
         # hidden signals, newest layer first; W_{l+2} is free to change once delta_l is known
         for phase in range(n_layers - 1, -1, -1):
@@ -395,7 +430,23 @@ def fused_chunk_kernel(
                 for tile in range(block, ((k + 1 + TILE - 1) // TILE) * col_tiles, blocks):
                     r0, c0 = (tile // col_tiles) * TILE, (tile % col_tiles) * TILE
                     grad = tile_product(
-                        tile_a, tile_b, src, s0, 1, k, k, False, deltas, h_off[j], cols, 1, k + 1, cols, m, r0, c0
+                        tile_a,
+                        tile_b,
+                        src,
+                        s0,
+                        1,
+                        k,
+                        k,
+                        False,
+                        deltas,
+                        h_off[j],
+                        cols,
+                        1,
+                        k + 1,
+                        cols,
+                        m,
+                        r0,
+                        c0,
                     )
                     row, col = r0 + ty, c0 + tx
                     if row < k + 1 and col < cols:
