@@ -109,6 +109,42 @@ def test_cuda_epoch_matches_the_cpu_engine(rule, mode, rng, monkeypatch):
     assert cuda_trainer._cuda.mode == mode  # no fallback happened
 
 
+@pytest.mark.parametrize("rule, activation", [("bp", "relu"), ("dfa", "logistic")])
+def test_fused_kernel_on_a_deeper_network(rule, activation, rng, monkeypatch):
+    """Four weight layers: every update happens in its own phase of the fused kernel."""
+    x = rng.uniform(-1, 1, (6, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 6)
+    config = TrainConfig(hidden=(6, 5, 4), activation=activation, rule=rule, batch_size=3, lr=0.2, seed=2)
+    cpu_trainer, cuda_trainer = Trainer(config, 5, 3), Trainer(config, 5, 3)
+    monkeypatch.setenv("FASTFA_CUDA_MODE", "fused")
+    cuda_trainer.use_device("cuda")
+    assert_close(cuda_trainer.train_epoch(x, y)[0], cpu_trainer.train_epoch(x, y)[0], "float32")
+    assert_close(cuda_trainer.params, cpu_trainer.params.astype(np.float64), "float32")
+    assert cuda_trainer._cuda.mode == "fused"
+
+
+def test_fused_kernel_falls_back_to_separate_launches(rng, monkeypatch, capsys):
+    """Where a cooperative launch fails, the call reruns with one launch per operation."""
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("cooperative launch not supported")
+
+    x, y = rng.uniform(-1, 1, (4, 5)).astype(np.float32), rng.integers(0, 3, 4)
+    config = TrainConfig(hidden=(4,), rule="fa", batch_size=2, lr=0.2, seed=2)
+    cpu_trainer, cuda_trainer = Trainer(config, 5, 3), Trainer(config, 5, 3)
+    monkeypatch.setenv("FASTFA_CUDA_MODE", "fused")
+    monkeypatch.setattr(kernels, "launch_cooperative", refuse)
+    cuda_trainer.use_device("cuda")
+    cuda_trainer.train_epoch(x, y)
+    cpu_trainer.train_epoch(x, y)
+    assert cuda_trainer._cuda.mode == "kernels"
+    assert "cooperative launch not supported" in capsys.readouterr().err
+    assert_close(cuda_trainer.params, cpu_trainer.params.astype(np.float64), "float32")
+    monkeypatch.setenv("FASTFA_CUDA_MODE", "warp")
+    with pytest.raises(ValueError, match="cuda mode must be one of fused, kernels"):
+        cuda_trainer.use_device("cuda")
+
+
 def test_unsupported_settings_are_one_clear_error():
     for kwargs, fragment in [
         (dict(rule="usf"), "rule 'usf' has no cuda support"),

@@ -135,7 +135,7 @@ EXPERIMENTS = {
             },
             base=dict(activation="tanh", lr=0.05, momentum=0.9, batch_size=32, schedule="cosine", epochs=40),
             metric="test_error",
-            seeds=1,
+            seeds=3,
             quick=dict(seeds=1, epochs=1, data_rows=(6000, 2000)),
             note="SGD momentum 0.9, batch 32, lr 0.05 with a cosine schedule over 40 epochs (fa and dfa "
             "were still improving at 20, where bp had settled). "
