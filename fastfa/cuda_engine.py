@@ -245,7 +245,8 @@ class CudaEngine:
         return float(loss), int(round(errors))
 
     def _fused_layout(self):
-        """Device arrays of sizes, activation codes and the offsets the fused kernel indexes with."""
+        """The split-K scratch buffer, then device arrays of sizes, offsets and activation codes
+        (the fused kernel's arguments from ``partial`` to ``acts``)."""
         if self._layout is None:
             sizes, tr = self.sizes, self.trainer
             pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
@@ -259,7 +260,10 @@ class CudaEngine:
             f_off = np.cumsum([0] + f_sizes)
             h_off = np.cumsum([0] + [self.capacity * n for n in sizes[1:]])
             to = lambda a, dtype=np.int64: self.cuda.to_device(np.asarray(a, dtype=dtype))  # noqa: E731
+            # the most a split forward product can need: every slice of its depth, a full batch
+            splits = [self.k.split_count(0, a) * self.capacity * b for a, b in pairs]
             self._layout = (
+                to(np.zeros(max(splits)), np.float32),
                 to(sizes), to(w_off[:-1]), to(b_off[:-1]), to(f_off), to(h_off[:-1]),
                 to(list(tr.acts[:-1]) or [0], np.int32),
             )  # fmt: skip
@@ -284,8 +288,11 @@ class CudaEngine:
         return float(loss_rows.copy_to_host().astype(np.float64).sum()), int(error_rows.copy_to_host().sum())
 
     def _largest_phase(self, batch):
-        """Output tiles of the largest phase of a batch: more blocks than that would idle."""
-        t = self.k.TILE
-        tiles = lambda r, c: -(-r // t) * -(-c // t)  # noqa: E731
+        """Work items (output tiles, times the depth slices of a split product) of the largest
+        phase of a batch: more blocks than that would idle."""
+        k = self.k
+        tiles = lambda r, c: -(-r // k.TILE) * -(-c // k.TILE)  # noqa: E731
         pairs = zip(self.sizes[:-1], self.sizes[1:], strict=True)
-        return max(max(tiles(batch, b), tiles(a + 1, b)) for a, b in pairs)
+        return max(
+            max(tiles(batch, b) * k.split_count(tiles(batch, b), a), tiles(a + 1, b)) for a, b in pairs
+        )

@@ -230,8 +230,27 @@ def accumulate_kernel(loss_rows, error_rows, m, totals):
 # One cooperative launch trains on a whole chunk of rows: every block loops over the
 # batches, and the phases of a batch (forward per layer, output error, hidden signals,
 # updates) are separated by grid-wide barriers. A batch then costs a handful of barriers
-# (2L + 1 for L weight layers) instead of a dozen kernel launches from Python, which is
-# what limits small batches.
+# instead of a dozen kernel launches from Python, which is what limits small batches.
+
+#: Forward products with fewer output tiles than this split their depth (split-K) ...
+SPLIT_TILES = 1 << 20 if config.ENABLE_CUDASIM else 64
+#: ... into slices of this many terms, summed in a fixed order after a barrier.
+SPLIT_DEPTH = 2 * TILE if config.ENABLE_CUDASIM else 8 * TILE
+
+
+def split_count(tiles, depth):
+    """Slices of the depth a forward product of ``tiles`` output tiles is split into.
+
+    Few tiles would leave most blocks idle while a handful walk the whole depth (the
+    784-1000-10 logits at batch 32 are 2 tiles deep 1000); the split depends on the shapes
+    alone, so results do not depend on the GPU's size.
+    """
+    if tiles < SPLIT_TILES and depth > SPLIT_DEPTH:
+        return (depth + SPLIT_DEPTH - 1) // SPLIT_DEPTH
+    return 1
+
+
+_split_count = cuda.jit(device=True)(split_count)
 
 
 @cuda.jit(device=True, inline=True)
@@ -241,9 +260,12 @@ def _sign(v):
 
 @cuda.jit(device=True)
 def tile_product(
-    tile_a, tile_b, a, a0, a_row, a_k, ones_row, sign_a, b, b0, b_k, b_col, rows, cols, depth, r0, c0
-):
-    """This thread's entry ``(r0 + ty, c0 + tx)`` of ``op(A) op(B)`` for one output tile.
+    tile_a, tile_b,
+    a, a0, a_row, a_k, ones_row, sign_a,
+    b, b0, b_k, b_col,
+    rows, cols, k_lo, k_hi, r0, c0,
+):  # fmt: skip
+    """This thread's entry ``(r0 + ty, c0 + tx)`` of ``sum_{k_lo <= k < k_hi} A(i, k) B(k, j)``.
 
     ``A(i, k) = a[a0 + i a_row + k a_k]`` (read as 1 on row ``ones_row``, as its sign when
     ``sign_a``) and ``B(k, j) = b[b0 + k b_k + j b_col]``, both flat; the strides express
@@ -252,12 +274,12 @@ def tile_product(
     """
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
     acc = float32(0.0)
-    for k0 in range(0, depth, TILE):
+    for k0 in range(k_lo, k_hi, TILE):
         # tile_a[i, k] = A(r0 + i, k0 + k); the thread loading it depends on the layout
         i, k = (tx, ty) if a_row == 1 else (ty, tx)
         row, kk = r0 + i, k0 + k
         v = float32(0.0)
-        if row < rows and kk < depth:
+        if row < rows and kk < k_hi:
             v = float32(1.0) if row == ones_row else a[a0 + row * a_row + kk * a_k]
             if sign_a:
                 v = _sign(v)
@@ -265,7 +287,7 @@ def tile_product(
         # tile_b[k, j] = B(k0 + k, c0 + j)
         k, j = (tx, ty) if b_k == 1 else (ty, tx)
         kk, col = k0 + k, c0 + j
-        tile_b[k, j] = b[b0 + kk * b_k + col * b_col] if (kk < depth and col < cols) else float32(0.0)
+        tile_b[k, j] = b[b0 + kk * b_k + col * b_col] if (kk < k_hi and col < cols) else float32(0.0)
         cuda.syncthreads()
         for k in range(TILE):
             acc += tile_a[ty, k] * tile_b[k, tx]
@@ -295,16 +317,21 @@ def _derivative(h, act):
     return 1.0
 
 
+@cuda.jit(device=True, inline=True)
+def _thread_in_grid():
+    """``(this thread's index, threads in the grid)`` over a grid of 2-D blocks."""
+    per_block = cuda.blockDim.x * cuda.blockDim.y
+    return (
+        cuda.blockIdx.x * per_block + cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x,
+        cuda.gridDim.x * per_block,
+    )
+
+
 @cuda.jit(device=True)
 def _output_error(hidden, deltas, t, start, m, c, z0, loss_rows, error_rows, scale):
     """Rows ``start..start+m``: softmax of the logits at ``hidden[z0:]`` in place, the error
     ``scale (y - t)`` into ``deltas[z0:]``, cross-entropy and misclassification per row."""
-    threads = cuda.gridDim.x * cuda.blockDim.x * cuda.blockDim.y
-    tid = (
-        cuda.blockIdx.x * cuda.blockDim.x * cuda.blockDim.y
-        + cuda.threadIdx.y * cuda.blockDim.x
-        + cuda.threadIdx.x
-    )
+    tid, threads = _thread_in_grid()
     for i in range(tid, m, threads):
         z, tr = z0 + i * c, (start + i) * c
         top = hidden[z]
@@ -332,7 +359,7 @@ def _output_error(hidden, deltas, t, start, m, c, z0, loss_rows, error_rows, sca
 
 @cuda.jit
 def fused_chunk_kernel(
-    x, t, params, feedback, state, hidden, deltas, sizes, w_off, b_off, f_off, h_off, acts,
+    x, t, params, feedback, state, hidden, deltas, partial, sizes, w_off, b_off, f_off, h_off, acts,
     loss_rows, error_rows, batch, signal, first, lr, mu, decay, nesterov,
 ):  # fmt: skip
     """Train on every row of the chunk ``x`` (flat, ``n x sizes[0]``) in batches of ``batch``.
@@ -341,8 +368,10 @@ def fused_chunk_kernel(
     error ``e = (y - t) / m``, hidden signals ``delta_l = (s M^T) * f'(a_l)`` (``s, M`` by
     ``signal``), then SGD on layers ``first..L-1`` with the gradient ``[h_{l-1}, 1]^T delta_l``
     (the bias as a row of ones). ``W_j`` is updated once nothing later in the batch reads
-    it: in the phase that computes ``delta_{j-2}``, or at the end. Launch cooperatively
-    with ``(TILE, TILE)`` blocks; per-row loss and error go to ``loss_rows``, ``error_rows``.
+    it: in the phase that computes ``delta_{j-2}``, or at the end. Forward products with few
+    output tiles are split along their depth (:func:`split_count`) into ``partial``.
+    Launch cooperatively with ``(TILE, TILE)`` blocks; per-row loss and error go to
+    ``loss_rows`` and ``error_rows``.
     """
     grid = cuda.cg.this_grid()
     tile_a = cuda.shared.array((TILE, TILE + 1), float32)
@@ -352,44 +381,46 @@ def fused_chunk_kernel(
     n = x.shape[0] // n_in
     ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
     block, blocks = cuda.blockIdx.x, cuda.gridDim.x
+    tid, threads = _thread_in_grid()
     for start in range(0, n, batch):
         m = min(batch, n - start)
+        row_tiles = (m + TILE - 1) // TILE
         # forward: h_l = f(h_{l-1} W_l + b_l); the last layer keeps its logits
         for layer in range(n_layers):
             k, cols = sizes[layer], sizes[layer + 1]
             src, s0 = (x, start * k) if layer == 0 else (hidden, h_off[layer - 1])
             col_tiles = (cols + TILE - 1) // TILE
-            for tile in range(block, ((m + TILE - 1) // TILE) * col_tiles, blocks):
+            tiles = row_tiles * col_tiles
+            splits = _split_count(tiles, k)
+            act = acts[layer] if layer < n_layers - 1 else -1
+            for item in range(block, tiles * splits, blocks):
+                tile, part = item % tiles, item // tiles
                 r0, c0 = (tile // col_tiles) * TILE, (tile % col_tiles) * TILE
+                k_lo = part * SPLIT_DEPTH if splits > 1 else 0
+                k_hi = min(k, k_lo + SPLIT_DEPTH) if splits > 1 else k
                 acc = tile_product(
-                    tile_a,
-                    tile_b,
-                    src,
-                    s0,
-                    k,
-                    1,
-                    -1,
-                    False,
-                    params,
-                    w_off[layer],
-                    cols,
-                    1,
-                    m,
-                    cols,
-                    k,
-                    r0,
-                    c0,
-                )
+                    tile_a, tile_b,
+                    src, s0, k, 1, -1, False,  # A = h_{l-1}
+                    params, w_off[layer], cols, 1,  # B = W_l
+                    m, cols, k_lo, k_hi, r0, c0,
+                )  # fmt: skip
                 row, col = r0 + ty, c0 + tx
                 if row < m and col < cols:
-                    v = acc + params[b_off[layer] + col]
-                    if layer < n_layers - 1:
-                        v = _activate(v, acts[layer])
-                    hidden[h_off[layer] + row * cols + col] = v
+                    if splits > 1:
+                        partial[(part * m + row) * cols + col] = acc
+                    else:
+                        v = acc + params[b_off[layer] + col]
+                        hidden[h_off[layer] + row * cols + col] = _activate(v, act) if act >= 0 else v
             grid.sync()
-        _output_error(
-            hidden, deltas, t, start, m, c, h_off[n_layers - 1], loss_rows, error_rows, float32(1.0) / m
-        )
+            if splits > 1:  # the slices' sums, in a fixed order
+                for i in range(tid, m * cols, threads):
+                    v = params[b_off[layer] + i % cols]
+                    for part in range(splits):
+                        v += partial[part * m * cols + i]
+                    hidden[h_off[layer] + i] = _activate(v, act) if act >= 0 else v
+                grid.sync()
+        z0 = h_off[n_layers - 1]
+        _output_error(hidden, deltas, t, start, m, c, z0, loss_rows, error_rows, float32(1.0) / m)
         grid.sync()
         # hidden signals, newest layer first; W_{l+2} is free to change once delta_l is known
         for phase in range(n_layers - 1, -1, -1):
@@ -410,11 +441,14 @@ def fused_chunk_kernel(
                     src, s0 = deltas, h_off[n_layers - 1]
                     alpha = float32(1.0) / m if signal == SIGNAL_DIRECT_SIGN else float32(1.0)
                 col_tiles = (rows + TILE - 1) // TILE
-                for tile in range(block, ((m + TILE - 1) // TILE) * col_tiles, blocks):
+                for tile in range(block, row_tiles * col_tiles, blocks):
                     r0, c0 = (tile // col_tiles) * TILE, (tile % col_tiles) * TILE
+                    sign = signal == SIGNAL_DIRECT_SIGN
                     acc = tile_product(
-                        tile_a, tile_b, src, s0, k, 1, -1, signal == SIGNAL_DIRECT_SIGN,
-                        mat, m0, 1, k, m, rows, k, r0, c0,
+                        tile_a, tile_b,
+                        src, s0, k, 1, -1, sign,  # A = s
+                        mat, m0, 1, k,  # B = M^T
+                        m, rows, 0, k, r0, c0,
                     )  # fmt: skip
                     row, col = r0 + ty, c0 + tx
                     if row < m and col < rows:
@@ -430,24 +464,11 @@ def fused_chunk_kernel(
                 for tile in range(block, ((k + 1 + TILE - 1) // TILE) * col_tiles, blocks):
                     r0, c0 = (tile // col_tiles) * TILE, (tile % col_tiles) * TILE
                     grad = tile_product(
-                        tile_a,
-                        tile_b,
-                        src,
-                        s0,
-                        1,
-                        k,
-                        k,
-                        False,
-                        deltas,
-                        h_off[j],
-                        cols,
-                        1,
-                        k + 1,
-                        cols,
-                        m,
-                        r0,
-                        c0,
-                    )
+                        tile_a, tile_b,
+                        src, s0, 1, k, k, False,  # A = [h_{j-1}, 1]^T
+                        deltas, h_off[j], cols, 1,  # B = delta_j
+                        k + 1, cols, 0, m, r0, c0,
+                    )  # fmt: skip
                     row, col = r0 + ty, c0 + tx
                     if row < k + 1 and col < cols:
                         at = w_off[j] + row * cols + col if row < k else b_off[j] + col
