@@ -159,20 +159,26 @@ def test_unsupported_settings_are_one_clear_error():
 
 
 def test_run_files_move_between_engines(tmp_path, rng):
-    """Train an epoch on cuda, resume on the cpu: the same run as two epochs on the cpu."""
+    """An epoch on cuda resumed on the cpu, and the other way round: the same run as two epochs
+    on the cpu."""
     x = rng.uniform(0, 1, (8, 6)).astype(np.float32)
     splits = {"train": (x, rng.integers(0, 3, 8)), "test": (x[:4], rng.integers(0, 3, 4))}
     data = write_dataset(tmp_path / "tiny.h5", splits, name="tiny", task="classification")
     args = ["--hidden", "5", "--batch-size", "4", "--lr", "0.1", "-q", "--no-shuffle"]
     ok(cli("train", data, *args, "--epochs", "1", "--device", "cuda", "-o", tmp_path / "mixed.h5"))
     ok(cli("train", data, "--epochs", "2", "-o", tmp_path / "mixed.h5", "--resume", "-q"))
+    ok(cli("train", data, *args, "--epochs", "1", "-o", tmp_path / "back.h5"))
+    ok(cli("train", data, "--epochs", "2", "-o", tmp_path / "back.h5", "--resume", "--device", "cuda", "-q"))
     ok(cli("train", data, *args, "--epochs", "2", "-o", tmp_path / "cpu.h5"))
     import h5py
 
-    with h5py.File(tmp_path / "mixed.h5", "r") as a, h5py.File(tmp_path / "cpu.h5", "r") as b:
-        assert a.attrs["epoch"] == b.attrs["epoch"] == 2
-        for name in ("model/W0", "model/W1", "model/b0", "optimizer/state"):
-            assert_close(a[name][()], b[name][()].astype(np.float64), "float32", err_msg=name)
+    for other in ("mixed.h5", "back.h5"):
+        with h5py.File(tmp_path / other, "r") as a, h5py.File(tmp_path / "cpu.h5", "r") as b:
+            assert a.attrs["epoch"] == b.attrs["epoch"] == 2
+            for name in ("model/W0", "model/W1", "model/b0", "optimizer/state"):
+                assert_close(
+                    a[name][()], b[name][()].astype(np.float64), "float32", err_msg=f"{other} {name}"
+                )
 
 
 @pytest.mark.filterwarnings("ignore:.*maximum iterations")
