@@ -53,6 +53,45 @@ def available():
         return False
 
 
+@cuda.jit(device=True, inline=True)
+def _activate(v, act):
+    if act == TANH:
+        return math.tanh(v)
+    if act == LOGISTIC:
+        return 1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v))
+    if act == RELU:
+        return v if v > 0 else 0.0
+    return v
+
+
+@cuda.jit(device=True, inline=True)
+def _derivative(h, act):
+    if act == TANH:
+        return 1.0 - h * h
+    if act == LOGISTIC:
+        return h * (1.0 - h)
+    if act == RELU:
+        return 1.0 if h > 0 else 0.0
+    return 1.0
+
+
+@cuda.jit(device=True, inline=True)
+def _sign(v):
+    return float32(1.0) if v > 0 else (float32(-1.0) if v < 0 else float32(0.0))
+
+
+@cuda.jit(device=True, inline=True)
+def _sgd(w, carried, at, grad, lr, mu, nesterov):
+    """SGD on entry ``at`` as the CPU engine does it: ``v = carried - lr grad``, then
+    ``w <- w + v`` (heavy ball) or ``w <- w + mu v - lr grad`` (Nesterov), ``carried <- mu v``."""
+    v = carried[at] - lr * grad
+    if nesterov:
+        w[at] += mu * v - lr * grad
+    else:
+        w[at] += v
+    carried[at] = mu * v
+
+
 @cuda.jit
 def gemm_kernel(alpha, a, trans_a, b, trans_b, beta, c):
     """``c <- alpha op(a) op(b) + beta c`` (float32), tiled in shared memory.
@@ -101,17 +140,9 @@ def bias_activation_kernel(z, b, act):
     """``z[i, j] <- f(z[i, j] + b[j])``, one thread per entry (hidden activations)."""
     i = cuda.grid(1)
     rows, cols = z.shape
-    if i >= rows * cols:
-        return
-    r, j = i // cols, i % cols
-    v = z[r, j] + b[j]
-    if act == TANH:
-        v = math.tanh(v)
-    elif act == LOGISTIC:
-        v = 1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v))
-    elif act == RELU:
-        v = v if v > 0 else 0.0
-    z[r, j] = v
+    if i < rows * cols:
+        r, j = i // cols, i % cols
+        z[r, j] = _activate(z[r, j] + b[j], act)
 
 
 @cuda.jit
@@ -119,16 +150,36 @@ def derivative_kernel(delta, h, act):
     """``delta <- delta * f'(a)`` written through ``h = f(a)``, one thread per entry."""
     i = cuda.grid(1)
     rows, cols = delta.shape
-    if i >= rows * cols:
-        return
-    r, j = i // cols, i % cols
-    if act == TANH:
-        delta[r, j] *= 1.0 - h[r, j] * h[r, j]
-    elif act == LOGISTIC:
-        delta[r, j] *= h[r, j] * (1.0 - h[r, j])
-    elif act == RELU:
-        if h[r, j] <= 0:
-            delta[r, j] = 0.0
+    if i < rows * cols:
+        r, j = i // cols, i % cols
+        delta[r, j] *= _derivative(h[r, j], act)
+
+
+@cuda.jit(device=True)
+def _softmax_row(z, t, e, scale):
+    """One row: ``z <- softmax(z)`` in place, ``e <- scale (y - t)``; returns the row's
+    cross-entropy and whether its arg-max misses the target's."""
+    c = z.shape[0]
+    top = z[0]
+    for j in range(1, c):
+        top = max(top, z[j])
+    total = float32(0.0)
+    for j in range(c):
+        v = math.exp(z[j] - top)
+        z[j] = v
+        total += v
+    best_y, best_t, cross = 0, 0, float32(0.0)
+    for j in range(c):
+        y = z[j] / total
+        z[j] = y
+        e[j] = scale * (y - t[j])
+        if t[j] != 0:
+            cross -= t[j] * math.log(max(y, float32(1e-12)))
+        if y > z[best_y]:
+            best_y = j
+        if t[j] > t[best_t]:
+            best_t = j
+    return cross, best_y != best_t
 
 
 @cuda.jit
@@ -137,31 +188,11 @@ def softmax_error_kernel(z, b, t, e, loss, errors, scale):
     cross-entropy into ``loss[i]`` and ``errors[i] = [argmax y != argmax t_i]``."""
     i = cuda.grid(1)
     rows, cols = z.shape
-    if i >= rows:
-        return
-    top = -1e30
-    for j in range(cols):
-        v = z[i, j] + b[j]
-        z[i, j] = v
-        top = max(top, v)
-    total = 0.0
-    for j in range(cols):
-        v = math.exp(z[i, j] - top)
-        z[i, j] = v
-        total += v
-    best_y, best_t, cross = 0, 0, 0.0
-    for j in range(cols):
-        y = z[i, j] / total
-        z[i, j] = y
-        e[i, j] = scale * (y - t[i, j])
-        if t[i, j] != 0:
-            cross -= t[i, j] * math.log(max(y, 1e-12))
-        if y > z[i, best_y]:
-            best_y = j
-        if t[i, j] > t[i, best_t]:
-            best_t = j
-    loss[i] = cross
-    errors[i] = 1 if best_y != best_t else 0
+    if i < rows:
+        for j in range(cols):
+            z[i, j] += b[j]
+        loss[i], wrong = _softmax_row(z[i], t[i], e[i], scale)
+        errors[i] = 1 if wrong else 0
 
 
 @cuda.jit
@@ -169,11 +200,8 @@ def sign_kernel(a, out):
     """``out = sign(a)`` entry by entry, one thread per entry."""
     i = cuda.grid(1)
     rows, cols = a.shape
-    if i >= rows * cols:
-        return
-    r, j = i // cols, i % cols
-    v = a[r, j]
-    out[r, j] = 1.0 if v > 0 else (-1.0 if v < 0 else 0.0)
+    if i < rows * cols:
+        out[i // cols, i % cols] = _sign(a[i // cols, i % cols])
 
 
 @cuda.jit
@@ -191,19 +219,12 @@ def column_sum_kernel(a, out):
 
 @cuda.jit
 def sgd_kernel(w, g, carried, lr, mu, decay, nesterov):
-    """SGD on a flat range, as the CPU engine: ``v = carried - lr (g + decay w)``, then
-    ``w <- w + v`` (heavy ball; plain SGD when ``mu`` is 0) or ``w <- w + mu v - lr (g + decay w)``
-    (Nesterov), and ``carried <- mu v``."""
+    """SGD with weight decay on a flat range, one thread per entry (:func:`_sgd` on
+    ``g + decay w``); the state holds the carried momentum ``mu v``, as on the CPU, so
+    optimiser state moves between engines unchanged."""
     i = cuda.grid(1)
-    if i >= w.size:
-        return
-    grad = g[i] + decay * w[i]
-    v = carried[i] - lr * grad
-    if nesterov:
-        w[i] += mu * v - lr * grad
-    else:
-        w[i] += v
-    carried[i] = mu * v
+    if i < w.size:
+        _sgd(w, carried, i, g[i] + decay * w[i], lr, mu, nesterov)
 
 
 def launch_1d(kernel, n, *args, stream=0):
@@ -253,11 +274,6 @@ def split_count(tiles, depth):
 _split_count = cuda.jit(device=True)(split_count)
 
 
-@cuda.jit(device=True, inline=True)
-def _sign(v):
-    return float32(1.0) if v > 0 else (float32(-1.0) if v < 0 else float32(0.0))
-
-
 @cuda.jit(device=True)
 def tile_product(
     tile_a, tile_b,
@@ -296,28 +312,6 @@ def tile_product(
 
 
 @cuda.jit(device=True, inline=True)
-def _activate(v, act):
-    if act == TANH:
-        return math.tanh(v)
-    if act == LOGISTIC:
-        return 1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v))
-    if act == RELU:
-        return v if v > 0 else 0.0
-    return v
-
-
-@cuda.jit(device=True, inline=True)
-def _derivative(h, act):
-    if act == TANH:
-        return 1.0 - h * h
-    if act == LOGISTIC:
-        return h * (1.0 - h)
-    if act == RELU:
-        return 1.0 if h > 0 else 0.0
-    return 1.0
-
-
-@cuda.jit(device=True, inline=True)
 def _thread_in_grid():
     """``(this thread's index, threads in the grid)`` over a grid of 2-D blocks."""
     per_block = cuda.blockDim.x * cuda.blockDim.y
@@ -334,27 +328,9 @@ def _output_error(hidden, deltas, t, start, m, c, z0, loss_rows, error_rows, sca
     tid, threads = _thread_in_grid()
     for i in range(tid, m, threads):
         z, tr = z0 + i * c, (start + i) * c
-        top = hidden[z]
-        for j in range(1, c):
-            top = max(top, hidden[z + j])
-        total = float32(0.0)
-        for j in range(c):
-            v = math.exp(hidden[z + j] - top)
-            hidden[z + j] = v
-            total += v
-        best_y, best_t, cross = 0, 0, float32(0.0)
-        for j in range(c):
-            y = hidden[z + j] / total
-            hidden[z + j] = y
-            deltas[z + j] = scale * (y - t[tr + j])
-            if t[tr + j] != 0:
-                cross -= t[tr + j] * math.log(max(y, float32(1e-12)))
-            if y > hidden[z + best_y]:
-                best_y = j
-            if t[tr + j] > t[tr + best_t]:
-                best_t = j
+        cross, wrong = _softmax_row(hidden[z : z + c], t[tr : tr + c], deltas[z : z + c], scale)
         loss_rows[start + i] = cross
-        error_rows[start + i] = 1 if best_y != best_t else 0
+        error_rows[start + i] = 1 if wrong else 0
 
 
 @cuda.jit
@@ -473,12 +449,7 @@ def fused_chunk_kernel(
                     if row < k + 1 and col < cols:
                         at = w_off[j] + row * cols + col if row < k else b_off[j] + col
                         grad += decay * params[at] if row < k else float32(0.0)
-                        v = state[at] - lr * grad
-                        if nesterov:
-                            params[at] += mu * v - lr * grad
-                        else:
-                            params[at] += v
-                        state[at] = mu * v
+                        _sgd(params, state, at, grad, lr, mu, nesterov)
             grid.sync()
 
 
