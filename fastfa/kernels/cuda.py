@@ -17,6 +17,14 @@ Kernels
 - :func:`sgd_kernel`: heavy-ball momentum in the CPU engine's form (the state holds the
   carried momentum ``mu v``), so optimiser state moves between engines unchanged.
 - :func:`column_sum_kernel`: bias gradients.
+- :func:`fused_chunk_kernel`: all of the above for every batch of a chunk in one
+  cooperative launch, phases separated by grid-wide barriers (:func:`launch_cooperative`);
+  its products are :func:`tile_product` calls with the bias, activation, derivative or SGD
+  step in their epilogues, and forward products with few output tiles split their depth
+  (:func:`split_count`).
+
+The per-kernel and fused paths share their arithmetic through device functions
+(``_activate``, ``_derivative``, ``_softmax_row``, ``_sign``, ``_sgd``).
 
 Set ``NUMBA_ENABLE_CUDASIM=1`` before numba is imported to run them on the CPU simulator
 (slow: tiny shapes only); :func:`available` says whether a GPU or the simulator is there.
