@@ -260,10 +260,8 @@ class CudaEngine:
             f_off = np.cumsum([0] + f_sizes)
             h_off = np.cumsum([0] + [self.capacity * n for n in sizes[1:]])
             to = lambda a, dtype=np.int64: self.cuda.to_device(np.asarray(a, dtype=dtype))  # noqa: E731
-            # the most a split forward product can need: every slice of its depth, a full batch
-            splits = [self.k.split_count(0, a) * self.capacity * b for a, b in pairs]
             self._layout = (
-                to(np.zeros(max(splits)), np.float32),
+                to(np.zeros(max(1, self._split_scratch())), np.float32),
                 to(sizes), to(w_off[:-1]), to(b_off[:-1]), to(f_off), to(h_off[:-1]),
                 to(list(tr.acts[:-1]) or [0], np.int32),
             )  # fmt: skip
@@ -286,6 +284,17 @@ class CudaEngine:
         )  # fmt: skip
         k.launch_cooperative(k.fused_chunk_kernel, args, self._largest_phase(batch))
         return float(loss_rows.copy_to_host().astype(np.float64).sum()), int(error_rows.copy_to_host().sum())
+
+    def _split_scratch(self):
+        """Floats the split forward products need: every slice of the depth for each row of
+        the largest batch (at most ``capacity`` rows) whose product is split."""
+        k, need = self.k, 0
+        for depth, cols in zip(self.sizes[:-1], self.sizes[1:], strict=True):
+            col_tiles = -(-cols // k.TILE)
+            rows = min(self.capacity, (k.SPLIT_TILES - 1) // col_tiles * k.TILE)
+            if k.split_count(-(-rows // k.TILE) * col_tiles, depth) > 1:
+                need = max(need, k.split_count(0, depth) * rows * cols)
+        return need
 
     def _largest_phase(self, batch):
         """Work items (output tiles, times the depth slices of a split product) of the largest

@@ -262,7 +262,7 @@ def accumulate_kernel(loss_rows, error_rows, m, totals):
 # instead of a dozen kernel launches from Python, which is what limits small batches.
 
 #: Forward products with fewer output tiles than this split their depth (split-K) ...
-SPLIT_TILES = 1 << 20 if config.ENABLE_CUDASIM else 64
+SPLIT_TILES = 1 << 20 if config.ENABLE_CUDASIM else 512
 #: ... into slices of this many terms, summed in a fixed order after a barrier.
 SPLIT_DEPTH = 2 * TILE if config.ENABLE_CUDASIM else 8 * TILE
 
@@ -270,8 +270,9 @@ SPLIT_DEPTH = 2 * TILE if config.ENABLE_CUDASIM else 8 * TILE
 def split_count(tiles, depth):
     """Slices of the depth a forward product of ``tiles`` output tiles is split into.
 
-    Few tiles would leave most blocks idle while a handful walk the whole depth (the
-    784-1000-10 logits at batch 32 are 2 tiles deep 1000); the split depends on the shapes
+    Few tiles would leave most blocks idle while each walks the whole depth: at batch 32,
+    784-1000-10's first product is 126 tiles 784 deep and its logits 2 tiles 1000 deep,
+    where a GPU holds several hundred blocks at once. The split depends on the shapes
     alone, so results do not depend on the GPU's size.
     """
     if tiles < SPLIT_TILES and depth > SPLIT_DEPTH:
