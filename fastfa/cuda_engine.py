@@ -4,14 +4,15 @@
 trainer on the device, in the same layout as on the host, and copies them back after
 every call, so a run file written after CUDA training is the same kind of file as after
 CPU training (and either engine resumes it). A call gathers its rows on the host once
-and moves them to the device in one copy; the batches then run with no transfer, and
-the summed loss and error count come back once per call.
+and moves them to the device in one copy; the batches then run with no transfer (by
+default all of them in one cooperative kernel launch), and the per-row loss and error
+come back once per call.
 
 What runs on CUDA (``Rule.devices`` says which rules): signals ``backprop``,
 ``layerwise``, ``direct``, ``direct-sign``, ``target`` and ``none`` with fixed feedback;
 hidden activations tanh, logistic, relu, identity; a softmax output with cross-entropy
-(classification); SGD with
-momentum (heavy ball or Nesterov) and weight decay; float32. Anything else is refused with a one-line error.
+(classification); SGD with momentum (heavy ball or Nesterov) and weight decay; float32.
+Anything else is refused with a one-line error.
 """
 
 from __future__ import annotations
