@@ -7,7 +7,7 @@ cross-entropy, SGD momentum 0.9, float32) at batch 32, 128 and 1024, and on a wi
 4096-4096-4096-10 network, with the ratio fastfa/PyTorch measured in the same run. The
 PyTorch side is written the way peer libraries write fa: a custom autograd Function whose
 backward multiplies by B, with the whole data set on the GPU; fastfa gets its rows from host
-memory in slices of ``fastfa.fitting.SLICE_ROWS``, as ``fastfa train`` hands them over, so its
+memory in slices (``fastfa.fitting.rows_per_slice``), as ``fastfa train`` hands them over, so its
 time includes the copies of every slice and of the parameters each slice trains. Data are
 random with MNIST's shape and sparsity (the speed does not depend on the values).
 """
@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from benchmarks.torch_rules import make_model
-from fastfa.fitting import SLICE_ROWS
+from fastfa.fitting import rows_per_slice
 
 NETS = {"784-1000-10": (784, 1000, 10), "4096-4096-4096-10": (4096, 4096, 4096, 10)}
 
@@ -45,7 +45,7 @@ def fastfa_rate(sizes, batch, n, repeats, mode):
     order = np.arange(n)
     trainer.train_rows(xs, labels, targets, order[: 4 * batch])  # compile, warm up
     # rows reach the engine in slices, as `fastfa train` hands them over (fastfa.fitting)
-    step = max(batch, SLICE_ROWS // batch * batch)
+    step = rows_per_slice(batch, "cuda")
     best = np.inf
     for _ in range(repeats):
         start = time.perf_counter()

@@ -10,7 +10,9 @@ memory (``--in-memory``) or streaming from the file gives the same batches and
 the same result.
 
 Inside a chunk, rows go to the compiled engine in slices of ``SLICE_ROWS``
-(a multiple of the batch size, so the batches are the same as in one call);
+(``SLICE_ROWS_CUDA`` on a GPU, where each call also moves the parameters to the
+device and back; both rounded to a multiple of the batch size, so the batches are
+the same as in one call);
 between slices the loop reports progress and checks whether to stop. Because
 every draw of an epoch derives from its seed, a run stopped between two slices
 can be checkpointed and resumed bit for bit: :class:`Progress` records the
@@ -28,6 +30,7 @@ from fastfa.metrics import alignment
 
 CHUNK_BYTES = 128 * 2**20  # float inputs read per chunk (the block-shuffle unit)
 SLICE_ROWS = 4096
+SLICE_ROWS_CUDA = 65536
 PROBE_ROWS = 256
 
 
@@ -80,6 +83,13 @@ def evaluate_split(trainer, split, chunk_rows=None):
     return loss / max(n, 1), errors / max(n, 1)
 
 
+def rows_per_slice(batch, device="cpu"):
+    """Rows per call of the engine: ``SLICE_ROWS`` (``SLICE_ROWS_CUDA`` on ``"cuda"``) rounded
+    down to whole batches, at least one batch."""
+    rows = SLICE_ROWS_CUDA if device == "cuda" else SLICE_ROWS
+    return max(batch, rows // batch * batch)
+
+
 def train_epoch(trainer, split, progress, *, chunk_rows=None, should_stop=None, report=None):
     """Train one epoch over ``split``, resuming from ``progress``; returns it, finished.
 
@@ -90,7 +100,7 @@ def train_epoch(trainer, split, progress, *, chunk_rows=None, should_stop=None, 
     batch = trainer.config.batch_size
     chunk_rows = chunk_rows or default_chunk_rows(trainer.arch.sizes[0], trainer.dtype)
     bounds = chunk_bounds(split.n_rows, chunk_rows, batch)
-    slice_rows = max(batch, SLICE_ROWS // batch * batch)
+    slice_rows = rows_per_slice(batch, trainer.device)
     if progress.epoch_seed < 0:
         progress.epoch_seed = int(trainer.rng.integers(2**63 - 1))
     epoch_rng = np.random.default_rng(progress.epoch_seed)
