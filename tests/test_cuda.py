@@ -7,6 +7,12 @@ are a handful of rows. With ``FASTFA_TEST_GPU=1`` the same tests run on a real G
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -194,3 +200,30 @@ def test_estimator_on_cuda_matches_cpu(rng):
         assert_close(a, b, "float32")
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         MLPClassifier(device="tpu").fit(x, y)
+
+
+def nvvm_home():
+    """A CUDA_HOME that holds libNVVM: the environment's, else the nvidia-cuda-nvcc wheel's."""
+    candidates = [os.environ.get("CUDA_HOME", "")]
+    spec = importlib.util.find_spec("nvidia.cuda_nvcc") if importlib.util.find_spec("nvidia") else None
+    if spec is not None:
+        candidates += list(spec.submodule_search_locations or [])
+    for home in filter(None, candidates):
+        if any(Path(home).glob("nvvm/lib*/libnvvm.so*")):
+            return home
+    return None
+
+
+def test_kernels_compile_for_a_real_gpu():
+    """Every kernel compiles to PTX with numba's CUDA compiler, which the simulator never runs."""
+    home = nvvm_home()
+    if home is None:
+        pytest.skip("libNVVM not found: pip install nvidia-cuda-nvcc-cu12 or set CUDA_HOME")
+    env = {**os.environ, "CUDA_HOME": home}
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.ptx_compile", "9.0"], env=env, cwd=root, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("lines of PTX") == 9

@@ -50,6 +50,9 @@ from fastfa.kernels.codes import (
 #: Threads per block side of the GEMM (TILE x TILE threads, two TILE x TILE tiles); small under
 #: the simulator, which runs every thread as a Python thread.
 TILE = 4 if config.ENABLE_CUDASIM else 16
+#: Row length of the fused kernel's shared tiles: one padding column spreads a tile's columns
+#: over the memory banks (a shape must be a constant, so it is spelled out here).
+TILE_ROW = TILE + 1
 THREADS = 128  # threads per block of the elementwise kernels
 
 
@@ -59,6 +62,18 @@ def available():
         return bool(cuda.is_available())
     except Exception:  # a broken driver install raises instead of answering
         return False
+
+
+@cuda.jit(device=True, inline=True)
+def _lesser(a, b):
+    """``min(a, b)`` (the builtin does not compile for integers on numba's CUDA target)."""
+    return a if a < b else b
+
+
+@cuda.jit(device=True, inline=True)
+def _greater(a, b):
+    """``max(a, b)``."""
+    return a if a > b else b
 
 
 @cuda.jit(device=True, inline=True)
@@ -170,7 +185,7 @@ def _softmax_row(z, t, e, scale):
     c = z.shape[0]
     top = z[0]
     for j in range(1, c):
-        top = max(top, z[j])
+        top = _greater(top, z[j])
     total = float32(0.0)
     for j in range(c):
         v = math.exp(z[j] - top)
@@ -182,7 +197,7 @@ def _softmax_row(z, t, e, scale):
         z[j] = y
         e[j] = scale * (y - t[j])
         if t[j] != 0:
-            cross -= t[j] * math.log(max(y, float32(1e-12)))
+            cross -= t[j] * math.log(_greater(y, float32(1e-12)))
         if y > z[best_y]:
             best_y = j
         if t[j] > t[best_t]:
@@ -359,8 +374,8 @@ def fused_chunk_kernel(
     ``loss_rows`` and ``error_rows``.
     """
     grid = cuda.cg.this_grid()
-    tile_a = cuda.shared.array((TILE, TILE + 1), float32)
-    tile_b = cuda.shared.array((TILE, TILE + 1), float32)
+    tile_a = cuda.shared.array((TILE, TILE_ROW), float32)
+    tile_b = cuda.shared.array((TILE, TILE_ROW), float32)
     n_layers = sizes.shape[0] - 1
     n_in, c = sizes[0], sizes[n_layers]
     n = x.shape[0] // n_in
@@ -368,7 +383,7 @@ def fused_chunk_kernel(
     block, blocks = cuda.blockIdx.x, cuda.gridDim.x
     tid, threads = _thread_in_grid()
     for start in range(0, n, batch):
-        m = min(batch, n - start)
+        m = _lesser(batch, n - start)
         row_tiles = (m + TILE - 1) // TILE
         # forward: h_l = f(h_{l-1} W_l + b_l); the last layer keeps its logits
         for layer in range(n_layers):
@@ -382,7 +397,7 @@ def fused_chunk_kernel(
                 tile, part = item % tiles, item // tiles
                 r0, c0 = (tile // col_tiles) * TILE, (tile % col_tiles) * TILE
                 k_lo = part * SPLIT_DEPTH if splits > 1 else 0
-                k_hi = min(k, k_lo + SPLIT_DEPTH) if splits > 1 else k
+                k_hi = _lesser(k, k_lo + SPLIT_DEPTH) if splits > 1 else k
                 acc = tile_product(
                     tile_a, tile_b,
                     src, s0, k, 1, -1, False,  # A = h_{l-1}
@@ -441,8 +456,8 @@ def fused_chunk_kernel(
                         deltas[at] = alpha * acc * _derivative(hidden[at], acts[layer])
             # updates: W_{layer+2} here, and at the last phase every layer still pending
             lo = layer + 2 if phase > 0 else first
-            hi = layer + 3 if phase > 0 else min(2, n_layers)
-            for j in range(max(lo, first), min(hi, n_layers)):
+            hi = layer + 3 if phase > 0 else _lesser(2, n_layers)
+            for j in range(_greater(lo, first), _lesser(hi, n_layers)):
                 k, cols = sizes[j], sizes[j + 1]
                 src, s0 = (x, start * k) if j == 0 else (hidden, h_off[j - 1])
                 col_tiles = (cols + TILE - 1) // TILE
