@@ -119,22 +119,30 @@ class CudaEngine:
             off += self.capacity * n
         return views
 
+    def _feedback_shapes(self):
+        """``(rows, cols)`` of each hidden layer's feedback matrix, in forward orientation."""
+        layerwise = self.trainer.rule.signal == "layerwise"
+        return [
+            (self.sizes[layer + 1], self.sizes[layer + 2] if layerwise else self.sizes[-1])
+            for layer in range(self.n_layers - 1)
+        ]
+
     def _feedback(self, flat):
-        signal = self.trainer.rule.signal
         views, off = [], 0
-        for layer in range(self.n_layers - 1):
-            rows = self.sizes[layer + 1]
-            cols = self.sizes[layer + 2] if signal == "layerwise" else self.sizes[-1]
+        for rows, cols in self._feedback_shapes():
             views.append(flat[off : off + rows * cols].reshape(rows, cols))
             off += rows * cols
         return views
+
+    def _first_trainable(self):
+        """The first layer that learns: only the output layer when hidden layers get no signal."""
+        return self.n_layers - 1 if self.trainer.rule.signal == "none" else 0
 
     # ------------------------------------------------------------------- step
 
     def _views(self, params, feedback, state, m):
         """Every per-layer view a step of ``m`` rows uses, made once per call (not per batch)."""
-        signal = self.trainer.rule.signal
-        first = self.n_layers - 1 if signal == "none" else 0
+        first = self._first_trainable()
         n_weights = sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
         w_lo = sum(self.sizes[i] * self.sizes[i + 1] for i in range(first))
         b_lo = n_weights + sum(self.sizes[1 : first + 1])
@@ -253,12 +261,7 @@ class CudaEngine:
             pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
             w_off = np.cumsum([0] + [a * b for a, b in pairs])
             b_off = w_off[-1] + np.cumsum([0] + list(sizes[1:]))
-            signal = tr.rule.signal
-            f_sizes = [
-                sizes[i + 1] * (sizes[i + 2] if signal == "layerwise" else sizes[-1])
-                for i in range(len(pairs) - 1)
-            ]
-            f_off = np.cumsum([0] + f_sizes)
+            f_off = np.cumsum([0] + [rows * cols for rows, cols in self._feedback_shapes()])
             h_off = np.cumsum([0] + [self.capacity * n for n in sizes[1:]])
             to = lambda a, dtype=np.int64: self.cuda.to_device(np.asarray(a, dtype=dtype))  # noqa: E731
             self._layout = (
@@ -277,7 +280,7 @@ class CudaEngine:
         loss_rows = self.cuda.to_device(np.zeros(n, np.float32))
         error_rows = self.cuda.to_device(np.zeros(n, np.int32))
         signal = codes.SIGNALS[tr.rule.signal]
-        first = self.n_layers - 1 if tr.rule.signal == "none" else 0
+        first = self._first_trainable()
         args = (
             d_x.reshape(-1), d_t.reshape(-1), params, feedback if feedback.size else params, state,
             self.hidden, self.deltas, *self._fused_layout(), loss_rows, error_rows,
