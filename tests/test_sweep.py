@@ -193,6 +193,22 @@ def test_rerun_of_a_finished_sweep_computes_nothing(local_sweep):
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("rule-*.h5")} == stamps
 
 
+def test_rerun_after_the_spec_changed_does_not_reuse_old_runs(tmp_path):
+    """Run files made with other settings are reported, not taken for the new runs."""
+    ok(cli("sweep", write_spec(tmp_path, epochs=1, lrs="[0.05]"), "--workers", "1", "-q"))
+    before = histories(tmp_path / "grid", NAMES[::2])
+    result = cli("sweep", write_spec(tmp_path, epochs=2, lrs="[0.05]"), "--workers", "1", "-q")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: 4 of 4 runs failed")
+    table = (tmp_path / "grid" / "summary.md").read_text()
+    assert table.count("holds a run with other settings: epochs 1 (wanted 2)") == 4
+    assert_same_histories(histories(tmp_path / "grid", NAMES[::2]), before)  # left as they were
+    result = cli("sweep", tmp_path / "grid.toml", "--workers", "1", "-q", "--retry-failed")
+    table = (tmp_path / "grid" / "summary.md").read_text()
+    assert result.exit_code == 1 and table.count("epochs 1 (wanted 2)") == 4
+    assert_same_histories(histories(tmp_path / "grid", NAMES[::2]), before)
+
+
 def test_a_failing_setting_is_recorded_and_the_rest_finish(tmp_path):
     spec = write_spec(tmp_path, lrs="[0.1, -1.0]")
     result = cli("sweep", spec, "--workers", "2", "-q")

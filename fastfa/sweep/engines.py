@@ -26,9 +26,10 @@ import sys
 import time
 from pathlib import Path
 
+from fastfa.config import TrainConfig
 from fastfa.runs import RunFileError, read_outcome
 from fastfa.sweep.summary import write_grid
-from fastfa.sweep.worker import read_failure, record_failure, run_task
+from fastfa.sweep.worker import check_same_settings, read_failure, record_failure, run_task
 
 MAX_ATTEMPTS = 3
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -56,6 +57,11 @@ def _existing_status(task):
         outcome = read_outcome(task.out)
     except RunFileError:
         return None  # not a run file we can continue: train it again
+    try:  # a rerun after the spec changed must not take an old run for the new one
+        check_same_settings(TrainConfig(**outcome["config"]), TrainConfig(**task.settings), task.out)
+    except ValueError as exc:
+        record_failure(task, str(exc))  # so the summary lists it as failed, not as the new run
+        return {"name": task.name, "status": "failed", "final": {}, "error": str(exc), "skipped": 1}
     if not outcome["complete"]:
         return None  # a checkpoint: resume it
     final = {key: values[-1] for key, values in outcome["history"].items()}

@@ -11,6 +11,7 @@ of the sweep goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -42,6 +43,7 @@ def run_task(task):
     try:
         if Path(task.out).exists():
             run = Run.resume(task.out, task.dataset)
+            check_same_settings(run.config, TrainConfig(**task.settings), task.out)
         else:
             run = Run.fresh(TrainConfig(**task.settings), task.dataset, task.out)
         fit(run, in_memory=task.in_memory, record_start=task.record_start)
@@ -53,6 +55,23 @@ def run_task(task):
         record_failure(task, message)
     outcome["seconds"] = time.perf_counter() - started
     return outcome
+
+
+def check_same_settings(found, wanted, out):
+    """Raise ``ValueError`` when the run file ``out`` holds a run of other settings than ``wanted``.
+
+    A rerun resumes what it finds; after a spec or an experiment changes, the old file
+    must not pass for the new run.
+    """
+    differ = [
+        f"{f.name} {getattr(found, f.name)!r} (wanted {getattr(wanted, f.name)!r})"
+        for f in dataclasses.fields(wanted)
+        if getattr(found, f.name) != getattr(wanted, f.name)
+    ]
+    if differ:
+        raise ValueError(
+            f"{out} holds a run with other settings: {'; '.join(differ)}; move it away or write elsewhere"
+        )
 
 
 def record_failure(task, message):
