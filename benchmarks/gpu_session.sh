@@ -10,7 +10,8 @@
 #
 # It prints (and writes to $OUT/gpu.txt) the device, the CUDA tests run on the GPU
 # (FASTFA_TEST_GPU=1: the simulator tests, unchanged, against the CPU engine), and
-# `python -m benchmarks.gpu` (fused and per-kernel fastfa against PyTorch CUDA).
+# `python -m benchmarks.gpu` (fused and per-kernel fastfa against PyTorch CUDA; a few seconds
+# per case on an H100 by estimate, so the full sizes run by default).
 set -o pipefail
 out=${OUT:-.}
 log=$out/gpu.txt
@@ -26,5 +27,5 @@ fi
     python3 -c "import numba, numpy; print('numba', numba.__version__, 'numpy', numpy.__version__)"
 } 2>&1 | tee "$log"
 timeout 180 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee -a "$log"
-quick=${GPU_BENCH_ARGS:---quick}
-timeout 300 python3 -m benchmarks.gpu $quick 2>&1 | tee -a "$log"
+bench_args=${GPU_BENCH_ARGS:-}  # e.g. --quick
+timeout 300 python3 -m benchmarks.gpu $bench_args 2>&1 | tee -a "$log"
