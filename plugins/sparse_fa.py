@@ -36,4 +36,5 @@ rule = Rule(
     signal="layerwise",
     init_feedback=sparse_feedback,
     options={**RANDOM_FEEDBACK_OPTIONS, "sparsity": 0.5},
+    devices=("cpu", "cuda"),
 )

@@ -92,7 +92,7 @@ def test_softmax_error_and_sums(rng):
 
 
 @pytest.mark.parametrize("mode", ["fused", "kernels"])
-@pytest.mark.parametrize("rule", ["bp", "fa", "dfa", "sdfa", "drtp", "shallow"])
+@pytest.mark.parametrize("rule", ["bp", "fa", "dfa", "sdfa", "drtp", "sparse-fa", "shallow"])
 def test_cuda_epoch_matches_the_cpu_engine(rule, mode, rng, monkeypatch):
     """Two batches and a short last one, with momentum and weight decay: the same weights and
     optimiser state as on the CPU, for both ways of running the batches."""
