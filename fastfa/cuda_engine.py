@@ -9,7 +9,8 @@ default all of them in one cooperative kernel launch), and the per-row loss and 
 come back once per call.
 
 What runs on CUDA (``Rule.devices`` says which rules): signals ``backprop``,
-``layerwise``, ``direct``, ``direct-sign``, ``target`` and ``none`` with fixed feedback;
+``layerwise``, ``direct``, ``direct-sign``, ``target`` and ``none`` with fixed feedback, and
+layerwise feedback with Kolen-Pollack dynamics;
 hidden activations tanh, logistic, relu, identity; a softmax output with cross-entropy
 (classification); SGD with momentum (heavy ball or Nesterov) and weight decay; float32.
 Anything else is refused with a one-line error.
@@ -36,7 +37,8 @@ def check_supported(trainer):
     if "cuda" not in rule.devices:
         raise ValueError(f"rule {rule.name!r} has no cuda support (devices: {', '.join(rule.devices)})")
     problems = []
-    if rule.signal not in SIGNALS or rule.dynamics != "fixed":
+    kolen_pollack = rule.dynamics == "kolen-pollack" and rule.signal == "layerwise"
+    if rule.signal not in SIGNALS or not (rule.dynamics == "fixed" or kolen_pollack):
         problems.append(f"signal {rule.signal!r} with {rule.dynamics!r} feedback")
     if trainer.arch.output_activation != "softmax" or trainer.arch.loss != "cross_entropy":
         problems.append("an output other than softmax with cross-entropy")
@@ -94,6 +96,7 @@ class CudaEngine:
             raise ValueError(f"cuda mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.mode = mode
         self._layout = None  # device offset arrays of the fused kernel, made on first use
+        self.kolen_pollack = trainer.rule.dynamics == "kolen-pollack"  # the feedback learns
 
     # ------------------------------------------------------------------ views
 
@@ -206,8 +209,17 @@ class CudaEngine:
             layer_in = x if layer == 0 else hidden[layer - 1]
             k.gemm(1.0, layer_in, True, deltas[layer], False, 0.0, v["grad_w"][layer])
             k.launch_1d(k.column_sum_kernel, v["grad_b"][layer].size, deltas[layer], v["grad_b"][layer])
+        if self.kolen_pollack:  # F <- F - W now and F <- (1 - lr decay) F + W_new after: F gets W's step
+            self._shift_feedback(v, 1.0, -1.0)
         for w, g, carried, decays in v["updates"]:
             k.launch_1d(k.sgd_kernel, w.size, w, g, carried, lr, mu, decay if decays else 0.0, nesterov)
+        if self.kolen_pollack:
+            self._shift_feedback(v, 1.0 - lr * decay, 1.0)
+
+    def _shift_feedback(self, v, keep, weight):
+        """``F_l <- keep F_l + weight W_{l+1}`` for every hidden layer (Kolen-Pollack)."""
+        for f, w in zip(v["feedback"], v["weights"][1:], strict=True):
+            self.k.launch_1d(self.k.shift_kernel, f.size, f, w, keep, weight)
 
     def train_rows(self, x, labels, targets, order, batch):
         """Train on ``x[order]`` in batches of ``batch`` rows; returns ``(summed loss, error count)``.
@@ -235,10 +247,13 @@ class CudaEngine:
                 self.mode = "kernels"
                 params.copy_to_device(tr.params)  # nothing trained yet: start the call again
                 state.copy_to_device(tr.state[0])
+                feedback.copy_to_device(tr.feedback)
         if self.mode == "kernels":
             loss, errors = self._train_kernels(d_x, d_t, params, feedback, state, batch, *hyper)
         params.copy_to_host(tr.params)
         tr.state[0] = state.copy_to_host()
+        if self.kolen_pollack:
+            feedback.copy_to_host(tr.feedback)
         return loss, errors
 
     def _train_kernels(self, d_x, d_t, params, feedback, state, batch, lr, mu, decay, nesterov):
@@ -285,6 +300,7 @@ class CudaEngine:
             d_x.reshape(-1), d_t.reshape(-1), params, feedback if feedback.size else params, state,
             self.hidden, self.deltas, *self._fused_layout(), loss_rows, error_rows,
             int(batch), int(signal), int(first), float(lr), float(mu), float(decay), int(bool(nesterov)),
+            int(self.kolen_pollack),
         )  # fmt: skip
         k.launch_cooperative(k.fused_chunk_kernel, args, self._largest_phase(batch))
         return float(loss_rows.copy_to_host().astype(np.float64).sum()), int(error_rows.copy_to_host().sum())

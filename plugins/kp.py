@@ -29,4 +29,5 @@ rule = Rule(
     init_feedback=random_feedback,
     dynamics="kolen-pollack",
     options=RANDOM_FEEDBACK_OPTIONS,
+    devices=("cpu", "cuda"),
 )

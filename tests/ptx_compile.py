@@ -22,13 +22,17 @@ def kernel_signatures():
     vector = types.Array(types.float32, 1, "C")
     offsets, codes = types.int64[::1], types.int32[::1]
     f, i, b = types.float64, types.int64, types.boolean
+    # x .. partial; sizes .. h_off; acts, loss_rows, error_rows; batch, signal, first;
+    # lr, mu, decay; nesterov, kolen_pollack
+    fused = (flat,) * 8 + (offsets,) * 5 + (codes, flat, codes) + (i,) * 3 + (f,) * 3 + (i,) * 2
     return {
-        "fused_chunk_kernel": ((flat,) * 8 + (offsets,) * 5 + (codes, flat, codes) + (i, i, i, f, f, f, i)),
+        "fused_chunk_kernel": fused,
         "gemm_kernel": (f, rows, b, rows, b, f, rows),
         "bias_activation_kernel": (rows, vector, i),
         "derivative_kernel": (rows, rows, i),
         "softmax_error_kernel": (rows, vector, rows, rows, flat, codes, f),
         "sign_kernel": (rows, rows),
+        "shift_kernel": (rows, rows, f, f),
         "column_sum_kernel": (rows, vector),
         "sgd_kernel": (vector, vector, vector, f, f, f, b),
         "accumulate_kernel": (flat, codes, i, flat),

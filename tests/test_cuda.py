@@ -92,7 +92,7 @@ def test_softmax_error_and_sums(rng):
 
 
 @pytest.mark.parametrize("mode", ["fused", "kernels"])
-@pytest.mark.parametrize("rule", ["bp", "fa", "dfa", "sdfa", "drtp", "sparse-fa", "shallow"])
+@pytest.mark.parametrize("rule", ["bp", "fa", "dfa", "sdfa", "drtp", "sparse-fa", "kp", "shallow"])
 def test_cuda_epoch_matches_the_cpu_engine(rule, mode, rng, monkeypatch):
     """Two batches and a short last one, with momentum and weight decay: the same weights and
     optimiser state as on the CPU, for both ways of running the batches."""
@@ -106,10 +106,13 @@ def test_cuda_epoch_matches_the_cpu_engine(rule, mode, rng, monkeypatch):
     monkeypatch.setenv("FASTFA_CUDA_MODE", mode)
     cuda_trainer.use_device("cuda")
     assert cuda_trainer._cuda.mode == mode
+    initial_feedback = cpu_trainer.feedback.copy()
     cpu_loss, cpu_error = cpu_trainer.train_epoch(x, y)
     cuda_loss, cuda_error = cuda_trainer.train_epoch(x, y)
     assert_close(cuda_trainer.params, cpu_trainer.params.astype(np.float64), "float32")
     assert_close(cuda_trainer.state, cpu_trainer.state.astype(np.float64), "float32")
+    assert_close(cuda_trainer.feedback, cpu_trainer.feedback.astype(np.float64), "float32")
+    assert (rule == "kp") == (not np.array_equal(cpu_trainer.feedback, initial_feedback))  # kp's learns
     assert_close(cuda_loss, cpu_loss, "float32")
     assert cuda_error == cpu_error and cuda_trainer.step == cpu_trainer.step == 3
     assert cuda_trainer._cuda.mode == mode  # no fallback happened
@@ -226,4 +229,4 @@ def test_kernels_compile_for_a_real_gpu():
         [sys.executable, "-m", "tests.ptx_compile", "9.0"], env=env, cwd=root, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("lines of PTX") == 9
+    assert done.stdout.count("lines of PTX") == 10

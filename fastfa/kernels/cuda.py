@@ -228,6 +228,15 @@ def sign_kernel(a, out):
 
 
 @cuda.jit
+def shift_kernel(f, w, keep, weight):
+    """``f <- keep f + weight w`` entry by entry (Kolen-Pollack's bookkeeping, as on the CPU)."""
+    i = cuda.grid(1)
+    rows, cols = f.shape
+    if i < rows * cols:
+        f[i // cols, i % cols] = keep * f[i // cols, i % cols] + weight * w[i // cols, i % cols]
+
+
+@cuda.jit
 def column_sum_kernel(a, out):
     """``out[j] = sum_i a[i, j]``, one thread per column."""
     j = cuda.grid(1)
@@ -360,7 +369,7 @@ def _output_error(hidden, deltas, t, start, m, c, z0, loss_rows, error_rows, sca
 @cuda.jit
 def fused_chunk_kernel(
     x, t, params, feedback, state, hidden, deltas, partial, sizes, w_off, b_off, f_off, h_off, acts,
-    loss_rows, error_rows, batch, signal, first, lr, mu, decay, nesterov,
+    loss_rows, error_rows, batch, signal, first, lr, mu, decay, nesterov, kolen_pollack,
 ):  # fmt: skip
     """Train on every row of the chunk ``x`` (flat, ``n x sizes[0]``) in batches of ``batch``.
 
@@ -369,7 +378,9 @@ def fused_chunk_kernel(
     ``signal``), then SGD on layers ``first..L-1`` with the gradient ``[h_{l-1}, 1]^T delta_l``
     (the bias as a row of ones). ``W_j`` is updated once nothing later in the batch reads
     it: in the phase that computes ``delta_{j-2}``, or at the end. Forward products with few
-    output tiles are split along their depth (:func:`split_count`) into ``partial``.
+    output tiles are split along their depth (:func:`split_count`) into ``partial``. With
+    ``kolen_pollack`` the layerwise feedback ``F_{j-1}`` receives ``W_j``'s update with its own
+    decay, ``F <- (1 - lr decay) (F - W) + W_new``, in the same epilogue (Akrout et al. 2019).
     Launch cooperatively with ``(TILE, TILE)`` blocks; per-row loss and error go to
     ``loss_rows`` and ``error_rows``.
     """
@@ -472,8 +483,12 @@ def fused_chunk_kernel(
                     row, col = r0 + ty, c0 + tx
                     if row < k + 1 and col < cols:
                         at = w_off[j] + row * cols + col if row < k else b_off[j] + col
-                        grad += decay * params[at] if row < k else float32(0.0)
+                        w_old = params[at]
+                        grad += decay * w_old if row < k else float32(0.0)
                         _sgd(params, state, at, grad, lr, mu, nesterov)
+                        if kolen_pollack and j > 0 and row < k:
+                            f_at = f_off[j - 1] + row * cols + col
+                            feedback[f_at] = (1.0 - lr * decay) * (feedback[f_at] - w_old) + params[at]
             grid.sync()
 
 
