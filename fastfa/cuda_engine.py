@@ -247,7 +247,8 @@ class CudaEngine:
                 self.mode = "kernels"
                 params.copy_to_device(tr.params)  # nothing trained yet: start the call again
                 state.copy_to_device(tr.state[0])
-                feedback.copy_to_device(tr.feedback)
+                if self.kolen_pollack:
+                    feedback.copy_to_device(tr.feedback)
         if self.mode == "kernels":
             loss, errors = self._train_kernels(d_x, d_t, params, feedback, state, batch, *hyper)
         params.copy_to_host(tr.params)
