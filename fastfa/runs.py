@@ -41,10 +41,12 @@ class RunFileError(ValueError):
     """A run file is missing, unreadable, or not a fastfa run."""
 
 
-def versions():
-    """Versions of fastfa and the libraries that shape its numerics, and the kernels' thread count.
+def versions(device="cpu"):
+    """Versions of fastfa and the libraries that shape its numerics, the kernels' thread count and
+    the engine that trained last (``device``: ``"cpu"``, or ``"cuda (fused)"`` and the like).
 
-    Results agree across thread counts to float32 rounding; bit for bit they need the same count.
+    Results agree across thread counts and engines to float32 rounding; bit for bit they need
+    the same engine and thread count.
     """
     import numba
 
@@ -57,6 +59,7 @@ def versions():
         "h5py": h5py.__version__,
         "python": platform.python_version(),
         "threads": numba.get_num_threads(),
+        "device": device,
     }
 
 
@@ -99,7 +102,7 @@ def save_run(path, trainer, history, *, dataset="", complete=False, progress=Non
         f.attrs["dataset"] = str(dataset)
         f.attrs["progress"] = json.dumps(progress or {})
         f.attrs["chunk_rows"] = int(chunk_rows)
-        f.attrs["versions"] = json.dumps(versions())
+        f.attrs["versions"] = json.dumps(versions(trainer.device_description()))
         f.attrs["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         model = f.create_group("model")
         for layer, (w, b) in enumerate(zip(trainer.weights, trainer.biases)):

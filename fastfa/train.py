@@ -109,6 +109,10 @@ class Trainer:
             self._cuda = None
         self.device = device
 
+    def device_description(self):
+        """``"cpu"``, or ``"cuda (MODE)"`` with the CUDA engine's way of running the batches."""
+        return "cpu" if self._cuda is None else f"cuda ({self._cuda.mode})"
+
     def __getstate__(self):
         state = self.__dict__.copy()  # workspaces are scratch memory: not pickled
         state["_train_ws"], state["_eval_ws"] = None, {}

@@ -258,6 +258,7 @@ def test_info_run(digits_run):
     assert text.startswith(f"run ({digits_run}): rule fa, 64-16-8-10 tanh, classification")
     assert "3/3 (complete)" in text and "seed 7" in text and "test_error" in text
     assert "update_angle" in text and "feedback_angle" in text
+    assert "  trained   on cpu, " in text and f"threads; fastfa {fastfa.__version__}, numba" in text
     desc = json.loads(ok(cli("info", digits_run, "--json")).stdout)
     assert desc["kind"] == "run" and desc["epoch"] == 3 and desc["complete"] is True
     assert desc["config"]["seed"] == 7 and desc["versions"]["fastfa"] == fastfa.__version__

@@ -8,6 +8,7 @@ are a handful of rows. With ``FASTFA_TEST_GPU=1`` the same tests run on a real G
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -181,9 +182,10 @@ def test_run_files_move_between_engines(tmp_path, rng):
     ok(cli("train", data, *args, "--epochs", "2", "-o", tmp_path / "cpu.h5"))
     import h5py
 
-    for other in ("mixed.h5", "back.h5"):
+    for other, last in (("mixed.h5", "cpu"), ("back.h5", "cuda (fused)")):
         with h5py.File(tmp_path / other, "r") as a, h5py.File(tmp_path / "cpu.h5", "r") as b:
             assert a.attrs["epoch"] == b.attrs["epoch"] == 2
+            assert json.loads(a.attrs["versions"])["device"] == last  # the engine that trained last
             for name in ("model/W0", "model/W1", "model/b0", "optimizer/state"):
                 assert_close(
                     a[name][()], b[name][()].astype(np.float64), "float32", err_msg=f"{other} {name}"

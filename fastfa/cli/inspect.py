@@ -165,6 +165,10 @@ def _describe_run(path):
         f"{config.optimizer} lr {config.lr:g}, batch {config.batch_size}, {config.dtype}",
         f"  dataset   {meta['dataset']}",
     ]
+    v = meta["versions"]
+    if v:  # files from before versions were recorded have none
+        libraries = ", ".join(f"{name} {v.get(name)}" for name in ("fastfa", "numba", "numpy", "python"))
+        lines.append(f"  trained   on {v.get('device', 'cpu')}, {v.get('threads', '?')} threads; {libraries}")
     if history.get("epoch"):
         for key in ("train_loss", "train_error", "test_loss", "test_error"):
             if key in history:
