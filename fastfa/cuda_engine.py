@@ -12,7 +12,7 @@ What runs on CUDA (``Rule.devices`` says which rules): signals ``backprop``,
 ``layerwise``, ``direct``, ``direct-sign``, ``target`` and ``none`` with fixed feedback, and
 layerwise feedback with Kolen-Pollack dynamics;
 hidden activations tanh, logistic, relu, identity; a softmax output with cross-entropy
-(classification); SGD with momentum (heavy ball or Nesterov) and weight decay; float32.
+(classification); SGD with momentum (heavy ball or Nesterov) or Adam, with weight decay; float32.
 Anything else is refused with a one-line error.
 """
 
@@ -33,7 +33,7 @@ def check_supported(trainer):
 
     if not kernels.available():
         raise ValueError("--device cuda: no CUDA GPU or driver found (numba.cuda.is_available() is False)")
-    rule, config = trainer.rule, trainer.config
+    rule = trainer.rule
     if "cuda" not in rule.devices:
         raise ValueError(f"rule {rule.name!r} has no cuda support (devices: {', '.join(rule.devices)})")
     problems = []
@@ -42,8 +42,6 @@ def check_supported(trainer):
         problems.append(f"signal {rule.signal!r} with {rule.dynamics!r} feedback")
     if trainer.arch.output_activation != "softmax" or trainer.arch.loss != "cross_entropy":
         problems.append("an output other than softmax with cross-entropy")
-    if config.optimizer != "sgd":
-        problems.append(f"optimizer {config.optimizer}")
     if trainer.dtype != np.float32:
         problems.append(f"dtype {trainer.dtype}")
     if problems:
@@ -97,6 +95,7 @@ class CudaEngine:
         self.mode = mode
         self._layout = None  # device offset arrays of the fused kernel, made on first use
         self.kolen_pollack = trainer.rule.dynamics == "kolen-pollack"  # the feedback learns
+        self.adam = trainer.config.optimizer == "adam"
 
     # ------------------------------------------------------------------ views
 
@@ -159,14 +158,16 @@ class CudaEngine:
             "grad_w": self._weights(self.grads),
             "grad_b": self._biases(self.grads),
             "first": first,
-            # (params, grads, optimiser state) slices of the trainable weights, then biases
+            # (params, grads, both rows of optimiser state) slices of the trainable weights, then biases
             "updates": [
-                (params[lo:hi], self.grads[lo:hi], state[lo:hi], decays) for lo, hi, decays in ranges
+                (params[lo:hi], self.grads[lo:hi], state[0][lo:hi], state[1][lo:hi], decays)
+                for lo, hi, decays in ranges
             ],
         }
 
-    def _step(self, v, x, t, lr, mu, decay, nesterov):
-        """One SGD step on the device batch ``(x, t)`` with the views ``v`` of :meth:`_views`.
+    def _step(self, v, x, t, lr, mu, decay, nesterov, step):
+        """One step (update number ``step``, from 1) on the device batch ``(x, t)`` with the views
+        ``v`` of :meth:`_views`.
 
         Adds the batch's summed loss and error count to the device totals.
         """
@@ -211,8 +212,14 @@ class CudaEngine:
             k.launch_1d(k.column_sum_kernel, v["grad_b"][layer].size, deltas[layer], v["grad_b"][layer])
         if self.kolen_pollack:  # F <- F - W now and F <- (1 - lr decay) F + W_new after: F gets W's step
             self._shift_feedback(v, 1.0, -1.0)
-        for w, g, carried, decays in v["updates"]:
-            k.launch_1d(k.sgd_kernel, w.size, w, g, carried, lr, mu, decay if decays else 0.0, nesterov)
+        c = tr.config
+        rate = k.adam_rate(lr, c.beta1, c.beta2, step) if self.adam else lr
+        for w, g, first, second, decays in v["updates"]:
+            d = decay if decays else 0.0
+            if self.adam:
+                k.launch_1d(k.adam_kernel, w.size, w, g, first, second, rate, c.beta1, c.beta2, c.epsilon, d)
+            else:
+                k.launch_1d(k.sgd_kernel, w.size, w, g, first, lr, mu, d, nesterov)
         if self.kolen_pollack:
             self._shift_feedback(v, 1.0 - lr * decay, 1.0)
 
@@ -233,7 +240,7 @@ class CudaEngine:
         ts[np.arange(len(rows)), labels[rows]] = 1.0
         d_x, d_t = cuda.to_device(xs), cuda.to_device(ts)
         params, feedback = cuda.to_device(tr.params), cuda.to_device(tr.feedback)
-        state = cuda.to_device(tr.state[0])
+        state = cuda.to_device(tr.state)  # SGD's carried momentum, or Adam's two moments
         c = tr.config
         hyper = (tr.learning_rate(), c.momentum, c.weight_decay, c.nesterov)
         if self.mode == "fused":
@@ -246,13 +253,13 @@ class CudaEngine:
                 )
                 self.mode = "kernels"
                 params.copy_to_device(tr.params)  # nothing trained yet: start the call again
-                state.copy_to_device(tr.state[0])
+                state.copy_to_device(tr.state)
                 if self.kolen_pollack:
                     feedback.copy_to_device(tr.feedback)
         if self.mode == "kernels":
             loss, errors = self._train_kernels(d_x, d_t, params, feedback, state, batch, *hyper)
         params.copy_to_host(tr.params)
-        tr.state[0] = state.copy_to_host()
+        state.copy_to_host(tr.state)
         if self.kolen_pollack:
             feedback.copy_to_host(tr.feedback)
         return loss, errors
@@ -265,7 +272,8 @@ class CudaEngine:
         for start in range(0, n, batch):
             stop = min(start + batch, n)
             views = full if stop - start == batch else self._views(params, feedback, state, stop - start)
-            self._step(views, d_x[start:stop], d_t[start:stop], lr, mu, decay, nesterov)
+            step = self.trainer.step + start // batch + 1
+            self._step(views, d_x[start:stop], d_t[start:stop], lr, mu, decay, nesterov, step)
         loss, errors = self.totals.copy_to_host()
         return float(loss), int(round(errors))
 
@@ -292,16 +300,18 @@ class CudaEngine:
         from fastfa.kernels import codes
 
         k, tr = self.k, self.trainer
+        c = tr.config
         n = d_x.shape[0]
         loss_rows = self.cuda.to_device(np.zeros(n, np.float32))
         error_rows = self.cuda.to_device(np.zeros(n, np.int32))
         signal = codes.SIGNALS[tr.rule.signal]
         first = self._first_trainable()
         args = (
-            d_x.reshape(-1), d_t.reshape(-1), params, feedback if feedback.size else params, state,
+            d_x.reshape(-1), d_t.reshape(-1), params, feedback if feedback.size else params, state[0],
             self.hidden, self.deltas, *self._fused_layout(), loss_rows, error_rows,
             int(batch), int(signal), int(first), float(lr), float(mu), float(decay), int(bool(nesterov)),
-            int(self.kolen_pollack),
+            int(self.kolen_pollack), state[1], int(self.adam), float(c.beta1), float(c.beta2),
+            float(c.epsilon), int(tr.step),
         )  # fmt: skip
         k.launch_cooperative(k.fused_chunk_kernel, args, self._largest_phase(batch))
         return float(loss_rows.copy_to_host().astype(np.float64).sum()), int(error_rows.copy_to_host().sum())

@@ -23,8 +23,9 @@ def kernel_signatures():
     offsets, codes = types.int64[::1], types.int32[::1]
     f, i, b = types.float64, types.int64, types.boolean
     # x .. partial; sizes .. h_off; acts, loss_rows, error_rows; batch, signal, first;
-    # lr, mu, decay; nesterov, kolen_pollack
+    # lr, mu, decay; nesterov, kolen_pollack; second, adam, beta1, beta2, eps, step
     fused = (flat,) * 8 + (offsets,) * 5 + (codes, flat, codes) + (i,) * 3 + (f,) * 3 + (i,) * 2
+    fused += (flat, i, f, f, f, i)
     return {
         "fused_chunk_kernel": fused,
         "gemm_kernel": (f, rows, b, rows, b, f, rows),
@@ -35,6 +36,7 @@ def kernel_signatures():
         "shift_kernel": (rows, rows, f, f),
         "column_sum_kernel": (rows, vector),
         "sgd_kernel": (vector, vector, vector, f, f, f, b),
+        "adam_kernel": (vector,) * 4 + (f,) * 5,
         "accumulate_kernel": (flat, codes, i, flat),
     }
 

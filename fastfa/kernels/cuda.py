@@ -115,6 +115,26 @@ def _sgd(w, carried, at, grad, lr, mu, nesterov):
     carried[at] = mu * v
 
 
+@cuda.jit(device=True, inline=True)
+def _adam(w, first, second, at, grad, rate, beta1, beta2, eps):
+    """Adam on entry ``at`` as the CPU engine does it (Kingma and Ba 2015):
+    ``m <- b1 m + (1 - b1) g``, ``v <- b2 v + (1 - b2) g^2``, ``w -= rate m / (sqrt(v) + eps)``
+    with the bias correction folded into ``rate`` (:func:`adam_rate`)."""
+    m = beta1 * first[at] + (1.0 - beta1) * grad
+    v = beta2 * second[at] + (1.0 - beta2) * grad * grad
+    first[at] = m
+    second[at] = v
+    w[at] -= rate * m / (math.sqrt(v) + eps)
+
+
+def adam_rate(lr, beta1, beta2, step):
+    """Adam's step size at update ``step`` (counted from 1): ``lr sqrt(1 - b2^t) / (1 - b1^t)``."""
+    return lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+
+
+_adam_rate = cuda.jit(device=True)(adam_rate)
+
+
 @cuda.jit
 def gemm_kernel(alpha, a, trans_a, b, trans_b, beta, c):
     """``c <- alpha op(a) op(b) + beta c`` (float32), tiled in shared memory.
@@ -234,6 +254,15 @@ def shift_kernel(f, w, keep, weight):
     rows, cols = f.shape
     if i < rows * cols:
         f[i // cols, i % cols] = keep * f[i // cols, i % cols] + weight * w[i // cols, i % cols]
+
+
+@cuda.jit
+def adam_kernel(w, g, first, second, rate, beta1, beta2, eps, decay):
+    """Adam with weight decay on a flat range, one thread per entry (:func:`_adam` on
+    ``g + decay w``); the state holds the two moments, as on the CPU."""
+    i = cuda.grid(1)
+    if i < w.size:
+        _adam(w, first, second, i, g[i] + decay * w[i], rate, beta1, beta2, eps)
 
 
 @cuda.jit
@@ -370,6 +399,7 @@ def _output_error(hidden, deltas, t, start, m, c, z0, loss_rows, error_rows, sca
 def fused_chunk_kernel(
     x, t, params, feedback, state, hidden, deltas, partial, sizes, w_off, b_off, f_off, h_off, acts,
     loss_rows, error_rows, batch, signal, first, lr, mu, decay, nesterov, kolen_pollack,
+    second, adam, beta1, beta2, eps, step,
 ):  # fmt: skip
     """Train on every row of the chunk ``x`` (flat, ``n x sizes[0]``) in batches of ``batch``.
 
@@ -381,8 +411,9 @@ def fused_chunk_kernel(
     output tiles are split along their depth (:func:`split_count`) into ``partial``. With
     ``kolen_pollack`` the layerwise feedback ``F_{j-1}`` receives ``W_j``'s update with its own
     decay, ``F <- (1 - lr decay) (F - W) + W_new``, in the same epilogue (Akrout et al. 2019).
-    Launch cooperatively with ``(TILE, TILE)`` blocks; per-row loss and error go to
-    ``loss_rows`` and ``error_rows``.
+    With ``adam`` the update is Adam's, ``state`` and ``second`` its moments and ``step`` the
+    updates made before the call. Launch cooperatively with ``(TILE, TILE)`` blocks; per-row
+    loss and error go to ``loss_rows`` and ``error_rows``.
     """
     grid = cuda.cg.this_grid()
     tile_a = cuda.shared.array((TILE, TILE_ROW), float32)
@@ -396,6 +427,7 @@ def fused_chunk_kernel(
     for start in range(0, n, batch):
         m = _lesser(batch, n - start)
         row_tiles = (m + TILE - 1) // TILE
+        rate = _adam_rate(lr, beta1, beta2, step + start // batch + 1) if adam else lr
         # forward: h_l = f(h_{l-1} W_l + b_l); the last layer keeps its logits
         for layer in range(n_layers):
             k, cols = sizes[layer], sizes[layer + 1]
@@ -485,7 +517,10 @@ def fused_chunk_kernel(
                         at = w_off[j] + row * cols + col if row < k else b_off[j] + col
                         w_old = params[at]
                         grad += decay * w_old if row < k else float32(0.0)
-                        _sgd(params, state, at, grad, lr, mu, nesterov)
+                        if adam:
+                            _adam(params, state, second, at, grad, rate, beta1, beta2, eps)
+                        else:
+                            _sgd(params, state, at, grad, lr, mu, nesterov)
                         if kolen_pollack and j > 0 and row < k:
                             f_at = f_off[j - 1] + row * cols + col
                             feedback[f_at] = (1.0 - lr * decay) * (feedback[f_at] - w_old) + params[at]
