@@ -3,10 +3,14 @@
 :class:`CudaEngine` keeps the flat parameter, feedback and optimiser-state buffers of a
 trainer on the device, in the same layout as on the host, and copies them back after
 every call, so a run file written after CUDA training is the same kind of file as after
-CPU training (and either engine resumes it). A call gathers its rows on the host once
-and moves them to the device in one copy; the batches then run with no transfer (by
-default all of them in one cooperative kernel launch), and the per-row loss and error
-come back once per call.
+CPU training (and either engine resumes it).
+
+The rows stay on the device too. :meth:`CudaEngine.chunk` copies a chunk of a dataset split
+once (as :class:`DeviceRows`) and keeps it for the next epochs while the split's chunks fit
+in :data:`DATA_BYTES`; each call then gathers its rows in the epoch's order on the device.
+Host arrays passed straight to :meth:`CudaEngine.train_rows` are gathered on the host and
+copied once per call. The batches of a call run with no transfer (by default all of them
+in one cooperative kernel launch), and the per-row loss and error come back once per call.
 
 What runs on CUDA (``Rule.devices`` says which rules): signals ``backprop``,
 ``layerwise``, ``direct``, ``direct-sign``, ``target`` and ``none`` with fixed feedback, and
@@ -20,10 +24,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import OrderedDict
 
 import numpy as np
 
 MODES = ("fused", "kernels")
+#: Device memory for the rows of a split (inputs and targets, float32). A split that fits is
+#: copied to the device in its first epoch and read from there in every later one; a larger
+#: split keeps its most recently used chunks.
+DATA_BYTES = 2 * 2**30
 SIGNALS = ("backprop", "layerwise", "direct", "direct-sign", "target", "none")
 
 
@@ -46,6 +55,28 @@ def check_supported(trainer):
         problems.append(f"dtype {trainer.dtype}")
     if problems:
         raise ValueError(f"the cuda engine does not support {', '.join(problems)}; use --device cpu")
+
+
+def one_hot(labels, n_classes):
+    """``(n, n_classes)`` float32 targets with a 1 in each row's label column."""
+    targets = np.zeros((len(labels), n_classes), dtype=np.float32)
+    targets[np.arange(len(labels)), labels] = 1.0
+    return targets
+
+
+class DeviceRows:
+    """Rows on the device: inputs ``x`` ``(n, n_in)`` and targets ``t`` ``(n, n_out)``, float32
+    (one-hot for classification). Pass one as the ``x`` of :meth:`CudaEngine.train_rows`."""
+
+    def __init__(self, x, t):
+        self.x, self.t = x, t
+
+    def __len__(self):
+        return self.x.shape[0]
+
+    @property
+    def nbytes(self):
+        return 4 * (self.x.size + self.t.size)
 
 
 class CudaEngine:
@@ -96,6 +127,8 @@ class CudaEngine:
         self._layout = None  # device offset arrays of the fused kernel, made on first use
         self.kolen_pollack = trainer.rule.dynamics == "kolen-pollack"  # the feedback learns
         self.adam = trainer.config.optimizer == "adam"
+        self._chunks, self._chunks_of = OrderedDict(), None  # (start, stop) -> DeviceRows of a split
+        self._gathered = None  # the (x, t) rows of the current call, reused while large enough
 
     # ------------------------------------------------------------------ views
 
@@ -228,17 +261,66 @@ class CudaEngine:
         for f, w in zip(v["feedback"], v["weights"][1:], strict=True):
             self.k.launch_1d(self.k.shift_kernel, f.size, f, w, keep, weight)
 
+    # ------------------------------------------------------------------- rows
+
+    def stage(self, x, labels, targets):
+        """Prepared host rows (:meth:`~fastfa.train.Trainer.prepare`) as :class:`DeviceRows`,
+        in the ``(x, labels, targets)`` form :meth:`train_rows` takes."""
+        to_device = self.cuda.to_device
+        t = one_hot(labels, self.sizes[-1])
+        rows = DeviceRows(to_device(x.astype(np.float32, copy=False)), to_device(t))
+        return rows, labels[:0], targets[:0]
+
+    def chunk(self, split, start, stop, read):
+        """Rows ``start:stop`` of ``split`` on the device, as :meth:`stage` returns them.
+
+        ``read()`` gives the prepared host rows; it is called only when the chunk is not
+        already on the device. Chunks of one split stay while they fit in :data:`DATA_BYTES`
+        (the least recently used go first); asking for another split's rows drops them all.
+        """
+        if self._chunks_of is not split:
+            self._chunks.clear()
+            self._chunks_of = split
+        key = (int(start), int(stop))
+        if key in self._chunks:
+            self._chunks.move_to_end(key)
+            rows = self._chunks[key]
+        else:
+            rows = self._chunks[key] = self.stage(*read())[0]
+            while len(self._chunks) > 1 and sum(r.nbytes for r in self._chunks.values()) > DATA_BYTES:
+                self._chunks.popitem(last=False)
+        return rows, np.zeros(0, dtype=np.int64), np.zeros((0, self.sizes[-1]), dtype=np.float32)
+
+    def _rows_buffers(self, n):
+        """Device ``(n, n_in)`` and ``(n, n_out)`` views for a call's rows, in buffers kept
+        between calls."""
+        if self._gathered is None or self._gathered[0].shape[0] < n:
+            zeros = lambda cols: self.cuda.device_array((n, cols), dtype=np.float32)  # noqa: E731
+            self._gathered = zeros(self.sizes[0]), zeros(self.sizes[-1])
+        return self._gathered[0][:n], self._gathered[1][:n]
+
+    def _call_rows(self, x, labels, order):
+        """The rows ``x[order]`` and their one-hot targets, on the device, in order."""
+        d_x, d_t = self._rows_buffers(len(order))
+        if isinstance(x, DeviceRows):
+            d_order = self.cuda.to_device(np.ascontiguousarray(order, dtype=np.int64))
+            self.k.launch_1d(self.k.gather_rows_kernel, d_x.size, x.x, d_order, d_x)
+            self.k.launch_1d(self.k.gather_rows_kernel, d_t.size, x.t, d_order, d_t)
+        else:
+            d_x.copy_to_device(np.ascontiguousarray(x[order], dtype=np.float32))
+            d_t.copy_to_device(one_hot(labels[order], self.sizes[-1]))
+        return d_x, d_t
+
+    # ------------------------------------------------------------------ train
+
     def train_rows(self, x, labels, targets, order, batch):
         """Train on ``x[order]`` in batches of ``batch`` rows; returns ``(summed loss, error count)``.
 
-        The trainer's host buffers hold the result when this returns.
+        ``x`` is a host array (with ``labels``) or :class:`DeviceRows` (from :meth:`stage` or
+        :meth:`chunk`). The trainer's host buffers hold the result when this returns.
         """
         cuda, tr = self.cuda, self.trainer
-        rows = np.asarray(order)
-        xs = np.ascontiguousarray(x[rows], dtype=np.float32)
-        ts = np.zeros((len(rows), self.sizes[-1]), dtype=np.float32)
-        ts[np.arange(len(rows)), labels[rows]] = 1.0
-        d_x, d_t = cuda.to_device(xs), cuda.to_device(ts)
+        d_x, d_t = self._call_rows(x, labels, np.asarray(order))
         params, feedback = cuda.to_device(tr.params), cuda.to_device(tr.feedback)
         state = cuda.to_device(tr.state)  # SGD's carried momentum, or Adam's two moments
         c = tr.config
@@ -302,8 +384,8 @@ class CudaEngine:
         k, tr = self.k, self.trainer
         c = tr.config
         n = d_x.shape[0]
-        loss_rows = self.cuda.to_device(np.zeros(n, np.float32))
-        error_rows = self.cuda.to_device(np.zeros(n, np.int32))
+        loss_rows = self.cuda.device_array(n, np.float32)  # the kernel writes every row
+        error_rows = self.cuda.device_array(n, np.int32)
         signal = codes.SIGNALS[tr.rule.signal]
         first = self._first_trainable()
         args = (

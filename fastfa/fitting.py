@@ -11,8 +11,9 @@ the same result.
 
 Inside a chunk, rows go to the compiled engine in slices of ``SLICE_ROWS``
 (``SLICE_ROWS_CUDA`` on a GPU, where each call also moves the parameters to the
-device and back; both rounded to a multiple of the batch size, so the batches are
-the same as in one call);
+device and back, and where the chunk itself stays on the device from one epoch to
+the next while the split fits: :meth:`fastfa.train.Trainer.read_chunk`; both rounded
+to a multiple of the batch size, so the batches are the same as in one call);
 between slices the loop reports progress and checks whether to stop. Because
 every draw of an epoch derives from its seed, a run stopped between two slices
 can be checkpointed and resumed bit for bit: :class:`Progress` records the
@@ -114,7 +115,7 @@ def train_epoch(trainer, split, progress, *, chunk_rows=None, should_stop=None, 
             if k < progress.chunks_done:
                 continue  # replaying a resumed epoch: the draw above keeps the generator in step
             x = labels = targets = None  # free the previous chunk before reading the next one
-            x, labels, targets = trainer.prepare(*split.read(start, stop, dtype=trainer.dtype))
+            x, labels, targets = trainer.read_chunk(split, start, stop)
             while progress.chunk_rows_done < len(order):
                 if should_stop is not None and should_stop():
                     raise Interrupted

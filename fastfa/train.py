@@ -279,10 +279,26 @@ class Trainer:
         """
         x, labels, targets = self.prepare(x, y)
         order = self.epoch_order(len(x))
+        if self._cuda is not None:  # one copy, then the epoch's order is gathered on the device
+            x, labels, targets = self._cuda.stage(x, labels, targets)
         loss, errors = self.train_rows(x, labels, targets, order)
         self.epoch += 1
         n = max(len(x), 1)
         return loss / n, errors / n
+
+    def read_chunk(self, split, start, stop):
+        """Rows ``start:stop`` of a dataset split, prepared for :meth:`train_rows`.
+
+        On the CPU this reads and :meth:`prepare` s them. On cuda the rows come as
+        :class:`~fastfa.cuda_engine.DeviceRows`, read from the split and copied only when the
+        device does not hold them from an earlier epoch (:meth:`CudaEngine.chunk
+        <fastfa.cuda_engine.CudaEngine.chunk>`).
+        """
+
+        def read():
+            return self.prepare(*split.read(start, stop, dtype=self.dtype))
+
+        return read() if self._cuda is None else self._cuda.chunk(split, start, stop, read)
 
     def train_rows(self, x, labels, targets, order):
         """Train on ``x[order]`` (prepared arrays) without ending the epoch.

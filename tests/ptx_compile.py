@@ -38,6 +38,7 @@ def kernel_signatures():
         "sgd_kernel": (vector, vector, vector, f, f, f, b),
         "adam_kernel": (vector,) * 4 + (f,) * 5,
         "accumulate_kernel": (flat, codes, i, flat),
+        "gather_rows_kernel": (rows, offsets, rows),
     }
 
 

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 
 from fastfa import TrainConfig, Trainer
-from fastfa.datasets import write_dataset
+from fastfa.datasets import ArraySplit, write_dataset
 from fastfa.kernels import codes
 from fastfa.kernels import cuda as kernels
 from tests.conftest import assert_close
+from tests.ptx_compile import kernel_signatures
 from tests.test_cli import cli, ok
 
 pytestmark = [
@@ -172,6 +173,56 @@ def test_fused_kernel_falls_back_to_separate_launches(rng, monkeypatch, capsys):
         cuda_trainer.use_device("cuda")
 
 
+class CountingSplit(ArraySplit):
+    """An in-memory split that counts the rows read from it."""
+
+    rows_read = 0
+
+    def _read(self, start, stop, dtype):
+        self.rows_read += stop - start
+        return super()._read(start, stop, dtype)
+
+
+@pytest.mark.parametrize("data_bytes", [None, 1])
+def test_chunks_stay_on_the_device_between_epochs(data_bytes, rng, monkeypatch):
+    """``fastfa train``'s loop over chunks: a split that fits on the device is read and copied
+    once, then gathered there in each epoch's order; one that does not is read every epoch.
+    Both train as the CPU engine does."""
+    from fastfa import cuda_engine
+    from fastfa.fitting import Progress, train_epoch
+
+    if data_bytes is not None:
+        monkeypatch.setattr(cuda_engine, "DATA_BYTES", data_bytes)  # room for one chunk only
+    x = rng.uniform(-1, 1, (10, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 10)
+    config = TrainConfig(hidden=(5,), rule="fa", batch_size=2, lr=0.1, momentum=0.9, seed=3)
+    cpu_trainer, cuda_trainer = Trainer(config, 6, 3), Trainer(config, 6, 3)
+    cuda_trainer.use_device("cuda")
+    split = CountingSplit("train", x, y)
+    reads = []
+    for _ in range(2):
+        for trainer in (cpu_trainer, cuda_trainer):
+            train_epoch(
+                trainer,
+                split if trainer is cuda_trainer else ArraySplit("train", x, y),
+                Progress(),
+                chunk_rows=4,
+            )
+        reads.append(split.rows_read - sum(reads))
+    assert reads[0] == 10
+    if data_bytes is None:
+        assert reads[1] == 0
+    else:  # only the chunk used last may still be there
+        assert reads[1] >= 10 - 4
+    assert_close(cuda_trainer.params, cpu_trainer.params.astype(np.float64), "float32")
+    assert_close(cuda_trainer.state, cpu_trainer.state.astype(np.float64), "float32")
+    other = CountingSplit("train", x, y)  # another split: its rows are read, not the first one's
+    train_epoch(cuda_trainer, other, Progress(), chunk_rows=4)
+    train_epoch(cpu_trainer, ArraySplit("train", x, y), Progress(), chunk_rows=4)
+    assert other.rows_read == 10
+    assert_close(cuda_trainer.params, cpu_trainer.params.astype(np.float64), "float32")
+
+
 def test_unsupported_settings_are_one_clear_error():
     for kwargs, fragment in [
         (dict(rule="usf"), "rule 'usf' has no cuda support"),
@@ -247,4 +298,6 @@ def test_kernels_compile_for_a_real_gpu():
         [sys.executable, "-m", "tests.ptx_compile", "9.0"], env=env, cwd=root, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("lines of PTX") == 11
+    every_kernel = {name for name in dir(kernels) if name.endswith("_kernel")}
+    assert set(kernel_signatures()) == every_kernel  # none left out of the check
+    assert done.stdout.count("lines of PTX") == len(every_kernel)

@@ -17,6 +17,7 @@ Kernels
 - :func:`sgd_kernel`: heavy-ball momentum in the CPU engine's form (the state holds the
   carried momentum ``mu v``), so optimiser state moves between engines unchanged.
 - :func:`column_sum_kernel`: bias gradients.
+- :func:`gather_rows_kernel`: a batch order's rows of a dataset chunk held on the device.
 - :func:`fused_chunk_kernel`: all of the above for every batch of a chunk in one
   cooperative launch, phases separated by grid-wide barriers (:func:`launch_cooperative`);
   its products are :func:`tile_product` calls with the bias, activation, derivative or SGD
@@ -286,6 +287,17 @@ def sgd_kernel(w, g, carried, lr, mu, decay, nesterov):
     i = cuda.grid(1)
     if i < w.size:
         _sgd(w, carried, i, g[i] + decay * w[i], lr, mu, nesterov)
+
+
+@cuda.jit
+def gather_rows_kernel(src, order, dst):
+    """``dst[i, :] = src[order[i], :]``, one thread per entry of ``dst`` (rows of a chunk on
+    the device, in the order an epoch visits them)."""
+    i = cuda.grid(1)
+    rows, cols = dst.shape
+    if i < rows * cols:
+        r = i // cols
+        dst[r, i - r * cols] = src[order[r], i - r * cols]
 
 
 def launch_1d(kernel, n, *args, stream=0):
