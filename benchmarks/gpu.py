@@ -6,10 +6,12 @@ absent). It prints samples/s of both for feedback alignment on 784-1000-10 (tanh
 cross-entropy, SGD momentum 0.9, float32) at batch 32, 128 and 1024, and on a wide
 4096-4096-4096-10 network, with the ratio fastfa/PyTorch measured in the same run. The
 PyTorch side is written the way peer libraries write fa: a custom autograd Function whose
-backward multiplies by B, with the whole data set on the GPU; fastfa gets its rows from host
-memory in slices (``fastfa.fitting.rows_per_slice``), as ``fastfa train`` hands them over, so its
-time includes the copies of every slice and of the parameters each slice trains. Data are
-random with MNIST's shape and sparsity (the speed does not depend on the values).
+backward multiplies by B, with the whole data set on the GPU and no shuffling. fastfa runs
+``fastfa train``'s epoch loop (:func:`fastfa.fitting.train_epoch`): a shuffled epoch in slices of
+rows per engine call (``fastfa.fitting.rows_per_slice``), the parameters copied to the device
+and back for each slice, the rows gathered on the device from the split, which its first
+(untimed) epoch copied there. Each figure is the best of ``--repeats`` epochs. Data are random
+with MNIST's shape and sparsity (the speed does not depend on the values).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import time
 import numpy as np
 
 from benchmarks.torch_rules import make_model
-from fastfa.fitting import rows_per_slice
 
 NETS = {"784-1000-10": (784, 1000, 10), "4096-4096-4096-10": (4096, 4096, 4096, 10)}
 
@@ -35,22 +36,21 @@ def data(n, n_in, n_out, seed=0):
 
 def fastfa_rate(sizes, batch, n, repeats, mode):
     from fastfa import TrainConfig, Trainer
+    from fastfa.datasets import ArraySplit
+    from fastfa.fitting import Progress, train_epoch
 
     config = TrainConfig(hidden=sizes[1:-1], rule="fa", batch_size=batch, lr=0.01, momentum=0.9)
     trainer = Trainer(config, sizes[0], sizes[-1])
     os.environ["FASTFA_CUDA_MODE"] = mode
     trainer.use_device("cuda")
-    x, y = data(n, sizes[0], sizes[-1])
-    xs, labels, targets = trainer.prepare(x, y)
-    order = np.arange(n)
-    trainer.train_rows(xs, labels, targets, order[: 4 * batch])  # compile, warm up
-    # rows reach the engine in slices, as `fastfa train` hands them over (fastfa.fitting)
-    step = rows_per_slice(batch, "cuda")
+    split = ArraySplit("train", *data(n, sizes[0], sizes[-1]))
+    # `fastfa train`'s loop (fastfa.fitting): chunks, shuffling, slices of rows per engine call;
+    # the first epoch compiles and copies the split to the device, where later epochs find it
+    train_epoch(trainer, split, Progress())
     best = np.inf
     for _ in range(repeats):
         start = time.perf_counter()
-        for lo in range(0, n, step):
-            trainer.train_rows(xs, labels, targets, order[lo : lo + step])
+        train_epoch(trainer, split, Progress())
         best = min(best, time.perf_counter() - start)
     if trainer._cuda.mode != mode:
         return float("nan")  # the fused kernel fell back (the reason went to stderr)
