@@ -14,7 +14,7 @@ in one cooperative kernel launch), and the per-row loss and error come back once
 
 What runs on CUDA (``Rule.devices`` says which rules): signals ``backprop``,
 ``layerwise``, ``direct``, ``direct-sign``, ``target`` and ``none`` with fixed feedback, and
-layerwise feedback with Kolen-Pollack dynamics;
+layerwise feedback with Kolen-Pollack or sign-concordant dynamics (``sign``, ``sign-redraw``);
 hidden activations tanh, logistic, relu, identity; a softmax output with cross-entropy
 (classification); SGD with momentum (heavy ball or Nesterov) or Adam, with weight decay; float32.
 Anything else is refused with a one-line error.
@@ -28,12 +28,16 @@ from collections import OrderedDict
 
 import numpy as np
 
+from fastfa.kernels import codes
+
 MODES = ("fused", "kernels")
 #: Device memory for the rows of a split (inputs and targets, float32). A split that fits is
 #: copied to the device in its first epoch and read from there in every later one; a larger
 #: split keeps its most recently used chunks.
 DATA_BYTES = 2 * 2**30
 SIGNALS = ("backprop", "layerwise", "direct", "direct-sign", "target", "none")
+#: Feedback dynamics beyond ``fixed`` that run on cuda, for layerwise feedback.
+LEARNED_FEEDBACK = ("kolen-pollack", "sign", "sign-redraw")
 
 
 def check_supported(trainer):
@@ -46,8 +50,8 @@ def check_supported(trainer):
     if "cuda" not in rule.devices:
         raise ValueError(f"rule {rule.name!r} has no cuda support (devices: {', '.join(rule.devices)})")
     problems = []
-    kolen_pollack = rule.dynamics == "kolen-pollack" and rule.signal == "layerwise"
-    if rule.signal not in SIGNALS or not (rule.dynamics == "fixed" or kolen_pollack):
+    learned = rule.dynamics in LEARNED_FEEDBACK and rule.signal == "layerwise"
+    if rule.signal not in SIGNALS or not (rule.dynamics == "fixed" or learned):
         problems.append(f"signal {rule.signal!r} with {rule.dynamics!r} feedback")
     if trainer.arch.output_activation != "softmax" or trainer.arch.loss != "cross_entropy":
         problems.append("an output other than softmax with cross-entropy")
@@ -125,7 +129,9 @@ class CudaEngine:
             raise ValueError(f"cuda mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.mode = mode
         self._layout = None  # device offset arrays of the fused kernel, made on first use
-        self.kolen_pollack = trainer.rule.dynamics == "kolen-pollack"  # the feedback learns
+        self.dynamics = codes.DYNAMICS[trainer.rule.dynamics]
+        self.kolen_pollack = self.dynamics == codes.DYNAMICS_KOLEN_POLLACK
+        self.sign_feedback = self.dynamics in (codes.DYNAMICS_SIGN, codes.DYNAMICS_SIGN_REDRAW)
         self.adam = trainer.config.optimizer == "adam"
         self._chunks, self._chunks_of = OrderedDict(), None  # (start, stop) -> DeviceRows of a split
         self._gathered = None  # the (x, t) rows of the current call, reused while large enough
@@ -191,6 +197,7 @@ class CudaEngine:
             "grad_w": self._weights(self.grads),
             "grad_b": self._biases(self.grads),
             "first": first,
+            "flat": (params, feedback),
             # (params, grads, both rows of optimiser state) slices of the trainable weights, then biases
             "updates": [
                 (params[lo:hi], self.grads[lo:hi], state[0][lo:hi], state[1][lo:hi], decays)
@@ -206,6 +213,8 @@ class CudaEngine:
         """
         k, tr = self.k, self.trainer
         m = x.shape[0]
+        if self.sign_feedback:
+            self._refresh_sign_feedback(v, step)
         weights, biases, hidden, deltas = v["weights"], v["biases"], v["hidden"], v["deltas"]
         acts = tr.acts
         h_in = x
@@ -255,6 +264,20 @@ class CudaEngine:
                 k.launch_1d(k.sgd_kernel, w.size, w, g, first, lr, mu, d, nesterov)
         if self.kolen_pollack:
             self._shift_feedback(v, 1.0 - lr * decay, 1.0)
+
+    def _refresh_sign_feedback(self, v, step):
+        """``F_l = |B0_l| sign(W_{l+1})`` (times a fresh draw for ``sign-redraw``) before update
+        ``step``, one launch per hidden layer."""
+        params, feedback = v["flat"]
+        f_off = 0
+        for layer, (rows, cols) in enumerate(self._feedback_shapes()):
+            w_off = sum(self.sizes[i] * self.sizes[i + 1] for i in range(layer + 1))
+            n = rows * cols
+            self.k.launch_1d(
+                self.k.sign_feedback_kernel, n, params, feedback, self.magnitude, w_off, f_off, n,
+                self.dynamics, self.trainer.config.seed, step,
+            )  # fmt: skip
+            f_off += n
 
     def _shift_feedback(self, v, keep, weight):
         """``F_l <- keep F_l + weight W_{l+1}`` for every hidden layer (Kolen-Pollack)."""
@@ -323,6 +346,7 @@ class CudaEngine:
         d_x, d_t = self._call_rows(x, labels, np.asarray(order))
         params, feedback = cuda.to_device(tr.params), cuda.to_device(tr.feedback)
         state = cuda.to_device(tr.state)  # SGD's carried momentum, or Adam's two moments
+        self.magnitude = cuda.to_device(tr.magnitude) if self.sign_feedback else params  # |B0|
         c = tr.config
         hyper = (tr.learning_rate(), c.momentum, c.weight_decay, c.nesterov)
         if self.mode == "fused":
@@ -336,13 +360,13 @@ class CudaEngine:
                 self.mode = "kernels"
                 params.copy_to_device(tr.params)  # nothing trained yet: start the call again
                 state.copy_to_device(tr.state)
-                if self.kolen_pollack:
+                if self.dynamics != codes.DYNAMICS_FIXED:
                     feedback.copy_to_device(tr.feedback)
         if self.mode == "kernels":
             loss, errors = self._train_kernels(d_x, d_t, params, feedback, state, batch, *hyper)
         params.copy_to_host(tr.params)
         state.copy_to_host(tr.state)
-        if self.kolen_pollack:
+        if self.dynamics != codes.DYNAMICS_FIXED:  # the feedback learned, or follows the weights
             feedback.copy_to_host(tr.feedback)
         return loss, errors
 
@@ -379,8 +403,6 @@ class CudaEngine:
 
     def _train_fused(self, d_x, d_t, params, feedback, state, batch, lr, mu, decay, nesterov):
         """Every batch in one cooperative launch of the fused kernel (``mode="fused"``)."""
-        from fastfa.kernels import codes
-
         k, tr = self.k, self.trainer
         c = tr.config
         n = d_x.shape[0]
@@ -392,8 +414,8 @@ class CudaEngine:
             d_x.reshape(-1), d_t.reshape(-1), params, feedback if feedback.size else params, state[0],
             self.hidden, self.deltas, *self._fused_layout(), loss_rows, error_rows,
             int(batch), int(signal), int(first), float(lr), float(mu), float(decay), int(bool(nesterov)),
-            int(self.kolen_pollack), state[1], int(self.adam), float(c.beta1), float(c.beta2),
-            float(c.epsilon), int(tr.step),
+            int(self.dynamics), state[1], int(self.adam), float(c.beta1), float(c.beta2),
+            float(c.epsilon), int(tr.step), self.magnitude, int(c.seed),
         )  # fmt: skip
         k.launch_cooperative(k.fused_chunk_kernel, args, self._largest_phase(batch))
         return float(loss_rows.copy_to_host().astype(np.float64).sum()), int(error_rows.copy_to_host().sum())

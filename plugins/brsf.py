@@ -34,5 +34,6 @@ rule = Rule(
     signal="layerwise",
     init_feedback=bound_magnitude,
     dynamics="sign-redraw",
+    devices=("cpu", "cuda"),
     options={"feedback_scale": 1.0},
 )

@@ -22,5 +22,6 @@ rule = Rule(
     signal="layerwise",
     init_feedback=random_feedback,
     dynamics="sign",
+    devices=("cpu", "cuda"),
     options=RANDOM_FEEDBACK_OPTIONS,
 )

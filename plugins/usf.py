@@ -33,5 +33,6 @@ rule = Rule(
     signal="layerwise",
     init_feedback=uniform_magnitude,
     dynamics="sign",
+    devices=("cpu", "cuda"),
     options={"feedback_scale": 1.0},
 )

@@ -23,9 +23,9 @@ def kernel_signatures():
     offsets, codes = types.int64[::1], types.int32[::1]
     f, i, b = types.float64, types.int64, types.boolean
     # x .. partial; sizes .. h_off; acts, loss_rows, error_rows; batch, signal, first;
-    # lr, mu, decay; nesterov, kolen_pollack; second, adam, beta1, beta2, eps, step
+    # lr, mu, decay; nesterov, dynamics; second, adam, beta1, beta2, eps, step
     fused = (flat,) * 8 + (offsets,) * 5 + (codes, flat, codes) + (i,) * 3 + (f,) * 3 + (i,) * 2
-    fused += (flat, i, f, f, f, i)
+    fused += (flat, i, f, f, f, i, flat, i)  # ... magnitude, seed
     return {
         "fused_chunk_kernel": fused,
         "gemm_kernel": (f, rows, b, rows, b, f, rows),
@@ -39,6 +39,7 @@ def kernel_signatures():
         "adam_kernel": (vector,) * 4 + (f,) * 5,
         "accumulate_kernel": (flat, codes, i, flat),
         "gather_rows_kernel": (rows, offsets, rows),
+        "sign_feedback_kernel": (flat,) * 3 + (i,) * 6,
     }
 
 

@@ -94,7 +94,9 @@ def test_softmax_error_and_sums(rng):
 
 
 @pytest.mark.parametrize("mode", ["fused", "kernels"])
-@pytest.mark.parametrize("rule", ["bp", "fa", "dfa", "sdfa", "drtp", "sparse-fa", "kp", "shallow"])
+@pytest.mark.parametrize(
+    "rule", ["bp", "fa", "dfa", "sdfa", "drtp", "sparse-fa", "kp", "usf", "frsf", "brsf", "shallow"]
+)
 def test_cuda_epoch_matches_the_cpu_engine(rule, mode, rng, monkeypatch):
     """Two batches and a short last one, with momentum and weight decay: the same weights and
     optimiser state as on the CPU, for both ways of running the batches."""
@@ -108,13 +110,17 @@ def test_cuda_epoch_matches_the_cpu_engine(rule, mode, rng, monkeypatch):
     monkeypatch.setenv("FASTFA_CUDA_MODE", mode)
     cuda_trainer.use_device("cuda")
     assert cuda_trainer._cuda.mode == mode
+    sign_concordant = rule in ("usf", "frsf", "brsf")
+    if sign_concordant:  # the feedback must come from the weights' signs before the first batch
+        cpu_trainer.feedback[:] = cuda_trainer.feedback[:] = 0.0
     initial_feedback = cpu_trainer.feedback.copy()
     cpu_loss, cpu_error = cpu_trainer.train_epoch(x, y)
     cuda_loss, cuda_error = cuda_trainer.train_epoch(x, y)
     assert_close(cuda_trainer.params, cpu_trainer.params.astype(np.float64), "float32")
     assert_close(cuda_trainer.state, cpu_trainer.state.astype(np.float64), "float32")
     assert_close(cuda_trainer.feedback, cpu_trainer.feedback.astype(np.float64), "float32")
-    assert (rule == "kp") == (not np.array_equal(cpu_trainer.feedback, initial_feedback))  # kp's learns
+    learns = rule == "kp" or sign_concordant  # kp's feedback learns; sign-concordant follows W
+    assert learns == (not np.array_equal(cpu_trainer.feedback, initial_feedback))
     assert_close(cuda_loss, cpu_loss, "float32")
     assert cuda_error == cpu_error and cuda_trainer.step == cpu_trainer.step == 3
     assert cuda_trainer._cuda.mode == mode  # no fallback happened
@@ -225,7 +231,7 @@ def test_chunks_stay_on_the_device_between_epochs(data_bytes, rng, monkeypatch):
 
 def test_unsupported_settings_are_one_clear_error():
     for kwargs, fragment in [
-        (dict(rule="usf"), "rule 'usf' has no cuda support"),
+        (dict(rule="wm"), "rule 'wm' has no cuda support"),
         (dict(rule="fa", output_activation="logistic"), "softmax with cross-entropy"),
         (dict(rule="fa", dtype="float64"), "dtype float64"),
     ]:

@@ -37,7 +37,11 @@ import math
 
 from numba import config, cuda, float32
 
+from fastfa.kernels import cpu
 from fastfa.kernels.codes import (
+    DYNAMICS_KOLEN_POLLACK,
+    DYNAMICS_SIGN,
+    DYNAMICS_SIGN_REDRAW,
     LOGISTIC,
     RELU,
     SIGNAL_BACKPROP,
@@ -134,6 +138,30 @@ def adam_rate(lr, beta1, beta2, step):
 
 
 _adam_rate = cuda.jit(device=True)(adam_rate)
+if config.ENABLE_CUDASIM:  # device functions run as Python there; numpy would warn at each wrap-around
+    _counter_uniform = cpu.counter_uniform
+else:  # the CPU engine's draws, compiled for the GPU
+    _counter_uniform = cuda.jit(device=True)(cpu.counter_uniform.py_func)
+
+
+@cuda.jit(device=True, inline=True)
+def _sign_feedback(params, feedback, magnitude, w_at, f_at, dynamics, seed, step):
+    """Sign-concordant feedback entry ``f_at`` before update ``step``, as the CPU engine's
+    ``refresh_feedback``: ``F = |B0| sign(W)`` from the forward weight at ``w_at`` (Liao et al.
+    2016), times a fresh ``U[0, 1)`` draw keyed by ``(seed, step, f_at)`` for ``sign-redraw``."""
+    v = magnitude[f_at] * _sign(params[w_at])
+    if dynamics == DYNAMICS_SIGN_REDRAW:
+        v *= _counter_uniform(seed, step, f_at)
+    feedback[f_at] = v
+
+
+@cuda.jit
+def sign_feedback_kernel(params, feedback, magnitude, w0, f0, n, dynamics, seed, step):
+    """:func:`_sign_feedback` on ``n`` entries: one layer's ``F`` from ``params[w0:]`` into
+    ``feedback[f0:]`` (the two share a layout), one thread per entry."""
+    i = cuda.grid(1)
+    if i < n:
+        _sign_feedback(params, feedback, magnitude, w0 + i, f0 + i, dynamics, seed, step)
 
 
 @cuda.jit
@@ -410,8 +438,8 @@ def _output_error(hidden, deltas, t, start, m, c, z0, loss_rows, error_rows, sca
 @cuda.jit
 def fused_chunk_kernel(
     x, t, params, feedback, state, hidden, deltas, partial, sizes, w_off, b_off, f_off, h_off, acts,
-    loss_rows, error_rows, batch, signal, first, lr, mu, decay, nesterov, kolen_pollack,
-    second, adam, beta1, beta2, eps, step,
+    loss_rows, error_rows, batch, signal, first, lr, mu, decay, nesterov, dynamics,
+    second, adam, beta1, beta2, eps, step, magnitude, seed,
 ):  # fmt: skip
     """Train on every row of the chunk ``x`` (flat, ``n x sizes[0]``) in batches of ``batch``.
 
@@ -421,8 +449,10 @@ def fused_chunk_kernel(
     (the bias as a row of ones). ``W_j`` is updated once nothing later in the batch reads
     it: in the phase that computes ``delta_{j-2}``, or at the end. Forward products with few
     output tiles are split along their depth (:func:`split_count`) into ``partial``. With
-    ``kolen_pollack`` the layerwise feedback ``F_{j-1}`` receives ``W_j``'s update with its own
-    decay, ``F <- (1 - lr decay) (F - W) + W_new``, in the same epilogue (Akrout et al. 2019).
+    Kolen-Pollack ``dynamics`` the layerwise feedback ``F_{j-1}`` receives ``W_j``'s update with
+    its own decay, ``F <- (1 - lr decay) (F - W) + W_new``, in the same epilogue (Akrout et al.
+    2019); with sign-concordant ``dynamics`` every batch first sets ``F_l`` from ``magnitude`` and
+    the signs of ``W_{l+1}`` (:func:`_sign_feedback`; the forward phases give the barrier it needs).
     With ``adam`` the update is Adam's, ``state`` and ``second`` its moments and ``step`` the
     updates made before the call. Launch cooperatively with ``(TILE, TILE)`` blocks; per-row
     loss and error go to ``loss_rows`` and ``error_rows``.
@@ -439,7 +469,14 @@ def fused_chunk_kernel(
     for start in range(0, n, batch):
         m = _lesser(batch, n - start)
         row_tiles = (m + TILE - 1) // TILE
-        rate = _adam_rate(lr, beta1, beta2, step + start // batch + 1) if adam else lr
+        update = step + start // batch + 1  # this batch's update, counted from 1
+        rate = _adam_rate(lr, beta1, beta2, update) if adam else lr
+        if dynamics == DYNAMICS_SIGN or dynamics == DYNAMICS_SIGN_REDRAW:
+            for layer in range(n_layers - 1):  # read by the hidden signals, after the forward barriers
+                entries = sizes[layer + 1] * sizes[layer + 2]
+                for i in range(tid, entries, threads):
+                    w_at, f_at = w_off[layer + 1] + i, f_off[layer] + i
+                    _sign_feedback(params, feedback, magnitude, w_at, f_at, dynamics, seed, update)
         # forward: h_l = f(h_{l-1} W_l + b_l); the last layer keeps its logits
         for layer in range(n_layers):
             k, cols = sizes[layer], sizes[layer + 1]
@@ -533,7 +570,7 @@ def fused_chunk_kernel(
                             _adam(params, state, second, at, grad, rate, beta1, beta2, eps)
                         else:
                             _sgd(params, state, at, grad, lr, mu, nesterov)
-                        if kolen_pollack and j > 0 and row < k:
+                        if dynamics == DYNAMICS_KOLEN_POLLACK and j > 0 and row < k:
                             f_at = f_off[j - 1] + row * cols + col
                             feedback[f_at] = (1.0 - lr * decay) * (feedback[f_at] - w_old) + params[at]
             grid.sync()
