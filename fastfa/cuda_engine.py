@@ -15,8 +15,9 @@ in one cooperative kernel launch), and the per-row loss and error come back once
 What runs on CUDA (``Rule.devices`` says which rules): signals ``backprop``,
 ``layerwise``, ``direct``, ``direct-sign``, ``target`` and ``none`` with fixed feedback, and
 layerwise feedback with Kolen-Pollack or sign-concordant dynamics (``sign``, ``sign-redraw``);
-hidden activations tanh, logistic, relu, identity; a softmax output with cross-entropy
-(classification); SGD with momentum (heavy ball or Nesterov) or Adam, with weight decay; float32.
+hidden activations tanh, logistic, relu, identity; every output and loss of the CPU engine
+(softmax or logistic with cross-entropy, any activation with squared error; classification
+or regression); SGD with momentum (heavy ball or Nesterov) or Adam, with weight decay; float32.
 Anything else is refused with a one-line error.
 """
 
@@ -53,19 +54,20 @@ def check_supported(trainer):
     learned = rule.dynamics in LEARNED_FEEDBACK and rule.signal == "layerwise"
     if rule.signal not in SIGNALS or not (rule.dynamics == "fixed" or learned):
         problems.append(f"signal {rule.signal!r} with {rule.dynamics!r} feedback")
-    if trainer.arch.output_activation != "softmax" or trainer.arch.loss != "cross_entropy":
-        problems.append("an output other than softmax with cross-entropy")
     if trainer.dtype != np.float32:
         problems.append(f"dtype {trainer.dtype}")
     if problems:
         raise ValueError(f"the cuda engine does not support {', '.join(problems)}; use --device cpu")
 
 
-def one_hot(labels, n_classes):
-    """``(n, n_classes)`` float32 targets with a 1 in each row's label column."""
-    targets = np.zeros((len(labels), n_classes), dtype=np.float32)
-    targets[np.arange(len(labels)), labels] = 1.0
-    return targets
+def dense_targets(labels, targets, n_outputs):
+    """Float32 ``(n, n_outputs)`` targets: one-hot rows from class ``labels`` when there are
+    labels (classification), else the regression ``targets`` themselves."""
+    if not labels.size:
+        return np.ascontiguousarray(targets, dtype=np.float32)
+    dense = np.zeros((len(labels), n_outputs), dtype=np.float32)
+    dense[np.arange(len(labels)), labels] = 1.0
+    return dense
 
 
 class DeviceRows:
@@ -225,8 +227,10 @@ class CudaEngine:
                 k.launch_1d(k.bias_activation_kernel, h.size, h, biases[layer], acts[layer])
             h_in = h
         e = deltas[-1]
+        loss_rows, error_rows = self.loss_rows, self.error_rows
+        out = self._output_codes()
         k.launch_1d(
-            k.softmax_error_kernel, m, hidden[-1], biases[-1], t, e, self.loss_rows, self.error_rows, 1.0 / m
+            k.output_error_kernel, m, hidden[-1], biases[-1], t, e, loss_rows, error_rows, 1.0 / m, *out
         )
         k.accumulate_kernel[1, 1](self.loss_rows, self.error_rows, m, self.totals)
         signal = tr.rule.signal
@@ -265,6 +269,11 @@ class CudaEngine:
         if self.kolen_pollack:
             self._shift_feedback(v, 1.0 - lr * decay, 1.0)
 
+    def _output_codes(self):
+        """``(output activation, loss, classification)`` codes of the output layer's kernels."""
+        tr = self.trainer
+        return int(tr.acts[-1]), int(tr.icfg[codes.I_LOSS]), int(tr.icfg[codes.I_CLASSIFICATION])
+
     def _refresh_sign_feedback(self, v, step):
         """``F_l = |B0_l| sign(W_{l+1})`` (times a fresh draw for ``sign-redraw``) before update
         ``step``, one launch per hidden layer."""
@@ -290,7 +299,7 @@ class CudaEngine:
         """Prepared host rows (:meth:`~fastfa.train.Trainer.prepare`) as :class:`DeviceRows`,
         in the ``(x, labels, targets)`` form :meth:`train_rows` takes."""
         to_device = self.cuda.to_device
-        t = one_hot(labels, self.sizes[-1])
+        t = dense_targets(labels, targets, self.sizes[-1])
         rows = DeviceRows(to_device(x.astype(np.float32, copy=False)), to_device(t))
         return rows, labels[:0], targets[:0]
 
@@ -322,8 +331,8 @@ class CudaEngine:
             self._gathered = zeros(self.sizes[0]), zeros(self.sizes[-1])
         return self._gathered[0][:n], self._gathered[1][:n]
 
-    def _call_rows(self, x, labels, order):
-        """The rows ``x[order]`` and their one-hot targets, on the device, in order."""
+    def _call_rows(self, x, labels, targets, order):
+        """The rows ``x[order]`` and their targets (one-hot for classes), on the device, in order."""
         d_x, d_t = self._rows_buffers(len(order))
         if isinstance(x, DeviceRows):
             d_order = self.cuda.to_device(np.ascontiguousarray(order, dtype=np.int64))
@@ -331,7 +340,8 @@ class CudaEngine:
             self.k.launch_1d(self.k.gather_rows_kernel, d_t.size, x.t, d_order, d_t)
         else:
             d_x.copy_to_device(np.ascontiguousarray(x[order], dtype=np.float32))
-            d_t.copy_to_device(one_hot(labels[order], self.sizes[-1]))
+            pick = lambda a: a[order] if len(a) else a  # noqa: E731  (the unused one is empty)
+            d_t.copy_to_device(dense_targets(pick(labels), pick(targets), self.sizes[-1]))
         return d_x, d_t
 
     # ------------------------------------------------------------------ train
@@ -343,7 +353,7 @@ class CudaEngine:
         :meth:`chunk`). The trainer's host buffers hold the result when this returns.
         """
         cuda, tr = self.cuda, self.trainer
-        d_x, d_t = self._call_rows(x, labels, np.asarray(order))
+        d_x, d_t = self._call_rows(x, labels, targets, np.asarray(order))
         params, feedback = cuda.to_device(tr.params), cuda.to_device(tr.feedback)
         state = cuda.to_device(tr.state)  # SGD's carried momentum, or Adam's two moments
         self.magnitude = cuda.to_device(tr.magnitude) if self.sign_feedback else params  # |B0|
@@ -415,7 +425,7 @@ class CudaEngine:
             self.hidden, self.deltas, *self._fused_layout(), loss_rows, error_rows,
             int(batch), int(signal), int(first), float(lr), float(mu), float(decay), int(bool(nesterov)),
             int(self.dynamics), state[1], int(self.adam), float(c.beta1), float(c.beta2),
-            float(c.epsilon), int(tr.step), self.magnitude, int(c.seed),
+            float(c.epsilon), int(tr.step), self.magnitude, int(c.seed), *self._output_codes(),
         )  # fmt: skip
         k.launch_cooperative(k.fused_chunk_kernel, args, self._largest_phase(batch))
         return float(loss_rows.copy_to_host().astype(np.float64).sum()), int(error_rows.copy_to_host().sum())

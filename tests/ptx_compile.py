@@ -25,13 +25,13 @@ def kernel_signatures():
     # x .. partial; sizes .. h_off; acts, loss_rows, error_rows; batch, signal, first;
     # lr, mu, decay; nesterov, dynamics; second, adam, beta1, beta2, eps, step
     fused = (flat,) * 8 + (offsets,) * 5 + (codes, flat, codes) + (i,) * 3 + (f,) * 3 + (i,) * 2
-    fused += (flat, i, f, f, f, i, flat, i)  # ... magnitude, seed
+    fused += (flat, i, f, f, f, i, flat, i, i, i, i)  # ... magnitude, seed, out_act, loss, classification
     return {
         "fused_chunk_kernel": fused,
         "gemm_kernel": (f, rows, b, rows, b, f, rows),
         "bias_activation_kernel": (rows, vector, i),
         "derivative_kernel": (rows, rows, i),
-        "softmax_error_kernel": (rows, vector, rows, rows, flat, codes, f),
+        "output_error_kernel": (rows, vector, rows, rows, flat, codes, f, i, i, i),
         "sign_kernel": (rows, rows),
         "shift_kernel": (rows, rows, f, f),
         "column_sum_kernel": (rows, vector),

@@ -24,6 +24,7 @@ from fastfa.kernels import cuda as kernels
 from tests.conftest import assert_close
 from tests.ptx_compile import kernel_signatures
 from tests.test_cli import cli, ok
+from tests.test_kernels import OUTPUT_ERROR_CASES
 
 pytestmark = [
     pytest.mark.cuda,
@@ -68,26 +69,36 @@ def test_elementwise_kernels_match_the_cpu_ones(act, rng):
     assert_close(got_delta.copy_to_host(), want_delta, "float32")
 
 
-def test_softmax_error_and_sums(rng):
+@pytest.mark.parametrize("classification", [0, 1])
+@pytest.mark.parametrize("out_act, loss", OUTPUT_ERROR_CASES)
+def test_output_error_and_sums(out_act, loss, classification, rng):
+    """Every output and loss of the CPU engine: the outputs, the error, per-row loss and
+    misclassification summed on the device, and the bias gradient's column sums."""
     from fastfa.kernels import cpu
 
     z = rng.normal(size=(4, 3)).astype(np.float32) * 3
     b = rng.normal(size=3).astype(np.float32)
-    t = np.eye(3, dtype=np.float32)[[0, 2, 1, 1]]
+    if out_act == "softmax":
+        t = np.eye(3, dtype=np.float32)[[0, 2, 1, 1]]
+    else:  # exact 0s and 1s, and soft targets
+        t = np.where(rng.uniform(size=(4, 3)) < 0.5, 0.0, 1.0).astype(np.float32)
+        t[0] = rng.uniform(-0.2, 1.2, 3)
+    act = codes.OUTPUT_ACTIVATIONS[out_act]
     y = z.copy()
-    cpu.bias_activation(y, b, codes.SOFTMAX)
+    cpu.bias_activation(y, b, act)
     e = np.zeros_like(y)
-    loss, errors = cpu.output_error(y, t, codes.SOFTMAX, codes.CROSS_ENTROPY, 1, e, 0.25)
+    loss_sum, errors = cpu.output_error(y, t, act, codes.LOSSES[loss], classification, e, 0.25)
     dz, de = device(z), device(np.zeros_like(z))
     loss_rows, error_rows = device(np.zeros(4)), kernels.cuda.to_device(np.zeros(4, np.int32))
     kernels.launch_1d(
-        kernels.softmax_error_kernel, 4, dz, device(b), device(t), de, loss_rows, error_rows, 0.25
-    )
+        kernels.output_error_kernel, 4, dz, device(b), device(t), de, loss_rows, error_rows, 0.25,
+        act, codes.LOSSES[loss], classification,
+    )  # fmt: skip
     assert_close(dz.copy_to_host(), y, "float32")
     assert_close(de.copy_to_host(), e, "float32")
     totals = device(np.zeros(2))
     kernels.accumulate_kernel[1, 1](loss_rows, error_rows, 4, totals)
-    assert_close(totals.copy_to_host(), [loss, errors], "float32")
+    assert_close(totals.copy_to_host(), [loss_sum, errors], "float32")
     sums = device(np.zeros(3))
     kernels.launch_1d(kernels.column_sum_kernel, 3, device(e), sums)
     assert_close(sums.copy_to_host(), e.sum(axis=0), "float32")
@@ -124,6 +135,35 @@ def test_cuda_epoch_matches_the_cpu_engine(rule, mode, rng, monkeypatch):
     assert_close(cuda_loss, cpu_loss, "float32")
     assert cuda_error == cpu_error and cuda_trainer.step == cpu_trainer.step == 3
     assert cuda_trainer._cuda.mode == mode  # no fallback happened
+
+
+@pytest.mark.parametrize("mode", ["fused", "kernels"])
+@pytest.mark.parametrize(
+    "task, rule, output",
+    [
+        ("regression", "fa", {}),  # identity output, squared error
+        ("regression", "dfa", dict(output_activation="tanh")),
+        ("classification", "bp", dict(output_activation="logistic")),  # with cross-entropy
+        ("classification", "sdfa", dict(output_activation="logistic", loss="squared_error")),
+    ],
+)
+def test_other_outputs_on_cuda_match_the_cpu_engine(task, rule, output, mode, rng, monkeypatch):
+    """Regression and the other outputs and losses: the same weights, loss and error count."""
+    x = rng.uniform(-1, 1, (10, 6)).astype(np.float32)
+    y = rng.uniform(-0.8, 0.8, (10, 3)) if task == "regression" else rng.integers(0, 3, 10)
+    config = TrainConfig(hidden=(5,), rule=rule, batch_size=4, lr=0.1, momentum=0.9, seed=4, **output)
+    cpu_trainer, cuda_trainer = Trainer(config, 6, 3, task), Trainer(config, 6, 3, task)
+    monkeypatch.setenv("FASTFA_CUDA_MODE", mode)
+    cuda_trainer.use_device("cuda")
+    for _ in range(2):
+        (cpu_loss, cpu_error), (cuda_loss, cuda_error) = (
+            cpu_trainer.train_epoch(x, y),
+            cuda_trainer.train_epoch(x, y),
+        )
+        assert_close(cuda_loss, cpu_loss, "float32")
+        assert cuda_error == cpu_error
+    assert_close(cuda_trainer.params, cpu_trainer.params.astype(np.float64), "float32")
+    assert cuda_trainer._cuda.mode == mode
 
 
 @pytest.mark.parametrize("mode", ["fused", "kernels"])
@@ -232,7 +272,6 @@ def test_chunks_stay_on_the_device_between_epochs(data_bytes, rng, monkeypatch):
 def test_unsupported_settings_are_one_clear_error():
     for kwargs, fragment in [
         (dict(rule="wm"), "rule 'wm' has no cuda support"),
-        (dict(rule="fa", output_activation="logistic"), "softmax with cross-entropy"),
         (dict(rule="fa", dtype="float64"), "dtype float64"),
     ]:
         trainer = Trainer(TrainConfig(hidden=(4,), **kwargs), 3, 2)

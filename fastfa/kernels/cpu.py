@@ -96,7 +96,7 @@ SPARSE_DENSITY = 0.3
 GEMM_GRAIN = 1 << 18  # multiply-adds that make a thread's share of a product worth it
 PASS_GRAIN = 1 << 14  # elements that make a thread's share of an elementwise pass worth it
 
-_LOG_CLIP = 1e-12  # probabilities are clipped here when the loss is reported
+LOG_CLIP = 1e-12  # probabilities are clipped here when the loss is reported
 
 # --------------------------------------------------------------------------- layout
 
@@ -335,9 +335,9 @@ def output_error(y, t, act, loss, classification, e, scale):
             if loss == CROSS_ENTROPY:
                 p = y[i, j]
                 if t[i, j] != 0:
-                    total -= t[i, j] * math.log(max(p, _LOG_CLIP))
+                    total -= t[i, j] * math.log(max(p, LOG_CLIP))
                 if act == LOGISTIC and t[i, j] != 1:
-                    total -= (1.0 - t[i, j]) * math.log(max(1.0 - p, _LOG_CLIP))
+                    total -= (1.0 - t[i, j]) * math.log(max(1.0 - p, LOG_CLIP))
                 e[i, j] = scale * diff
             else:
                 total += 0.5 * diff * diff

@@ -11,8 +11,8 @@ Kernels
   kernel serves the forward product (``h W``), the hidden signal (``delta F^T``) and the
   weight gradient (``h^T delta``).
 - :func:`bias_activation_kernel`: ``z <- f(z + b)`` (tanh, logistic, relu, identity).
-- :func:`softmax_error_kernel`: a row's softmax, its cross-entropy and the output error
-  ``(y - t) / m``, one thread per row.
+- :func:`output_error_kernel`: a row's output (softmax or elementwise), its loss
+  (cross-entropy or squared error) and the output error ``dLoss/da_L / m``, one thread per row.
 - :func:`derivative_kernel`: ``delta <- delta * f'(a)`` written through ``h = f(a)``.
 - :func:`sgd_kernel`: heavy-ball momentum in the CPU engine's form (the state holds the
   carried momentum ``mu v``), so optimiser state moves between engines unchanged.
@@ -25,7 +25,7 @@ Kernels
   (:func:`split_count`).
 
 The per-kernel and fused paths share their arithmetic through device functions
-(``_activate``, ``_derivative``, ``_softmax_row``, ``_sign``, ``_sgd``).
+(``_activate``, ``_derivative``, ``_output_row``, ``_sign``, ``_sgd``, ``_adam``).
 
 Set ``NUMBA_ENABLE_CUDASIM=1`` before numba is imported to run them on the CPU simulator
 (slow: tiny shapes only); :func:`available` says whether a GPU or the simulator is there.
@@ -39,6 +39,7 @@ from numba import config, cuda, float32
 
 from fastfa.kernels import cpu
 from fastfa.kernels.codes import (
+    CROSS_ENTROPY,
     DYNAMICS_KOLEN_POLLACK,
     DYNAMICS_SIGN,
     DYNAMICS_SIGN_REDRAW,
@@ -49,6 +50,7 @@ from fastfa.kernels.codes import (
     SIGNAL_LAYERWISE,
     SIGNAL_NONE,
     SIGNAL_TARGET,
+    SOFTMAX,
     TANH,
 )
 
@@ -59,6 +61,7 @@ TILE = 4 if config.ENABLE_CUDASIM else 16
 #: over the memory banks (a shape must be a constant, so it is spelled out here).
 TILE_ROW = TILE + 1
 THREADS = 128  # threads per block of the elementwise kernels
+LOG_CLIP = cpu.LOG_CLIP  # probabilities are clipped here when the loss is reported
 
 
 def available():
@@ -228,42 +231,64 @@ def derivative_kernel(delta, h, act):
 
 
 @cuda.jit(device=True)
-def _softmax_row(z, t, e, scale):
-    """One row: ``z <- softmax(z)`` in place, ``e <- scale (y - t)``; returns the row's
-    cross-entropy and whether its arg-max misses the target's."""
+def _output_row(z, t, e, scale, act, loss, classification):
+    """One row of the output layer, as the CPU engine's ``output_error``: ``z`` (``a_L``, bias
+    included) becomes ``y = f(z)`` in place (softmax or an elementwise ``f``) and ``e`` the error
+    ``scale dLoss/da_L``; returns the row's loss and whether it is misclassified.
+
+    Cross-entropy (softmax or logistic output): ``e = scale (y - t)``, loss ``-sum t log y``
+    (plus ``-(1 - t) log(1 - y)`` per unit for logistic). Squared error ``0.5 ||y - t||^2``:
+    ``e = scale (y - t) f'(a_L)``. With ``classification`` a row is wrong when ``argmax y !=
+    argmax t`` (one output: ``y`` and ``t`` on different sides of 0.5).
+    """
     c = z.shape[0]
-    top = z[0]
-    for j in range(1, c):
-        top = _greater(top, z[j])
-    total = float32(0.0)
+    if act == SOFTMAX:
+        top = z[0]
+        for j in range(1, c):
+            top = _greater(top, z[j])
+        total = float32(0.0)
+        for j in range(c):
+            v = math.exp(z[j] - top)
+            z[j] = v
+            total += v
+        for j in range(c):
+            z[j] = z[j] / total
+    else:
+        for j in range(c):
+            z[j] = _activate(z[j], act)
+    value, best_y, best_t = float32(0.0), 0, 0
     for j in range(c):
-        v = math.exp(z[j] - top)
-        z[j] = v
-        total += v
-    best_y, best_t, cross = 0, 0, float32(0.0)
-    for j in range(c):
-        y = z[j] / total
-        z[j] = y
-        e[j] = scale * (y - t[j])
-        if t[j] != 0:
-            cross -= t[j] * math.log(_greater(y, float32(1e-12)))
+        y, diff = z[j], z[j] - t[j]
+        if loss == CROSS_ENTROPY:
+            if t[j] != 0:
+                value -= t[j] * math.log(_greater(y, float32(LOG_CLIP)))
+            if act == LOGISTIC and t[j] != 1:
+                value -= (1.0 - t[j]) * math.log(_greater(1.0 - y, float32(LOG_CLIP)))
+            e[j] = scale * diff
+        else:
+            value += 0.5 * diff * diff
+            e[j] = scale * diff * _derivative(y, act)
         if y > z[best_y]:
             best_y = j
         if t[j] > t[best_t]:
             best_t = j
-    return cross, best_y != best_t
+    if not classification:
+        return value, False
+    if c == 1:
+        return value, (z[0] > 0.5) != (t[0] > 0.5)
+    return value, best_y != best_t
 
 
 @cuda.jit
-def softmax_error_kernel(z, b, t, e, loss, errors, scale):
-    """Row ``i``: ``y = softmax(z_i + b)`` into ``z``, ``e_i = scale (y - t_i)``, its
-    cross-entropy into ``loss[i]`` and ``errors[i] = [argmax y != argmax t_i]``."""
+def output_error_kernel(z, b, t, e, loss_rows, errors, scale, act, loss, classification):
+    """Row ``i``: ``y = f(z_i + b)`` into ``z``, its error ``e_i``, its loss into ``loss_rows[i]``
+    and ``errors[i] = 1`` when it is misclassified (:func:`_output_row`), one thread per row."""
     i = cuda.grid(1)
     rows, cols = z.shape
     if i < rows:
         for j in range(cols):
             z[i, j] += b[j]
-        loss[i], wrong = _softmax_row(z[i], t[i], e[i], scale)
+        loss_rows[i], wrong = _output_row(z[i], t[i], e[i], scale, act, loss, classification)
         errors[i] = 1 if wrong else 0
 
 
@@ -424,14 +449,18 @@ def _thread_in_grid():
 
 
 @cuda.jit(device=True)
-def _output_error(hidden, deltas, t, start, m, c, z0, loss_rows, error_rows, scale):
-    """Rows ``start..start+m``: softmax of the logits at ``hidden[z0:]`` in place, the error
-    ``scale (y - t)`` into ``deltas[z0:]``, cross-entropy and misclassification per row."""
+def _output_error(
+    hidden, deltas, t, start, m, c, z0, loss_rows, error_rows, scale, act, loss, classification
+):
+    """Rows ``start..start+m``: the outputs from ``a_L`` at ``hidden[z0:]`` in place, their errors
+    into ``deltas[z0:]``, loss and misclassification per row (:func:`_output_row`)."""
     tid, threads = _thread_in_grid()
     for i in range(tid, m, threads):
         z, tr = z0 + i * c, (start + i) * c
-        cross, wrong = _softmax_row(hidden[z : z + c], t[tr : tr + c], deltas[z : z + c], scale)
-        loss_rows[start + i] = cross
+        value, wrong = _output_row(
+            hidden[z : z + c], t[tr : tr + c], deltas[z : z + c], scale, act, loss, classification
+        )
+        loss_rows[start + i] = value
         error_rows[start + i] = 1 if wrong else 0
 
 
@@ -439,7 +468,7 @@ def _output_error(hidden, deltas, t, start, m, c, z0, loss_rows, error_rows, sca
 def fused_chunk_kernel(
     x, t, params, feedback, state, hidden, deltas, partial, sizes, w_off, b_off, f_off, h_off, acts,
     loss_rows, error_rows, batch, signal, first, lr, mu, decay, nesterov, dynamics,
-    second, adam, beta1, beta2, eps, step, magnitude, seed,
+    second, adam, beta1, beta2, eps, step, magnitude, seed, out_act, loss, classification,
 ):  # fmt: skip
     """Train on every row of the chunk ``x`` (flat, ``n x sizes[0]``) in batches of ``batch``.
 
@@ -512,7 +541,10 @@ def fused_chunk_kernel(
                     hidden[h_off[layer] + i] = _activate(v, act) if act >= 0 else v
                 grid.sync()
         z0 = h_off[n_layers - 1]
-        _output_error(hidden, deltas, t, start, m, c, z0, loss_rows, error_rows, float32(1.0) / m)
+        _output_error(
+            hidden, deltas, t, start, m, c, z0, loss_rows, error_rows, float32(1.0) / m,
+            out_act, loss, classification,
+        )  # fmt: skip
         grid.sync()
         # hidden signals, newest layer first; W_{l+2} is free to change once delta_l is known
         for phase in range(n_layers - 1, -1, -1):
