@@ -14,7 +14,8 @@ in one cooperative kernel launch), and the per-row loss and error come back once
 
 What runs on CUDA (``Rule.devices`` says which rules): signals ``backprop``,
 ``layerwise``, ``direct``, ``direct-sign``, ``target`` and ``none`` with fixed feedback, and
-layerwise feedback with Kolen-Pollack or sign-concordant dynamics (``sign``, ``sign-redraw``);
+layerwise feedback with Kolen-Pollack, sign-concordant (``sign``, ``sign-redraw``) or weight
+mirror dynamics;
 hidden activations tanh, logistic, relu, identity; every output and loss of the CPU engine
 (softmax or logistic with cross-entropy, any activation with squared error; classification
 or regression); SGD with momentum (heavy ball or Nesterov) or Adam, with weight decay; float32.
@@ -38,7 +39,7 @@ MODES = ("fused", "kernels")
 DATA_BYTES = 2 * 2**30
 SIGNALS = ("backprop", "layerwise", "direct", "direct-sign", "target", "none")
 #: Feedback dynamics beyond ``fixed`` that run on cuda, for layerwise feedback.
-LEARNED_FEEDBACK = ("kolen-pollack", "sign", "sign-redraw")
+LEARNED_FEEDBACK = ("kolen-pollack", "sign", "sign-redraw", "mirror")
 
 
 def check_supported(trainer):
@@ -134,6 +135,7 @@ class CudaEngine:
         self.dynamics = codes.DYNAMICS[trainer.rule.dynamics]
         self.kolen_pollack = self.dynamics == codes.DYNAMICS_KOLEN_POLLACK
         self.sign_feedback = self.dynamics in (codes.DYNAMICS_SIGN, codes.DYNAMICS_SIGN_REDRAW)
+        self.mirror = self.dynamics == codes.DYNAMICS_MIRROR
         self.adam = trainer.config.optimizer == "adam"
         self._chunks, self._chunks_of = OrderedDict(), None  # (start, stop) -> DeviceRows of a split
         self._gathered = None  # the (x, t) rows of the current call, reused while large enough
@@ -268,6 +270,30 @@ class CudaEngine:
                 k.launch_1d(k.sgd_kernel, w.size, w, g, first, lr, mu, d, nesterov)
         if self.kolen_pollack:
             self._shift_feedback(v, 1.0 - lr * decay, 1.0)
+        elif self.mirror:
+            self._mirror_feedback(v, m, step)
+
+    def _mirror_settings(self):
+        """The weight mirror's ``(eta, lam, noise half-width)``: the noise is uniform with the
+        rule's standard deviation ``mirror_noise``."""
+        fcfg = self.trainer._fcfg()
+        noise = fcfg[codes.F_MIRROR_NOISE] * np.sqrt(3.0)
+        return float(fcfg[codes.F_MIRROR_LR]), float(fcfg[codes.F_MIRROR_DECAY]), float(noise)
+
+    def _mirror_feedback(self, v, m, step):
+        """The weight mirror after update ``step`` of an ``m``-row batch (the CPU engine's
+        ``mirror_feedback``): for each hidden layer ``l``, noise ``xi`` in its rows of ``hidden``,
+        ``y = xi W_{l+1}`` in the rows of ``deltas`` one layer up (both free once the update is
+        done), then ``F_l <- (1 - eta lam) F_l + (eta / m) xi^T y``."""
+        k, seed = self.k, self.trainer.config.seed
+        eta, lam, half_width = self._mirror_settings()
+        base = 0
+        for layer in range(self.n_layers - 1):
+            xi, y = v["hidden"][layer], v["deltas"][layer + 1]
+            k.launch_1d(k.mirror_noise_kernel, xi.size, xi, seed, step, base, half_width)
+            base += xi.size
+            k.gemm(1.0, xi, False, v["weights"][layer + 1], False, 0.0, y)
+            k.gemm(eta / m, xi, True, y, False, 1.0 - eta * lam, v["feedback"][layer])
 
     def _output_codes(self):
         """``(output activation, loss, classification)`` codes of the output layer's kernels."""
@@ -426,6 +452,7 @@ class CudaEngine:
             int(batch), int(signal), int(first), float(lr), float(mu), float(decay), int(bool(nesterov)),
             int(self.dynamics), state[1], int(self.adam), float(c.beta1), float(c.beta2),
             float(c.epsilon), int(tr.step), self.magnitude, int(c.seed), *self._output_codes(),
+            *self._mirror_settings(),
         )  # fmt: skip
         k.launch_cooperative(k.fused_chunk_kernel, args, self._largest_phase(batch))
         return float(loss_rows.copy_to_host().astype(np.float64).sum()), int(error_rows.copy_to_host().sum())

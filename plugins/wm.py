@@ -30,5 +30,6 @@ rule = Rule(
     signal="layerwise",
     init_feedback=random_feedback,
     dynamics="mirror",
+    devices=("cpu", "cuda"),
     options={**RANDOM_FEEDBACK_OPTIONS, "mirror_lr": 0.0002, "mirror_decay": 1.0, "mirror_noise": 1.0},
 )

@@ -26,6 +26,7 @@ def kernel_signatures():
     # lr, mu, decay; nesterov, dynamics; second, adam, beta1, beta2, eps, step
     fused = (flat,) * 8 + (offsets,) * 5 + (codes, flat, codes) + (i,) * 3 + (f,) * 3 + (i,) * 2
     fused += (flat, i, f, f, f, i, flat, i, i, i, i)  # ... magnitude, seed, out_act, loss, classification
+    fused += (f, f, f)  # mirror_lr, mirror_decay, mirror_half_width
     return {
         "fused_chunk_kernel": fused,
         "gemm_kernel": (f, rows, b, rows, b, f, rows),
@@ -40,6 +41,7 @@ def kernel_signatures():
         "accumulate_kernel": (flat, codes, i, flat),
         "gather_rows_kernel": (rows, offsets, rows),
         "sign_feedback_kernel": (flat,) * 3 + (i,) * 6,
+        "mirror_noise_kernel": (rows, i, i, i, f),
     }
 
 

@@ -21,6 +21,7 @@ from fastfa import TrainConfig, Trainer
 from fastfa.datasets import ArraySplit, write_dataset
 from fastfa.kernels import codes
 from fastfa.kernels import cuda as kernels
+from fastfa.rules import Rule
 from tests.conftest import assert_close
 from tests.ptx_compile import kernel_signatures
 from tests.test_cli import cli, ok
@@ -106,7 +107,7 @@ def test_output_error_and_sums(out_act, loss, classification, rng):
 
 @pytest.mark.parametrize("mode", ["fused", "kernels"])
 @pytest.mark.parametrize(
-    "rule", ["bp", "fa", "dfa", "sdfa", "drtp", "sparse-fa", "kp", "usf", "frsf", "brsf", "shallow"]
+    "rule", ["bp", "fa", "dfa", "sdfa", "drtp", "sparse-fa", "kp", "wm", "usf", "frsf", "brsf", "shallow"]
 )
 def test_cuda_epoch_matches_the_cpu_engine(rule, mode, rng, monkeypatch):
     """Two batches and a short last one, with momentum and weight decay: the same weights and
@@ -130,7 +131,7 @@ def test_cuda_epoch_matches_the_cpu_engine(rule, mode, rng, monkeypatch):
     assert_close(cuda_trainer.params, cpu_trainer.params.astype(np.float64), "float32")
     assert_close(cuda_trainer.state, cpu_trainer.state.astype(np.float64), "float32")
     assert_close(cuda_trainer.feedback, cpu_trainer.feedback.astype(np.float64), "float32")
-    learns = rule == "kp" or sign_concordant  # kp's feedback learns; sign-concordant follows W
+    learns = rule in ("kp", "wm") or sign_concordant  # kp's and wm's learn; sign-concordant follows W
     assert learns == (not np.array_equal(cpu_trainer.feedback, initial_feedback))
     assert_close(cuda_loss, cpu_loss, "float32")
     assert cuda_error == cpu_error and cuda_trainer.step == cpu_trainer.step == 3
@@ -269,9 +270,14 @@ def test_chunks_stay_on_the_device_between_epochs(data_bytes, rng, monkeypatch):
     assert_close(cuda_trainer.params, cpu_trainer.params.astype(np.float64), "float32")
 
 
-def test_unsupported_settings_are_one_clear_error():
+def test_unsupported_settings_are_one_clear_error(monkeypatch):
+    import fastfa.rules
+
+    monkeypatch.setattr(fastfa.rules, "_runtime_rules", {})
+    cpu_only = Rule(name="test-cpu-only", summary="bp, cpu only", reference="-", signal="backprop")
+    fastfa.rules.register_rule(cpu_only)  # a plugin that does not declare cuda
     for kwargs, fragment in [
-        (dict(rule="wm"), "rule 'wm' has no cuda support"),
+        (dict(rule="test-cpu-only"), "rule 'test-cpu-only' has no cuda support (devices: cpu)"),
         (dict(rule="fa", dtype="float64"), "dtype float64"),
     ]:
         trainer = Trainer(TrainConfig(hidden=(4,), **kwargs), 3, 2)

@@ -894,7 +894,7 @@ def _sparse_sgd_rows(x, delta, w, carried, lr, mu, shrink, lo, hi):
 
 # ------------------------------------------------------------------ learned feedback
 
-_MIRROR_STREAM = 0x6D6972726F72  # keeps the mirror's noise apart from brsf's draws
+MIRROR_STREAM = 0x6D6972726F72  # keeps the mirror's noise apart from brsf's draws
 
 
 @kernel
@@ -940,7 +940,7 @@ def mirror_feedback(params, feedback, sizes, fcfg, seed, step, m, threads):
         xi = np.zeros((m, n_l), dtype=feedback.dtype)
         for i in range(m):
             for j in range(n_l):
-                u = counter_uniform(seed ^ _MIRROR_STREAM, step, base + i * n_l + j)
+                u = counter_uniform(seed ^ MIRROR_STREAM, step, base + i * n_l + j)
                 xi[i, j] = half_width * (2.0 * u - 1.0)
         base += m * n_l
         y = np.zeros((m, n_next), dtype=feedback.dtype)

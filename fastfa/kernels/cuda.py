@@ -41,6 +41,7 @@ from fastfa.kernels import cpu
 from fastfa.kernels.codes import (
     CROSS_ENTROPY,
     DYNAMICS_KOLEN_POLLACK,
+    DYNAMICS_MIRROR,
     DYNAMICS_SIGN,
     DYNAMICS_SIGN_REDRAW,
     LOGISTIC,
@@ -156,6 +157,24 @@ def _sign_feedback(params, feedback, magnitude, w_at, f_at, dynamics, seed, step
     if dynamics == DYNAMICS_SIGN_REDRAW:
         v *= _counter_uniform(seed, step, f_at)
     feedback[f_at] = v
+
+
+@cuda.jit(device=True, inline=True)
+def _mirror_noise(seed, step, index, half_width):
+    """Entry ``index`` of the weight mirror's noise at update ``step``, as the CPU engine's
+    ``mirror_feedback`` draws it: ``half_width (2 u - 1)`` with ``u`` from the counter
+    ``(seed ^ MIRROR_STREAM, step, index)``."""
+    return half_width * (2.0 * _counter_uniform(seed ^ cpu.MIRROR_STREAM, step, index) - 1.0)
+
+
+@cuda.jit
+def mirror_noise_kernel(xi, seed, step, base, half_width):
+    """``xi[i, j] = `` :func:`_mirror_noise` ``(seed, step, base + i n + j, half_width)`` for an
+    ``(m, n)`` ``xi``, one thread per entry."""
+    i = cuda.grid(1)
+    rows, cols = xi.shape
+    if i < rows * cols:
+        xi[i // cols, i % cols] = _mirror_noise(seed, step, base + i, half_width)
 
 
 @cuda.jit
@@ -469,6 +488,7 @@ def fused_chunk_kernel(
     x, t, params, feedback, state, hidden, deltas, partial, sizes, w_off, b_off, f_off, h_off, acts,
     loss_rows, error_rows, batch, signal, first, lr, mu, decay, nesterov, dynamics,
     second, adam, beta1, beta2, eps, step, magnitude, seed, out_act, loss, classification,
+    mirror_lr, mirror_decay, mirror_half_width,
 ):  # fmt: skip
     """Train on every row of the chunk ``x`` (flat, ``n x sizes[0]``) in batches of ``batch``.
 
@@ -481,7 +501,10 @@ def fused_chunk_kernel(
     Kolen-Pollack ``dynamics`` the layerwise feedback ``F_{j-1}`` receives ``W_j``'s update with
     its own decay, ``F <- (1 - lr decay) (F - W) + W_new``, in the same epilogue (Akrout et al.
     2019); with sign-concordant ``dynamics`` every batch first sets ``F_l`` from ``magnitude`` and
-    the signs of ``W_{l+1}`` (:func:`_sign_feedback`; the forward phases give the barrier it needs).
+    the signs of ``W_{l+1}`` (:func:`_sign_feedback`; the forward phases give the barrier it needs);
+    with the weight mirror's, three more phases end a batch: noise ``xi_l`` into ``hidden``, its
+    response ``y = xi_l W_{l+1}`` into ``deltas``, then ``F_l <- (1 - eta lam) F_l + (eta / m)
+    xi_l^T y`` (Akrout et al. 2019).
     With ``adam`` the update is Adam's, ``state`` and ``second`` its moments and ``step`` the
     updates made before the call. Launch cooperatively with ``(TILE, TILE)`` blocks; per-row
     loss and error go to ``loss_rows`` and ``error_rows``.
@@ -606,6 +629,63 @@ def fused_chunk_kernel(
                             f_at = f_off[j - 1] + row * cols + col
                             feedback[f_at] = (1.0 - lr * decay) * (feedback[f_at] - w_old) + params[at]
             grid.sync()
+        if dynamics == DYNAMICS_MIRROR:
+            _mirror_phases(
+                tile_a, tile_b, params, feedback, hidden, deltas, sizes, w_off, f_off, h_off, m,
+                seed, update, mirror_lr, mirror_decay, mirror_half_width,
+            )  # fmt: skip
+
+
+@cuda.jit(device=True)
+def _mirror_phases(
+    tile_a, tile_b, params, feedback, hidden, deltas, sizes, w_off, f_off, h_off, m,
+    seed, step, eta, lam, half_width,
+):  # fmt: skip
+    """The weight mirror after update ``step`` of an ``m``-row batch, for every hidden layer ``l``
+    at once: noise ``xi_l`` (``m x n_l``) into ``hidden``, then ``y_l = xi_l W_{l+1}`` into the
+    rows of ``deltas`` one layer up, then ``F_l <- (1 - eta lam) F_l + (eta / m) xi_l^T y_l``,
+    a grid-wide barrier after each (the CPU engine's ``mirror_feedback``)."""
+    grid = cuda.cg.this_grid()
+    tid, threads = _thread_in_grid()
+    block, blocks = cuda.blockIdx.x, cuda.gridDim.x
+    ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
+    n_hidden = sizes.shape[0] - 2
+    base = 0
+    for layer in range(n_hidden):
+        entries = m * sizes[layer + 1]
+        for i in range(tid, entries, threads):
+            hidden[h_off[layer] + i] = _mirror_noise(seed, step, base + i, half_width)
+        base += entries
+    grid.sync()
+    for layer in range(n_hidden):  # y_l = xi_l W_{l+1}, m x n_{l+1}
+        k, cols = sizes[layer + 1], sizes[layer + 2]
+        col_tiles = (cols + TILE - 1) // TILE
+        for tile in range(block, ((m + TILE - 1) // TILE) * col_tiles, blocks):
+            r0, c0 = (tile // col_tiles) * TILE, (tile % col_tiles) * TILE
+            acc = tile_product(
+                tile_a, tile_b,
+                hidden, h_off[layer], k, 1, -1, False,  # A = xi_l
+                params, w_off[layer + 1], cols, 1,  # B = W_{l+1}
+                m, cols, 0, k, r0, c0,
+            )  # fmt: skip
+            if r0 + ty < m and c0 + tx < cols:
+                deltas[h_off[layer + 1] + (r0 + ty) * cols + c0 + tx] = acc
+    grid.sync()
+    for layer in range(n_hidden):  # F_l, n_l x n_{l+1}
+        rows, cols = sizes[layer + 1], sizes[layer + 2]
+        col_tiles = (cols + TILE - 1) // TILE
+        for tile in range(block, ((rows + TILE - 1) // TILE) * col_tiles, blocks):
+            r0, c0 = (tile // col_tiles) * TILE, (tile % col_tiles) * TILE
+            acc = tile_product(
+                tile_a, tile_b,
+                hidden, h_off[layer], 1, rows, -1, False,  # A = xi_l^T
+                deltas, h_off[layer + 1], cols, 1,  # B = y_l
+                rows, cols, 0, m, r0, c0,
+            )  # fmt: skip
+            if r0 + ty < rows and c0 + tx < cols:
+                at = f_off[layer] + (r0 + ty) * cols + c0 + tx
+                feedback[at] = (1.0 - eta * lam) * feedback[at] + eta / m * acc
+    grid.sync()
 
 
 def launch_cooperative(kernel, args, tiles):
