@@ -15,17 +15,23 @@ Kernels
   (cross-entropy or squared error) and the output error ``dLoss/da_L / m``, one thread per row.
 - :func:`derivative_kernel`: ``delta <- delta * f'(a)`` written through ``h = f(a)``.
 - :func:`sgd_kernel`: heavy-ball momentum in the CPU engine's form (the state holds the
-  carried momentum ``mu v``), so optimiser state moves between engines unchanged.
+  carried momentum ``mu v``), so optimiser state moves between engines unchanged;
+  :func:`adam_kernel`: Adam, the state holding both moments.
 - :func:`column_sum_kernel`: bias gradients.
+- feedback dynamics: :func:`shift_kernel` (Kolen-Pollack), :func:`sign_feedback_kernel`
+  (sign-concordant feedback, with brsf's redrawn magnitudes), :func:`mirror_noise_kernel`
+  (the weight mirror's noise); the random draws come from the CPU engine's counter-based
+  generator, so both engines draw the same numbers.
 - :func:`gather_rows_kernel`: a batch order's rows of a dataset chunk held on the device.
 - :func:`fused_chunk_kernel`: all of the above for every batch of a chunk in one
   cooperative launch, phases separated by grid-wide barriers (:func:`launch_cooperative`);
-  its products are :func:`tile_product` calls with the bias, activation, derivative or SGD
-  step in their epilogues, and forward products with few output tiles split their depth
-  (:func:`split_count`).
+  its products are :func:`tile_product` calls with the bias, activation, derivative or
+  optimiser step in their epilogues, and forward products with few output tiles split their
+  depth (:func:`split_count`).
 
 The per-kernel and fused paths share their arithmetic through device functions
-(``_activate``, ``_derivative``, ``_output_row``, ``_sign``, ``_sgd``, ``_adam``).
+(``_activate``, ``_derivative``, ``_output_row``, ``_sign``, ``_sgd``, ``_adam``,
+``_sign_feedback``, ``_mirror_noise``).
 
 Set ``NUMBA_ENABLE_CUDASIM=1`` before numba is imported to run them on the CPU simulator
 (slow: tiny shapes only); :func:`available` says whether a GPU or the simulator is there.
