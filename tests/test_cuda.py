@@ -270,6 +270,35 @@ def test_chunks_stay_on_the_device_between_epochs(data_bytes, rng, monkeypatch):
     assert_close(cuda_trainer.params, cpu_trainer.params.astype(np.float64), "float32")
 
 
+def test_a_plugin_with_a_python_hook_runs_on_cuda(rng, monkeypatch):
+    """A rule's ``after_batch`` hook runs on the host between batches on cuda too: the engine
+    sees what it changed, and the result is the CPU engine's."""
+    import fastfa.rules
+
+    def decay_feedback(trainer):
+        trainer.feedback *= 0.5
+
+    monkeypatch.setattr(fastfa.rules, "_runtime_rules", {})
+    plugins_fa = fastfa.rules.get_rule("fa")
+    fastfa.rules.register_rule(
+        Rule(
+            name="test-fading-fa", summary="fa whose feedback halves after every update", reference="-",
+            signal="layerwise", init_feedback=plugins_fa.init_feedback, options=plugins_fa.options,
+            devices=("cpu", "cuda"), after_batch=decay_feedback,
+        )
+    )  # fmt: skip
+    x, y = rng.uniform(-1, 1, (6, 5)).astype(np.float32), rng.integers(0, 3, 6)
+    config = TrainConfig(hidden=(4,), rule="test-fading-fa", batch_size=2, lr=0.3, seed=5)
+    cpu_trainer, cuda_trainer = Trainer(config, 5, 3), Trainer(config, 5, 3)
+    cuda_trainer.use_device("cuda")
+    initial = cpu_trainer.feedback.copy()
+    cpu_trainer.train_epoch(x, y)
+    cuda_trainer.train_epoch(x, y)
+    assert_close(cpu_trainer.feedback, initial / 8, "float32")  # three batches, three hooks
+    assert_close(cuda_trainer.params, cpu_trainer.params.astype(np.float64), "float32")
+    assert_close(cuda_trainer.feedback, cpu_trainer.feedback.astype(np.float64), "float32")
+
+
 def test_unsupported_settings_are_one_clear_error(monkeypatch):
     import fastfa.rules
 
