@@ -464,6 +464,20 @@ def tile_product(
 
 
 @cuda.jit(device=True, inline=True)
+def _tiles(rows, cols):
+    """Output tiles of a ``rows x cols`` product."""
+    return ((rows + TILE - 1) // TILE) * ((cols + TILE - 1) // TILE)
+
+
+@cuda.jit(device=True, inline=True)
+def _tile_origin(tile, cols):
+    """``(r0, c0)``: the first entry of output tile ``tile`` of a product ``cols`` wide (tiles
+    numbered along the rows of tiles)."""
+    col_tiles = (cols + TILE - 1) // TILE
+    return (tile // col_tiles) * TILE, (tile % col_tiles) * TILE
+
+
+@cuda.jit(device=True, inline=True)
 def _thread_in_grid():
     """``(this thread's index, threads in the grid)`` over a grid of 2-D blocks."""
     per_block = cuda.blockDim.x * cuda.blockDim.y
@@ -526,7 +540,6 @@ def fused_chunk_kernel(
     tid, threads = _thread_in_grid()
     for start in range(0, n, batch):
         m = _lesser(batch, n - start)
-        row_tiles = (m + TILE - 1) // TILE
         update = step + start // batch + 1  # this batch's update, counted from 1
         rate = _adam_rate(lr, beta1, beta2, update) if adam else lr
         if dynamics == DYNAMICS_SIGN or dynamics == DYNAMICS_SIGN_REDRAW:
@@ -539,13 +552,12 @@ def fused_chunk_kernel(
         for layer in range(n_layers):
             k, cols = sizes[layer], sizes[layer + 1]
             src, s0 = (x, start * k) if layer == 0 else (hidden, h_off[layer - 1])
-            col_tiles = (cols + TILE - 1) // TILE
-            tiles = row_tiles * col_tiles
+            tiles = _tiles(m, cols)
             splits = _split_count(tiles, k)
             act = acts[layer] if layer < n_layers - 1 else -1
             for item in range(block, tiles * splits, blocks):
                 tile, part = item % tiles, item // tiles
-                r0, c0 = (tile // col_tiles) * TILE, (tile % col_tiles) * TILE
+                r0, c0 = _tile_origin(tile, cols)
                 k_lo = part * SPLIT_DEPTH if splits > 1 else 0
                 k_hi = _lesser(k, k_lo + SPLIT_DEPTH) if splits > 1 else k
                 acc = tile_product(
@@ -593,9 +605,8 @@ def fused_chunk_kernel(
                     k, mat, m0 = c, feedback, f_off[layer]
                     src, s0 = deltas, h_off[n_layers - 1]
                     alpha = float32(1.0) / m if signal == SIGNAL_DIRECT_SIGN else float32(1.0)
-                col_tiles = (rows + TILE - 1) // TILE
-                for tile in range(block, row_tiles * col_tiles, blocks):
-                    r0, c0 = (tile // col_tiles) * TILE, (tile % col_tiles) * TILE
+                for tile in range(block, _tiles(m, rows), blocks):
+                    r0, c0 = _tile_origin(tile, rows)
                     sign = signal == SIGNAL_DIRECT_SIGN
                     acc = tile_product(
                         tile_a, tile_b,
@@ -613,9 +624,8 @@ def fused_chunk_kernel(
             for j in range(_greater(lo, first), _lesser(hi, n_layers)):
                 k, cols = sizes[j], sizes[j + 1]
                 src, s0 = (x, start * k) if j == 0 else (hidden, h_off[j - 1])
-                col_tiles = (cols + TILE - 1) // TILE
-                for tile in range(block, ((k + 1 + TILE - 1) // TILE) * col_tiles, blocks):
-                    r0, c0 = (tile // col_tiles) * TILE, (tile % col_tiles) * TILE
+                for tile in range(block, _tiles(k + 1, cols), blocks):
+                    r0, c0 = _tile_origin(tile, cols)
                     grad = tile_product(
                         tile_a, tile_b,
                         src, s0, 1, k, k, False,  # A = [h_{j-1}, 1]^T
@@ -665,9 +675,8 @@ def _mirror_phases(
     grid.sync()
     for layer in range(n_hidden):  # y_l = xi_l W_{l+1}, m x n_{l+1}
         k, cols = sizes[layer + 1], sizes[layer + 2]
-        col_tiles = (cols + TILE - 1) // TILE
-        for tile in range(block, ((m + TILE - 1) // TILE) * col_tiles, blocks):
-            r0, c0 = (tile // col_tiles) * TILE, (tile % col_tiles) * TILE
+        for tile in range(block, _tiles(m, cols), blocks):
+            r0, c0 = _tile_origin(tile, cols)
             acc = tile_product(
                 tile_a, tile_b,
                 hidden, h_off[layer], k, 1, -1, False,  # A = xi_l
@@ -679,9 +688,8 @@ def _mirror_phases(
     grid.sync()
     for layer in range(n_hidden):  # F_l, n_l x n_{l+1}
         rows, cols = sizes[layer + 1], sizes[layer + 2]
-        col_tiles = (cols + TILE - 1) // TILE
-        for tile in range(block, ((rows + TILE - 1) // TILE) * col_tiles, blocks):
-            r0, c0 = (tile // col_tiles) * TILE, (tile % col_tiles) * TILE
+        for tile in range(block, _tiles(rows, cols), blocks):
+            r0, c0 = _tile_origin(tile, cols)
             acc = tile_product(
                 tile_a, tile_b,
                 hidden, h_off[layer], 1, rows, -1, False,  # A = xi_l^T
