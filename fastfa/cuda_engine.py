@@ -353,8 +353,8 @@ class CudaEngine:
         """Device ``(n, n_in)`` and ``(n, n_out)`` views for a call's rows, in buffers kept
         between calls."""
         if self._gathered is None or self._gathered[0].shape[0] < n:
-            zeros = lambda cols: self.cuda.device_array((n, cols), dtype=np.float32)  # noqa: E731
-            self._gathered = zeros(self.sizes[0]), zeros(self.sizes[-1])
+            empty = lambda cols: self.cuda.device_array((n, cols), dtype=np.float32)  # noqa: E731
+            self._gathered = empty(self.sizes[0]), empty(self.sizes[-1])
         return self._gathered[0][:n], self._gathered[1][:n]
 
     def _call_rows(self, x, labels, targets, order):
@@ -379,6 +379,8 @@ class CudaEngine:
         :meth:`chunk`). The trainer's host buffers hold the result when this returns.
         """
         cuda, tr = self.cuda, self.trainer
+        if len(order) == 0:
+            return 0.0, 0  # nothing to train (no zero-size launches on the device)
         d_x, d_t = self._call_rows(x, labels, targets, np.asarray(order))
         params, feedback = cuda.to_device(tr.params), cuda.to_device(tr.feedback)
         state = cuda.to_device(tr.state)  # SGD's carried momentum, or Adam's two moments
