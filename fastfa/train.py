@@ -279,7 +279,7 @@ class Trainer:
         """
         x, labels, targets = self.prepare(x, y)
         order = self.epoch_order(len(x))
-        if self._cuda is not None and len(x):  # one copy, then each epoch's order is gathered there
+        if self._cuda is not None and len(x):  # one copy; the epoch's order is gathered on the device
             x, labels, targets = self._cuda.stage(x, labels, targets)
         loss, errors = self.train_rows(x, labels, targets, order)
         self.epoch += 1
