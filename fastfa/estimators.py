@@ -599,8 +599,9 @@ class _BaseMLP:
                 self._no_improvement = 0
         epochs = 1 if incremental else p["max_iter"]
         converged = False
+        rows = self._trainer.training_rows(x, y_enc)  # converted (and on cuda copied) once
         for _ in range(epochs):
-            loss, _error = self._trainer.train_epoch(x, y_enc)
+            loss, _error = self._trainer.train_epoch_on(rows)
             if not np.isfinite(loss):
                 raise ValueError(
                     f"training diverged (loss {loss} at epoch {self.n_iter_ + 1}); "

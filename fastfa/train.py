@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastfa.config import TrainConfig
+from fastfa.cuda_engine import DeviceRows
 from fastfa.kernels import codes
 from fastfa.kernels import cpu as kernels
 from fastfa.network import Architecture
@@ -275,13 +276,24 @@ class Trainer:
 
         The whole epoch runs in compiled code unless the rule has a Python
         ``after_batch`` hook, in which case the same compiled step is called
-        batch by batch.
+        batch by batch. For several epochs over the same data, :meth:`training_rows`
+        once and :meth:`train_epoch_on` each epoch skip the repeated conversion (and, on
+        cuda, the repeated copy to the device).
         """
-        x, labels, targets = self.prepare(x, y)
-        order = self.epoch_order(len(x))
-        if self._cuda is not None and len(x):  # one copy; the epoch's order is gathered on the device
-            x, labels, targets = self._cuda.stage(x, labels, targets)
-        loss, errors = self.train_rows(x, labels, targets, order)
+        return self.train_epoch_on(self.training_rows(x, y))
+
+    def training_rows(self, x, y):
+        """``(x, y)`` as :meth:`train_epoch_on` takes them: :meth:`prepare` d, and on cuda
+        copied to the device once (:class:`~fastfa.cuda_engine.DeviceRows`)."""
+        rows = self.prepare(x, y)
+        if self._cuda is not None and len(rows[0]):  # each epoch's order is gathered on the device
+            rows = self._cuda.stage(*rows)
+        return rows
+
+    def train_epoch_on(self, rows):
+        """:meth:`train_epoch` on rows from :meth:`training_rows` (made with the device in use)."""
+        x, labels, targets = rows
+        loss, errors = self.train_rows(x, labels, targets, self.epoch_order(len(x)))
         self.epoch += 1
         n = max(len(x), 1)
         return loss / n, errors / n
@@ -306,6 +318,8 @@ class Trainer:
         For data that arrive in chunks: call once per chunk, then count the
         epoch. Returns the summed loss and error count.
         """
+        if isinstance(x, DeviceRows) and self._cuda is None:
+            raise ValueError("these rows are on the GPU but the trainer now uses the cpu; make them again")
         batch = self.config.batch_size
         if self.rule.after_batch is None:
             return self._train_batches(x, labels, targets, order, batch)

@@ -345,11 +345,16 @@ def test_estimator_on_cuda_matches_cpu(rng):
 
     x = rng.uniform(-1, 1, (8, 5))
     y = rng.integers(0, 3, 8)
-    kwargs = dict(hidden_layer_sizes=(6,), rule="fa", batch_size=4, max_iter=1, random_state=0, shuffle=False)
+    kwargs = dict(hidden_layer_sizes=(6,), rule="fa", batch_size=4, max_iter=2, random_state=0)
     cpu_model = MLPClassifier(**kwargs).fit(x, y)
     cuda_model = MLPClassifier(**kwargs, device="cuda").fit(x, y)
     for a, b in zip(cuda_model.coefs_, cpu_model.coefs_, strict=True):
         assert_close(a, b, "float32")
+    trainer = cuda_model._trainer
+    rows = trainer.training_rows(x, y)  # on the GPU; stale once the trainer moves to the cpu
+    trainer.use_device("cpu")
+    with pytest.raises(ValueError, match="rows are on the GPU but the trainer now uses the cpu"):
+        trainer.train_epoch_on(rows)
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         MLPClassifier(device="tpu").fit(x, y)
 
