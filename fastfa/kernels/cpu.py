@@ -917,7 +917,7 @@ def shift_feedback(params, feedback, sizes, keep, weight):
 
 
 @kernel
-def mirror_feedback(params, feedback, sizes, fcfg, seed, step, m, threads):
+def mirror_feedback(params, feedback, sizes, fcfg, seed, step, m, hidden, deltas, threads):
     """Weight mirror: every hidden layer's feedback learns ``W_{l+1}`` from injected noise.
 
     With noise ``xi`` (``m`` rows over layer ``l``'s units, independent entries of
@@ -930,20 +930,22 @@ def mirror_feedback(params, feedback, sizes, fcfg, seed, step, m, threads):
     ``(sigma^2 / lam) W_{l+1}``, i.e. ``B = F^T`` to ``W^T`` (Akrout et al. 2019's
     mirror mode, with uniform instead of Gaussian noise; only its covariance
     matters). The noise comes from the counter-based generator, keyed by the run's
-    seed and the update count, so a resumed run injects the same noise.
+    seed and the update count, so a resumed run injects the same noise. ``xi`` and ``y``
+    are written into the workspaces ``hidden`` and ``deltas`` (layer ``l``'s and layer
+    ``l + 1``'s rows), which the batch no longer needs once its update is done.
     """
     eta, lam = fcfg[F_MIRROR_LR], fcfg[F_MIRROR_DECAY]
     half_width = fcfg[F_MIRROR_NOISE] * math.sqrt(3.0)
     base = 0
     for layer in range(sizes.size - 2):
-        n_l, n_next = sizes[layer + 1], sizes[layer + 2]
-        xi = np.zeros((m, n_l), dtype=feedback.dtype)
+        n_l = sizes[layer + 1]
+        xi = activation_view(hidden, sizes, layer, m)
         for i in range(m):
             for j in range(n_l):
                 u = counter_uniform(seed ^ MIRROR_STREAM, step, base + i * n_l + j)
                 xi[i, j] = half_width * (2.0 * u - 1.0)
         base += m * n_l
-        y = np.zeros((m, n_next), dtype=feedback.dtype)
+        y = activation_view(deltas, sizes, layer + 1, m)
         product(1.0, xi, False, weight_view(params, sizes, layer + 1), False, 0.0, y, threads)
         f = feedback_view(feedback, sizes, SIGNAL_LAYERWISE, layer)
         product(eta / m, xi, True, y, False, 1.0 - eta * lam, f, threads)
@@ -993,7 +995,8 @@ def train_batch(
     if dynamics == DYNAMICS_KOLEN_POLLACK:
         shift_feedback(params, feedback, sizes, 1.0 - fcfg[F_LR] * fcfg[F_WEIGHT_DECAY], 1.0)
     elif dynamics == DYNAMICS_MIRROR:
-        mirror_feedback(params, feedback, sizes, fcfg, icfg[I_SEED], step, x.shape[0], icfg[I_THREADS])
+        m = x.shape[0]
+        mirror_feedback(params, feedback, sizes, fcfg, icfg[I_SEED], step, m, hidden, deltas, icfg[I_THREADS])
     return loss, errors
 
 
