@@ -105,6 +105,37 @@ def test_output_error_and_sums(out_act, loss, classification, rng):
     assert_close(sums.copy_to_host(), e.sum(axis=0), "float32")
 
 
+def test_gather_and_feedback_kernels_match_the_cpu(rng):
+    """The row gather, the sign-concordant refresh (brsf's, with its draws) and the weight
+    mirror's noise, each against what the CPU engine computes."""
+    from fastfa.kernels import cpu
+
+    src, order = rng.normal(size=(5, 3)), np.array([4, 0, 2, 2])
+    dst = device(np.zeros((4, 3)))
+    kernels.launch_1d(kernels.gather_rows_kernel, dst.size, device(src), kernels.cuda.to_device(order), dst)
+    assert_close(dst.copy_to_host(), src[order], "float32")
+
+    trainer = Trainer(TrainConfig(hidden=(4, 3), rule="brsf", seed=9), 5, 2)
+    trainer.params[:] = rng.normal(size=trainer.params.size)  # signs of both kinds everywhere
+    want = trainer.feedback.copy()
+    cpu.refresh_feedback(trainer.params, want, trainer.magnitude, trainer.sizes, trainer.icfg, 7)
+    params, got, magnitude = device(trainer.params), device(np.zeros_like(want)), device(trainer.magnitude)
+    w_off, f_off = 5 * 4, 0  # F_0 follows W_1, F_1 follows W_2
+    for rows, cols in ((4, 3), (3, 2)):
+        n = rows * cols
+        kernels.launch_1d(
+            kernels.sign_feedback_kernel, n, params, got, magnitude, w_off, f_off, n,
+            codes.DYNAMICS["sign-redraw"], 9, 7,
+        )  # fmt: skip
+        w_off, f_off = w_off + n, f_off + n
+    assert_close(got.copy_to_host(), want.astype(np.float64), "float32")
+
+    xi = device(np.zeros((3, 4)))
+    kernels.launch_1d(kernels.mirror_noise_kernel, xi.size, xi, 9, 7, 11, 0.5)
+    draws = [cpu.counter_uniform(9 ^ cpu.MIRROR_STREAM, 7, 11 + i) for i in range(12)]
+    assert_close(xi.copy_to_host(), 0.5 * (2.0 * np.reshape(draws, (3, 4)) - 1.0), "float32")
+
+
 @pytest.mark.parametrize("mode", ["fused", "kernels"])
 @pytest.mark.parametrize(
     "rule", ["bp", "fa", "dfa", "sdfa", "drtp", "sparse-fa", "kp", "wm", "usf", "frsf", "brsf", "shallow"]
