@@ -446,17 +446,16 @@ class CudaEngine:
         n = d_x.shape[0]
         loss_rows = self.cuda.device_array(n, np.float32)  # the kernel writes every row
         error_rows = self.cuda.device_array(n, np.int32)
-        signal = codes.SIGNALS[tr.rule.signal]
-        first = self._first_trainable()
+        out_act, loss, classification = self._output_codes()
+        kernel = k.fused_chunk_kernel(codes.SIGNALS[tr.rule.signal], self.dynamics, self.adam, out_act, loss)
         args = (
             d_x.reshape(-1), d_t.reshape(-1), params, feedback if feedback.size else params, state[0],
             self.hidden, self.deltas, *self._fused_layout(), loss_rows, error_rows,
-            int(batch), int(signal), int(first), float(lr), float(mu), float(decay), int(bool(nesterov)),
-            int(self.dynamics), state[1], int(self.adam), float(c.beta1), float(c.beta2),
-            float(c.epsilon), int(tr.step), self.magnitude, int(c.seed), *self._output_codes(),
-            *self._mirror_settings(),
+            int(batch), int(self._first_trainable()), float(lr), float(mu), float(decay), int(bool(nesterov)),
+            state[1], float(c.beta1), float(c.beta2), float(c.epsilon), int(tr.step), self.magnitude,
+            int(c.seed), classification, *self._mirror_settings(),
         )  # fmt: skip
-        k.launch_cooperative(k.fused_chunk_kernel, args, self._largest_phase(batch))
+        k.launch_cooperative(kernel, args, self._largest_phase(batch))
         return float(loss_rows.copy_to_host().astype(np.float64).sum()), int(error_rows.copy_to_host().sum())
 
     def _split_scratch(self):

@@ -1,9 +1,11 @@
-"""Compile every CUDA kernel of fastfa to PTX without a GPU: ``python -m tests.ptx_compile [CC]``.
+"""Compile every CUDA kernel of fastfa to PTX without a GPU: ``python -m tests.ptx_compile [CC [DIR]]``.
 
 The simulator runs kernels as Python, so it accepts code that numba's CUDA compiler rejects
 (a builtin ``min`` on integers, a shared-array shape that is not a constant). This script
 types and compiles each kernel with the argument types :mod:`fastfa.cuda_engine` launches it
-with, for compute capability CC (default 9.0, Hopper). It needs libNVVM, found through
+with, for compute capability CC (default 9.0, Hopper), and the fused kernel in configurations
+that together take all its branches (:func:`fused_configurations`); with DIR it also writes
+each kernel's PTX there. It needs libNVVM, found through
 ``CUDA_HOME`` (the ``nvidia-cuda-nvcc-cu12`` wheel has it), and must run without
 ``NUMBA_ENABLE_CUDASIM``. Prints one line per kernel; exits 1 on the first failure.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import types as pytypes
+from pathlib import Path
 
 
 def kernel_signatures():
@@ -22,11 +25,10 @@ def kernel_signatures():
     vector = types.Array(types.float32, 1, "C")
     offsets, codes = types.int64[::1], types.int32[::1]
     f, i, b = types.float64, types.int64, types.boolean
-    # x .. partial; sizes .. h_off; acts, loss_rows, error_rows; batch, signal, first;
-    # lr, mu, decay; nesterov, dynamics; second, adam, beta1, beta2, eps, step
-    fused = (flat,) * 8 + (offsets,) * 5 + (codes, flat, codes) + (i,) * 3 + (f,) * 3 + (i,) * 2
-    fused += (flat, i, f, f, f, i, flat, i, i, i, i)  # ... magnitude, seed, out_act, loss, classification
-    fused += (f, f, f)  # mirror_lr, mirror_decay, mirror_half_width
+    # x .. partial; sizes .. h_off; acts, loss_rows, error_rows; batch, first; lr, mu, decay;
+    # nesterov; second, beta1, beta2, eps, step; magnitude, seed, classification; the mirror's three
+    fused = (flat,) * 8 + (offsets,) * 5 + (codes, flat, codes) + (i,) * 2 + (f,) * 3 + (i,)
+    fused += (flat, f, f, f, i, flat, i, i, f, f, f)
     return {
         "fused_chunk_kernel": fused,
         "gemm_kernel": (f, rows, b, rows, b, f, rows),
@@ -45,6 +47,33 @@ def kernel_signatures():
     }
 
 
+def fused_configurations():
+    """``{label: (signal, dynamics, adam, output activation, loss)}``: configurations of the
+    fused kernel that between them take every branch of its signals, feedback dynamics,
+    optimisers and outputs."""
+    from fastfa.kernels import codes as c
+
+    signal, dynamics, act = c.SIGNALS, c.DYNAMICS, c.OUTPUT_ACTIVATIONS
+    ce, se = c.CROSS_ENTROPY, c.SQUARED_ERROR
+    return {
+        "fa, sgd, softmax": (signal["layerwise"], dynamics["fixed"], False, act["softmax"], ce),
+        "bp, adam, logistic": (signal["backprop"], dynamics["fixed"], True, act["logistic"], ce),
+        "kp, adam": (signal["layerwise"], dynamics["kolen-pollack"], True, act["softmax"], ce),
+        "brsf, identity, squared error": (
+            signal["layerwise"],
+            dynamics["sign-redraw"],
+            False,
+            act["identity"],
+            se,
+        ),
+        "wm, tanh, squared error": (signal["layerwise"], dynamics["mirror"], False, act["tanh"], se),
+        "dfa": (signal["direct"], dynamics["fixed"], False, act["softmax"], ce),
+        "sdfa": (signal["direct-sign"], dynamics["fixed"], False, act["softmax"], ce),
+        "drtp": (signal["target"], dynamics["fixed"], False, act["softmax"], ce),
+        "shallow": (signal["none"], dynamics["fixed"], False, act["softmax"], ce),
+    }
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     cc = tuple(int(p) for p in (argv[0] if argv else "9.0").split("."))
@@ -55,13 +84,26 @@ def main(argv=None):
     dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=cc)
     from fastfa.kernels import cuda as kernels
 
-    for name, signature in kernel_signatures().items():
+    fused = {
+        f"fused_chunk_kernel ({label})": kernels.fused_chunk_kernel(*config)
+        for label, config in fused_configurations().items()
+    }
+    signatures = kernel_signatures()
+    jobs = [(name, fused[name], signatures["fused_chunk_kernel"]) for name in fused]
+    jobs += [
+        (name, getattr(kernels, name), sig)
+        for name, sig in signatures.items()
+        if name != "fused_chunk_kernel"
+    ]
+    for name, kernel, signature in jobs:
         try:
-            ptx, _ = cuda.compile_ptx(getattr(kernels, name).py_func, signature, cc=cc)
+            ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=cc)
         except Exception as error:  # report which kernel, then stop
             print(f"{name}: FAILED: {type(error).__name__}: {error}")
             return 1
         print(f"{name}: {len(ptx.splitlines())} lines of PTX for sm_{cc[0]}{cc[1]}")
+        if len(argv) > 1:  # a folder to keep the PTX in (for ptxas -v)
+            Path(argv[1], f"{name.replace(' ', '_')}.ptx").write_text(ptx)
     return 0
 
 

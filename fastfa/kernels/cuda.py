@@ -39,6 +39,7 @@ Set ``NUMBA_ENABLE_CUDASIM=1`` before numba is imported to run them on the CPU s
 
 from __future__ import annotations
 
+import functools
 import math
 
 from numba import config, cuda, float32
@@ -503,153 +504,167 @@ def _output_error(
         error_rows[start + i] = 1 if wrong else 0
 
 
-@cuda.jit
-def fused_chunk_kernel(
-    x, t, params, feedback, state, hidden, deltas, partial, sizes, w_off, b_off, f_off, h_off, acts,
-    loss_rows, error_rows, batch, signal, first, lr, mu, decay, nesterov, dynamics,
-    second, adam, beta1, beta2, eps, step, magnitude, seed, out_act, loss, classification,
-    mirror_lr, mirror_decay, mirror_half_width,
-):  # fmt: skip
-    """Train on every row of the chunk ``x`` (flat, ``n x sizes[0]``) in batches of ``batch``.
+@functools.cache
+def fused_chunk_kernel(signal, dynamics, adam, out_act, loss):
+    """The fused kernel for one configuration: ``signal``, feedback ``dynamics`` (their codes),
+    whether the optimiser is Adam, the output activation and the loss code.
 
-    The same step as the per-kernel path: forward ``h_l = f(h_{l-1} W_l + b_l)``, softmax
-    error ``e = (y - t) / m``, hidden signals ``delta_l = (s M^T) * f'(a_l)`` (``s, M`` by
-    ``signal``), then SGD on layers ``first..L-1`` with the gradient ``[h_{l-1}, 1]^T delta_l``
-    (the bias as a row of ones). ``W_j`` is updated once nothing later in the batch reads
-    it: in the phase that computes ``delta_{j-2}``, or at the end. Forward products with few
-    output tiles are split along their depth (:func:`split_count`) into ``partial``. With
-    Kolen-Pollack ``dynamics`` the layerwise feedback ``F_{j-1}`` receives ``W_j``'s update with
-    its own decay, ``F <- (1 - lr decay) (F - W) + W_new``, in the same epilogue (Akrout et al.
-    2019); with sign-concordant ``dynamics`` every batch first sets ``F_l`` from ``magnitude`` and
-    the signs of ``W_{l+1}`` (:func:`_sign_feedback`; the forward phases give the barrier it needs);
-    with the weight mirror's, three more phases end a batch: noise ``xi_l`` into ``hidden``, its
-    response ``y = xi_l W_{l+1}`` into ``deltas``, then ``F_l <- (1 - eta lam) F_l + (eta / m)
-    xi_l^T y`` (Akrout et al. 2019).
-    With ``adam`` the update is Adam's, ``state`` and ``second`` its moments and ``step`` the
-    updates made before the call. Launch cooperatively with ``(TILE, TILE)`` blocks; per-row
-    loss and error go to ``loss_rows`` and ``error_rows``.
+    They are compile-time constants of the kernel it returns (numba freezes a closure's
+    variables), so the branches of other configurations compile away: fewer registers per
+    thread, hence more resident blocks (ptxas, sm_90: see docs/engine.md). Each configuration
+    compiles once per process.
     """
-    grid = cuda.cg.this_grid()
-    tile_a = cuda.shared.array((TILE, TILE_ROW), float32)
-    tile_b = cuda.shared.array((TILE, TILE_ROW), float32)
-    n_layers = sizes.shape[0] - 1
-    n_in, c = sizes[0], sizes[n_layers]
-    n = x.shape[0] // n_in
-    ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
-    block, blocks = cuda.blockIdx.x, cuda.gridDim.x
-    tid, threads = _thread_in_grid()
-    for start in range(0, n, batch):
-        m = _lesser(batch, n - start)
-        update = step + start // batch + 1  # this batch's update, counted from 1
-        rate = _adam_rate(lr, beta1, beta2, update) if adam else lr
-        if dynamics == DYNAMICS_SIGN or dynamics == DYNAMICS_SIGN_REDRAW:
-            for layer in range(n_layers - 1):  # read by the hidden signals, after the forward barriers
-                entries = sizes[layer + 1] * sizes[layer + 2]
-                for i in range(tid, entries, threads):
-                    w_at, f_at = w_off[layer + 1] + i, f_off[layer] + i
-                    _sign_feedback(params, feedback, magnitude, w_at, f_at, dynamics, seed, update)
-        # forward: h_l = f(h_{l-1} W_l + b_l); the last layer keeps its logits
-        for layer in range(n_layers):
-            k, cols = sizes[layer], sizes[layer + 1]
-            src, s0 = (x, start * k) if layer == 0 else (hidden, h_off[layer - 1])
-            tiles = _tiles(m, cols)
-            splits = _split_count(tiles, k)
-            act = acts[layer] if layer < n_layers - 1 else -1
-            for item in range(block, tiles * splits, blocks):
-                tile, part = item % tiles, item // tiles
-                r0, c0 = _tile_origin(tile, cols)
-                k_lo = part * SPLIT_DEPTH if splits > 1 else 0
-                k_hi = _lesser(k, k_lo + SPLIT_DEPTH) if splits > 1 else k
-                acc = tile_product(
-                    tile_a, tile_b,
-                    src, s0, k, 1, -1, False,  # A = h_{l-1}
-                    params, w_off[layer], cols, 1,  # B = W_l
-                    m, cols, k_lo, k_hi, r0, c0,
-                )  # fmt: skip
-                row, col = r0 + ty, c0 + tx
-                if row < m and col < cols:
-                    if splits > 1:
-                        partial[(part * m + row) * cols + col] = acc
-                    else:
-                        v = acc + params[b_off[layer] + col]
-                        hidden[h_off[layer] + row * cols + col] = _activate(v, act) if act >= 0 else v
-            grid.sync()
-            if splits > 1:  # the slices' sums, in a fixed order
-                for i in range(tid, m * cols, threads):
-                    v = params[b_off[layer] + i % cols]
-                    for part in range(splits):
-                        v += partial[part * m * cols + i]
-                    hidden[h_off[layer] + i] = _activate(v, act) if act >= 0 else v
-                grid.sync()
-        z0 = h_off[n_layers - 1]
-        _output_error(
-            hidden, deltas, t, start, m, c, z0, loss_rows, error_rows, float32(1.0) / m,
-            out_act, loss, classification,
-        )  # fmt: skip
-        grid.sync()
-        # hidden signals, newest layer first; W_{l+2} is free to change once delta_l is known
-        for phase in range(n_layers - 1, -1, -1):
-            layer = phase - 1  # the hidden layer whose signal this phase computes (-1: none)
-            if layer >= 0 and signal != SIGNAL_NONE:
-                rows = sizes[layer + 1]
-                if signal == SIGNAL_BACKPROP:
-                    k, mat, m0 = sizes[layer + 2], params, w_off[layer + 1]
-                    src, s0, alpha = deltas, h_off[layer + 1], float32(1.0)
-                elif signal == SIGNAL_LAYERWISE:
-                    k, mat, m0 = sizes[layer + 2], feedback, f_off[layer]
-                    src, s0, alpha = deltas, h_off[layer + 1], float32(1.0)
-                elif signal == SIGNAL_TARGET:
-                    k, mat, m0 = c, feedback, f_off[layer]
-                    src, s0, alpha = t, start * c, float32(-1.0) / m
-                else:  # direct, direct-sign
-                    k, mat, m0 = c, feedback, f_off[layer]
-                    src, s0 = deltas, h_off[n_layers - 1]
-                    alpha = float32(1.0) / m if signal == SIGNAL_DIRECT_SIGN else float32(1.0)
-                for tile in range(block, _tiles(m, rows), blocks):
-                    r0, c0 = _tile_origin(tile, rows)
-                    sign = signal == SIGNAL_DIRECT_SIGN
+
+    @cuda.jit
+    def kernel(
+        x, t, params, feedback, state, hidden, deltas, partial, sizes, w_off, b_off, f_off, h_off, acts,
+        loss_rows, error_rows, batch, first, lr, mu, decay, nesterov,
+        second, beta1, beta2, eps, step, magnitude, seed, classification,
+        mirror_lr, mirror_decay, mirror_half_width,
+    ):  # fmt: skip
+        """Train on every row of the chunk ``x`` (flat, ``n x sizes[0]``) in batches of ``batch``.
+
+        The same step as the per-kernel path: forward ``h_l = f(h_{l-1} W_l + b_l)``, output
+        error ``e = dLoss/da_L / m`` (:func:`_output_row`), hidden signals ``delta_l = (s M^T) *
+        f'(a_l)`` (``s, M`` by ``signal``), then SGD or Adam on layers ``first..L-1`` with the
+        gradient ``[h_{l-1}, 1]^T delta_l``
+        (the bias as a row of ones). ``W_j`` is updated once nothing later in the batch reads
+        it: in the phase that computes ``delta_{j-2}``, or at the end. Forward products with few
+        output tiles are split along their depth (:func:`split_count`) into ``partial``. With
+        Kolen-Pollack ``dynamics`` the layerwise feedback ``F_{j-1}`` receives ``W_j``'s update with
+        its own decay, ``F <- (1 - lr decay) (F - W) + W_new``, in the same epilogue (Akrout et al.
+        2019); with sign-concordant ``dynamics`` every batch first sets ``F_l`` from ``magnitude`` and
+        the signs of ``W_{l+1}`` (:func:`_sign_feedback`; the forward phases give the barrier it needs);
+        with the weight mirror's, three more phases end a batch: noise ``xi_l`` into ``hidden``, its
+        response ``y = xi_l W_{l+1}`` into ``deltas``, then ``F_l <- (1 - eta lam) F_l + (eta / m)
+        xi_l^T y`` (Akrout et al. 2019).
+        With ``adam`` the update is Adam's, ``state`` and ``second`` its moments and ``step`` the
+        updates made before the call. Launch cooperatively with ``(TILE, TILE)`` blocks; per-row
+        loss and error go to ``loss_rows`` and ``error_rows``.
+        """
+        grid = cuda.cg.this_grid()
+        tile_a = cuda.shared.array((TILE, TILE_ROW), float32)
+        tile_b = cuda.shared.array((TILE, TILE_ROW), float32)
+        n_layers = sizes.shape[0] - 1
+        n_in, c = sizes[0], sizes[n_layers]
+        n = x.shape[0] // n_in
+        ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
+        block, blocks = cuda.blockIdx.x, cuda.gridDim.x
+        tid, threads = _thread_in_grid()
+        for start in range(0, n, batch):
+            m = _lesser(batch, n - start)
+            update = step + start // batch + 1  # this batch's update, counted from 1
+            rate = _adam_rate(lr, beta1, beta2, update) if adam else lr
+            if dynamics == DYNAMICS_SIGN or dynamics == DYNAMICS_SIGN_REDRAW:
+                for layer in range(n_layers - 1):  # read by the hidden signals, after the forward barriers
+                    entries = sizes[layer + 1] * sizes[layer + 2]
+                    for i in range(tid, entries, threads):
+                        w_at, f_at = w_off[layer + 1] + i, f_off[layer] + i
+                        _sign_feedback(params, feedback, magnitude, w_at, f_at, dynamics, seed, update)
+            # forward: h_l = f(h_{l-1} W_l + b_l); the last layer keeps its logits
+            for layer in range(n_layers):
+                k, cols = sizes[layer], sizes[layer + 1]
+                src, s0 = (x, start * k) if layer == 0 else (hidden, h_off[layer - 1])
+                tiles = _tiles(m, cols)
+                splits = _split_count(tiles, k)
+                act = acts[layer] if layer < n_layers - 1 else -1
+                for item in range(block, tiles * splits, blocks):
+                    tile, part = item % tiles, item // tiles
+                    r0, c0 = _tile_origin(tile, cols)
+                    k_lo = part * SPLIT_DEPTH if splits > 1 else 0
+                    k_hi = _lesser(k, k_lo + SPLIT_DEPTH) if splits > 1 else k
                     acc = tile_product(
                         tile_a, tile_b,
-                        src, s0, k, 1, -1, sign,  # A = s
-                        mat, m0, 1, k,  # B = M^T
-                        m, rows, 0, k, r0, c0,
+                        src, s0, k, 1, -1, False,  # A = h_{l-1}
+                        params, w_off[layer], cols, 1,  # B = W_l
+                        m, cols, k_lo, k_hi, r0, c0,
                     )  # fmt: skip
                     row, col = r0 + ty, c0 + tx
-                    if row < m and col < rows:
-                        at = h_off[layer] + row * rows + col
-                        deltas[at] = alpha * acc * _derivative(hidden[at], acts[layer])
-            # updates: W_{layer+2} here, and at the last phase every layer still pending
-            lo = layer + 2 if phase > 0 else first
-            hi = layer + 3 if phase > 0 else _lesser(2, n_layers)
-            for j in range(_greater(lo, first), _lesser(hi, n_layers)):
-                k, cols = sizes[j], sizes[j + 1]
-                src, s0 = (x, start * k) if j == 0 else (hidden, h_off[j - 1])
-                for tile in range(block, _tiles(k + 1, cols), blocks):
-                    r0, c0 = _tile_origin(tile, cols)
-                    grad = tile_product(
-                        tile_a, tile_b,
-                        src, s0, 1, k, k, False,  # A = [h_{j-1}, 1]^T
-                        deltas, h_off[j], cols, 1,  # B = delta_j
-                        k + 1, cols, 0, m, r0, c0,
-                    )  # fmt: skip
-                    row, col = r0 + ty, c0 + tx
-                    if row < k + 1 and col < cols:
-                        at = w_off[j] + row * cols + col if row < k else b_off[j] + col
-                        w_old = params[at]
-                        grad += decay * w_old if row < k else float32(0.0)
-                        if adam:
-                            _adam(params, state, second, at, grad, rate, beta1, beta2, eps)
+                    if row < m and col < cols:
+                        if splits > 1:
+                            partial[(part * m + row) * cols + col] = acc
                         else:
-                            _sgd(params, state, at, grad, lr, mu, nesterov)
-                        if dynamics == DYNAMICS_KOLEN_POLLACK and j > 0 and row < k:
-                            f_at = f_off[j - 1] + row * cols + col
-                            feedback[f_at] = (1.0 - lr * decay) * (feedback[f_at] - w_old) + params[at]
-            grid.sync()
-        if dynamics == DYNAMICS_MIRROR:
-            _mirror_phases(
-                tile_a, tile_b, params, feedback, hidden, deltas, sizes, w_off, f_off, h_off, m,
-                seed, update, mirror_lr, mirror_decay, mirror_half_width,
+                            v = acc + params[b_off[layer] + col]
+                            hidden[h_off[layer] + row * cols + col] = _activate(v, act) if act >= 0 else v
+                grid.sync()
+                if splits > 1:  # the slices' sums, in a fixed order
+                    for i in range(tid, m * cols, threads):
+                        v = params[b_off[layer] + i % cols]
+                        for part in range(splits):
+                            v += partial[part * m * cols + i]
+                        hidden[h_off[layer] + i] = _activate(v, act) if act >= 0 else v
+                    grid.sync()
+            z0 = h_off[n_layers - 1]
+            _output_error(
+                hidden, deltas, t, start, m, c, z0, loss_rows, error_rows, float32(1.0) / m,
+                out_act, loss, classification,
             )  # fmt: skip
+            grid.sync()
+            # hidden signals, newest layer first; W_{l+2} is free to change once delta_l is known
+            for phase in range(n_layers - 1, -1, -1):
+                layer = phase - 1  # the hidden layer whose signal this phase computes (-1: none)
+                if layer >= 0 and signal != SIGNAL_NONE:
+                    rows = sizes[layer + 1]
+                    if signal == SIGNAL_BACKPROP:
+                        k, mat, m0 = sizes[layer + 2], params, w_off[layer + 1]
+                        src, s0, alpha = deltas, h_off[layer + 1], float32(1.0)
+                    elif signal == SIGNAL_LAYERWISE:
+                        k, mat, m0 = sizes[layer + 2], feedback, f_off[layer]
+                        src, s0, alpha = deltas, h_off[layer + 1], float32(1.0)
+                    elif signal == SIGNAL_TARGET:
+                        k, mat, m0 = c, feedback, f_off[layer]
+                        src, s0, alpha = t, start * c, float32(-1.0) / m
+                    else:  # direct, direct-sign
+                        k, mat, m0 = c, feedback, f_off[layer]
+                        src, s0 = deltas, h_off[n_layers - 1]
+                        alpha = float32(1.0) / m if signal == SIGNAL_DIRECT_SIGN else float32(1.0)
+                    for tile in range(block, _tiles(m, rows), blocks):
+                        r0, c0 = _tile_origin(tile, rows)
+                        sign = signal == SIGNAL_DIRECT_SIGN
+                        acc = tile_product(
+                            tile_a, tile_b,
+                            src, s0, k, 1, -1, sign,  # A = s
+                            mat, m0, 1, k,  # B = M^T
+                            m, rows, 0, k, r0, c0,
+                        )  # fmt: skip
+                        row, col = r0 + ty, c0 + tx
+                        if row < m and col < rows:
+                            at = h_off[layer] + row * rows + col
+                            deltas[at] = alpha * acc * _derivative(hidden[at], acts[layer])
+                # updates: W_{layer+2} here, and at the last phase every layer still pending
+                lo = layer + 2 if phase > 0 else first
+                hi = layer + 3 if phase > 0 else _lesser(2, n_layers)
+                for j in range(_greater(lo, first), _lesser(hi, n_layers)):
+                    k, cols = sizes[j], sizes[j + 1]
+                    src, s0 = (x, start * k) if j == 0 else (hidden, h_off[j - 1])
+                    for tile in range(block, _tiles(k + 1, cols), blocks):
+                        r0, c0 = _tile_origin(tile, cols)
+                        grad = tile_product(
+                            tile_a, tile_b,
+                            src, s0, 1, k, k, False,  # A = [h_{j-1}, 1]^T
+                            deltas, h_off[j], cols, 1,  # B = delta_j
+                            k + 1, cols, 0, m, r0, c0,
+                        )  # fmt: skip
+                        row, col = r0 + ty, c0 + tx
+                        if row < k + 1 and col < cols:
+                            at = w_off[j] + row * cols + col if row < k else b_off[j] + col
+                            w_old = params[at]
+                            grad += decay * w_old if row < k else float32(0.0)
+                            if adam:
+                                _adam(params, state, second, at, grad, rate, beta1, beta2, eps)
+                            else:
+                                _sgd(params, state, at, grad, lr, mu, nesterov)
+                            if dynamics == DYNAMICS_KOLEN_POLLACK and j > 0 and row < k:
+                                f_at = f_off[j - 1] + row * cols + col
+                                feedback[f_at] = (1.0 - lr * decay) * (feedback[f_at] - w_old) + params[at]
+                grid.sync()
+            if dynamics == DYNAMICS_MIRROR:
+                _mirror_phases(
+                    tile_a, tile_b, params, feedback, hidden, deltas, sizes, w_off, f_off, h_off, m,
+                    seed, update, mirror_lr, mirror_decay, mirror_half_width,
+                )  # fmt: skip
+
+    return kernel
 
 
 @cuda.jit(device=True)
