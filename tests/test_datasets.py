@@ -21,6 +21,7 @@ from fastfa.datasets import (
     read_idx,
     write_dataset,
     write_digits,
+    writer,
 )
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -523,14 +524,14 @@ class Boom(RuntimeError):
 
 
 def test_failing_write_leaves_nothing(tmp_path, monkeypatch):
-    original = datasets._write_split
+    original = writer._write_split
 
     def failing(f, name, x, y):
         original(f, name, x, y)
         if name == "test":
             raise Boom("disk on fire")
 
-    monkeypatch.setattr(datasets, "_write_split", failing)
+    monkeypatch.setattr(writer, "_write_split", failing)
     with pytest.raises(Boom):
         write_dataset(tmp_path / "t.h5", toy_classification(), name="t", task="classification")
     assert list(tmp_path.iterdir()) == []
@@ -543,7 +544,7 @@ def test_failing_overwrite_keeps_old_file(tmp_path, monkeypatch):
     def failing(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(datasets, "_write_split", failing)
+    monkeypatch.setattr(writer, "_write_split", failing)
     with pytest.raises(KeyboardInterrupt):
         write_dataset(path, toy_classification(seed=3), name="t", task="classification", overwrite=True)
     assert path.read_bytes() == before

@@ -1,0 +1,131 @@
+"""MNIST-style IDX files (:func:`read_idx`) and their converter (:func:`convert_mnist`)."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from fastfa.datasets.schema import _fail
+from fastfa.datasets.writer import _check_target, write_dataset
+
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+IDX_IMAGES_MAGIC = 0x00000803
+IDX_LABELS_MAGIC = 0x00000801
+MNIST_SOURCE = (
+    "MNIST handwritten digits (Y. LeCun, C. Cortes, C. J. C. Burges), converted from the original "
+    "IDX files by fastfa. License: CC BY-SA 3.0 (https://creativecommons.org/licenses/by-sa/3.0/)."
+)
+
+
+def _open_maybe_gzip(path):
+    """Open ``path`` for binary reading, decompressing when it starts with the gzip magic bytes."""
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+def _read_bytes(path):
+    try:
+        with _open_maybe_gzip(path) as f:
+            return f.read()
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        _fail(path, f"cannot read ({' '.join(str(exc).split())})")
+
+
+def read_idx(path, magic):
+    """Read an IDX file (gzip or raw) with the expected ``magic`` number.
+
+    IDX: a big-endian int32 magic (``0x00000800 + n_dims`` for unsigned bytes),
+    then one big-endian int32 per dimension, then the raw bytes.
+
+    Returns
+    -------
+    ndarray of uint8, shape given by the header.
+    """
+    data = _read_bytes(path)
+    if len(data) < 4:
+        _fail(path, f"too short for an IDX file ({len(data)} bytes)")
+    (found,) = struct.unpack(">i", data[:4])
+    if found != magic:
+        _fail(path, f"bad IDX magic number 0x{found & 0xFFFFFFFF:08x}, expected 0x{magic:08x}")
+    n_dims = magic & 0xFF
+    header = 4 + 4 * n_dims
+    if len(data) < header:
+        _fail(path, f"truncated IDX header ({len(data)} bytes, expected {header})")
+    dims = struct.unpack(f">{n_dims}i", data[4:header])
+    if any(d < 0 for d in dims) or (n_dims > 1 and 0 in dims[1:]):
+        _fail(path, f"bad IDX dimensions {dims}")
+    expected = int(np.prod(dims, dtype=np.int64))
+    found_bytes = len(data) - header
+    if found_bytes != expected:
+        what = "truncated" if found_bytes < expected else "has trailing bytes"
+        _fail(path, f"IDX data {what}: {found_bytes} bytes, expected {expected} for dimensions {dims}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _find_idx(directory, base):
+    for candidate in (base + ".gz", base):
+        path = Path(directory) / candidate
+        if path.is_file():
+            return path
+    _fail(directory, f"missing MNIST file {base}.gz (or {base})")
+
+
+def _mnist_split(directory, split):
+    images_base, labels_base = MNIST_FILES[split]
+    images_path, labels_path = _find_idx(directory, images_base), _find_idx(directory, labels_base)
+    images = read_idx(images_path, IDX_IMAGES_MAGIC)
+    labels = read_idx(labels_path, IDX_LABELS_MAGIC)
+    if len(images) != len(labels):
+        _fail(
+            directory,
+            f"{images_path.name} has {len(images)} images but {labels_path.name} has {len(labels)} labels",
+        )
+    if len(images) == 0:
+        _fail(images_path, "holds no images")
+    return images.reshape(len(images), -1), labels, images.shape[1:]
+
+
+def convert_mnist(directory, out, *, name="mnist", source=MNIST_SOURCE, overwrite=False):
+    """Convert the four MNIST IDX files in ``directory`` to a dataset file.
+
+    Looks for ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+    ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each gzip
+    compressed (``.gz``, preferred) or raw. Checks the magic numbers
+    (``0x00000803`` images, ``0x00000801`` labels), the sizes, and that images and
+    labels agree in number. Works for any data set in the same format
+    (Fashion-MNIST, KMNIST) -- pass ``name`` and ``source``.
+
+    Inputs are stored as uint8, ``N x rows*cols`` (784 for MNIST), with
+    ``x_scale = 1/255``; ``n_classes`` is ``max(10, largest label + 1)``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    """
+    out = _check_target(out, overwrite)
+    if not Path(directory).is_dir():
+        _fail(directory, "is not a directory")
+    x_train, y_train, shape_train = _mnist_split(directory, "train")
+    x_test, y_test, shape_test = _mnist_split(directory, "test")
+    if shape_train != shape_test:
+        _fail(directory, f"train images are {shape_train} but test images are {shape_test}")
+    n_classes = max(10, int(max(y_train.max(), y_test.max())) + 1)
+    return write_dataset(
+        out,
+        {"train": (x_train, y_train), "test": (x_test, y_test)},
+        name=name,
+        task="classification",
+        n_classes=n_classes,
+        x_scale=1 / 255,
+        source=source,
+        overwrite=overwrite,
+        extra_attrs={"image_shape": np.asarray(shape_train, dtype=np.int64)},
+    )

@@ -1,0 +1,126 @@
+"""numpy ``.npz`` archives: :func:`convert_npz`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fastfa.datasets.schema import SPLITS, X_DTYPES, _fail, _is_integer_dtype, _is_number_dtype, _show
+from fastfa.datasets.writer import _check_conversion, _strip_suffixes, write_dataset
+
+
+def _one_hot_to_labels(path, key, y):
+    """Class labels from a one-hot ``N x K`` matrix (each row one 1, the rest 0)."""
+    if not (np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1)):
+        _fail(path, f"'{key}' is 2-D but not one-hot; classification wants one integer label per row")
+    return np.argmax(y, axis=1).astype(np.int64)
+
+
+def _npz_x(path, key, x):
+    x = x.reshape(len(x), -1) if x.ndim > 2 else x
+    if x.ndim != 2:
+        _fail(path, f"'{key}' must have one row per sample, got shape {x.shape}")
+    if x.dtype in X_DTYPES:
+        return x
+    if not _is_number_dtype(x.dtype) and x.dtype != np.bool_:
+        _fail(path, f"'{key}' has dtype {x.dtype}; expected numbers")
+    return x.astype(np.float32)
+
+
+def _npz_y(path, key, y, task):
+    if task == "classification" and y.ndim == 2 and y.shape[1] > 1:
+        return _one_hot_to_labels(path, key, y)
+    if task == "classification" and y.ndim == 2:
+        y = y[:, 0]
+    if task == "classification" and y.dtype.kind == "f":
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if bad.any():
+            i = int(np.argmax(bad))
+            _fail(path, f"'{key}' has a non-integer label {_show(y[i])} at row {i}")
+        y = y.astype(np.int64)
+    if task == "classification" and y.size and _is_integer_dtype(y.dtype) and y.min() < 0:
+        i = int(np.argmax(y < 0))
+        _fail(path, f"'{key}' has a negative label {int(y[i])} at row {i}")
+    return y
+
+
+def _read_npz(path):
+    """All arrays of an ``.npz`` archive (a zip of ``.npy`` files), refusing pickled objects."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        _fail(path, "not an .npz archive (numpy.savez writes one)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, EOFError, KeyError) as exc:
+        message = " ".join(str(exc).split())
+        if "pickle" in message:
+            message = "it holds pickled Python objects, which fastfa does not load"
+        _fail(path, f"cannot read as .npz ({message})")
+
+
+def convert_npz(
+    path,
+    out,
+    *,
+    task="classification",
+    n_classes=None,
+    x_scale=None,
+    name=None,
+    source=None,
+    overwrite=False,
+):
+    """Convert a numpy ``.npz`` archive to a dataset file.
+
+    The archive holds arrays ``x_train``, ``y_train``, ``x_test``, ``y_test``
+    and optionally ``x_valid``, ``y_valid`` (as written by
+    ``numpy.savez(path, x_train=..., ...)``; pickled objects are refused).
+    Inputs with more than two dimensions (``N x 28 x 28``) are flattened to
+    ``N x D``; uint8, float32 and float64 inputs are kept, other numbers become
+    float32. Classification labels may be integers, integer-valued floats or
+    one-hot rows.
+
+    Parameters
+    ----------
+    path, out : str or os.PathLike
+    task : {"classification", "regression"}
+    n_classes : int, optional
+        Defaults to the largest label + 1.
+    x_scale : float, optional
+        Multiplier for uint8 inputs; defaults to 1/255 for uint8 inputs.
+    name, source : str, optional
+        Default to the file's stem and ``"converted from <file name>"``.
+    overwrite : bool
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    """
+    out = _check_conversion(path, out, overwrite, task)
+    arrays = _read_npz(path)
+    splits = {}
+    for split in SPLITS:
+        keys = (f"x_{split}", f"y_{split}")
+        present = [k in arrays for k in keys]
+        if not any(present) and split == "valid":
+            continue
+        if not all(present):
+            missing = [k for k, p in zip(keys, present, strict=True) if not p]
+            _fail(path, f"missing array '{missing[0]}' (it has {', '.join(sorted(arrays)) or 'no arrays'})")
+        x = _npz_x(path, keys[0], arrays[keys[0]])
+        splits[split] = (x, _npz_y(path, keys[1], arrays[keys[1]], task))
+    if x_scale is None and any(s[0].dtype == np.uint8 for s in splits.values()):
+        x_scale = 1 / 255
+    return write_dataset(
+        out,
+        splits,
+        name=name or _strip_suffixes(path),
+        task=task,
+        n_classes=n_classes,
+        x_scale=x_scale,
+        source=f"converted from {Path(path).name}" if source is None else source,
+        overwrite=overwrite,
+    )

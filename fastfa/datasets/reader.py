@@ -1,0 +1,504 @@
+"""Reading dataset files: :func:`open_dataset`, :class:`Dataset` and its splits.
+
+:class:`Split` reads rows from the file, :class:`ArraySplit` holds them in memory;
+both get reading, chunking and block shuffling from :class:`_Rows`.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from fastfa.datasets.schema import (
+    REQUIRED_SPLITS,
+    SPLITS,
+    DatasetError,
+    _check_dtype_arg,
+    _check_finite,
+    _check_labels,
+    _check_shapes,
+    _check_x_dtype,
+    _check_y_dtype,
+    _fail,
+    _read_attrs,
+    _text,
+)
+
+CACHE_BYTES = 1 << 24  # HDF5 chunk cache per open file (16 MiB)
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+DIGITS_FILE = "digits.h5"  # the bundled default, in fastfa/data
+
+
+def _has_hdf5_signature(path):
+    """Whether the HDF5 signature sits at offset 0, 512, 1024, ... (after a user block)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        offset = 0
+        while offset + len(HDF5_SIGNATURE) <= size:
+            f.seek(offset)
+            if f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                return True
+            offset = 512 if offset == 0 else offset * 2
+    return False
+
+
+def _open_h5(path):
+    """Open ``path`` read-only, turning every failure into a one-line :class:`DatasetError`."""
+    if not os.path.exists(path):
+        _fail(path, "no such file")
+    if os.path.isdir(path):
+        _fail(path, "is a directory, not an HDF5 file")
+    try:
+        if not _has_hdf5_signature(path):
+            _fail(path, "not an HDF5 file")
+        return h5py.File(path, "r", rdcc_nbytes=CACHE_BYTES)
+    except OSError as exc:
+        message = " ".join(str(exc).split())
+        sizes = re.search(r"\beof = (\d+).*stored_eof = (\d+)", message)
+        if sizes:
+            _fail(path, f"truncated HDF5 file ({sizes[1]} of {sizes[2]} bytes)")
+        if "truncated" in message.lower():
+            _fail(path, f"truncated HDF5 file ({message})")
+        _fail(path, f"cannot read HDF5 file ({message})")
+
+
+def _split_info(path, f, name, task):
+    """Check one split's structure (no data read); return ``(n_rows, n_features, n_outputs, x_dtype)``."""
+    if name not in f:
+        _fail(path, f"missing group '{name}'")
+    group = f[name]
+    if not isinstance(group, h5py.Group):
+        _fail(path, f"'{name}' is not a group")
+    for key in ("x", "y"):
+        if key not in group:
+            _fail(path, f"missing dataset '{name}/{key}'")
+        if not isinstance(group[key], h5py.Dataset):
+            _fail(path, f"'{name}/{key}' is not a dataset")
+    x, y = group["x"], group["y"]
+    _check_x_dtype(path, name, x.dtype)
+    _check_y_dtype(path, name, y.dtype, task)
+    _check_shapes(path, name, x.shape, y.shape, task)
+    n_outputs = None if task == "classification" else (y.shape[1] if y.ndim == 2 else 1)
+    return x.shape[0], x.shape[1], n_outputs, x.dtype
+
+
+def open_dataset(path):
+    """Open a fastfa HDF5 dataset file and check its structure and attributes.
+
+    Only metadata is read: shapes, dtypes and attributes. The values (finite
+    inputs, labels in range) are checked chunk by chunk as they are read, or
+    all at once by :meth:`Dataset.validate`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.h5`` file.
+
+    Returns
+    -------
+    Dataset
+        Open for reading; close it, or use it as a context manager.
+
+    Raises
+    ------
+    DatasetError
+        One line naming the file and the problem: not HDF5, truncated, missing
+        group or dataset, bad shape, dtype or attribute, empty split.
+
+    Examples
+    --------
+    >>> with open_dataset(default_dataset_path()) as ds:  # doctest: +SKIP
+    ...     for x, y in ds.split("train").iter_chunks(512):
+    ...         pass
+    """
+    return Dataset(path)
+
+
+class Dataset:
+    """An open fastfa dataset file. Create it with :func:`open_dataset`.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+    name, task, source : str
+    n_classes : int or None
+        ``None`` for regression.
+    n_features : int
+        Columns of ``x``.
+    n_outputs : int
+        ``n_classes`` for classification, ``K`` targets for regression.
+    x_scale : float
+        Multiplier applied to ``uint8`` inputs (1.0 when the file has none).
+    splits : tuple of str
+        The splits present, in the order train, valid, test.
+    classes : tuple of str or None
+        Class names, when the file stores them (attribute ``classes``).
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._label = str(path)
+        self._file = _open_h5(self._label)
+        try:
+            self._load_metadata()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _load_metadata(self):
+        f, label = self._file, self._label
+        self._attrs = _read_attrs(label, f.attrs)
+        task = self._attrs["task"]
+        names = [s for s in SPLITS if s in f or s in REQUIRED_SPLITS]
+        self._info = {name: _split_info(label, f, name, task) for name in names}
+        features = {info[1] for info in self._info.values()}
+        if len(features) > 1:
+            detail = ", ".join(f"{n} {i[1]}" for n, i in self._info.items())
+            _fail(label, f"splits have different numbers of features ({detail})")
+        if task == "regression":
+            outputs = {info[2] for info in self._info.values()}
+            if len(outputs) > 1:
+                detail = ", ".join(f"{n} {i[2]}" for n, i in self._info.items())
+                _fail(label, f"splits have different numbers of targets ({detail})")
+        if self._attrs["x_scale"] is None and any(i[3] == np.uint8 for i in self._info.values()):
+            _fail(label, "missing attribute 'x_scale' (required when x is uint8)")
+        classes = f.attrs.get("classes")
+        self._classes = None if classes is None else tuple(_text(c) or str(c) for c in np.atleast_1d(classes))
+
+    # -------------------------------------------------------------- metadata
+
+    @property
+    def name(self):
+        return self._attrs["name"]
+
+    @property
+    def task(self):
+        return self._attrs["task"]
+
+    @property
+    def n_classes(self):
+        return self._attrs["n_classes"]
+
+    @property
+    def source(self):
+        return self._attrs["source"]
+
+    @property
+    def x_scale(self):
+        scale = self._attrs["x_scale"]
+        return 1.0 if scale is None else scale
+
+    @property
+    def n_features(self):
+        return next(iter(self._info.values()))[1]
+
+    @property
+    def n_outputs(self):
+        if self.task == "classification":
+            return self.n_classes
+        return next(iter(self._info.values()))[2]
+
+    @property
+    def splits(self):
+        return tuple(self._info)
+
+    @property
+    def classes(self):
+        return self._classes
+
+    @property
+    def closed(self):
+        return not self._file.id.valid
+
+    def split(self, name):
+        """The :class:`Split` called ``name`` (``"train"``, ``"valid"`` or ``"test"``)."""
+        if name not in self._info:
+            _fail(self._label, f"no split '{name}' (it has {', '.join(self.splits)})")
+        return Split(self, name)
+
+    def __getitem__(self, name):
+        return self.split(name)
+
+    def __contains__(self, name):
+        return name in self._info
+
+    def describe(self):
+        """One line: name, task, outputs, features, input type and split sizes."""
+        if self.task == "classification":
+            outputs = f"{self.n_classes} classes"
+        else:
+            outputs = f"{self.n_outputs} target{'s' if self.n_outputs != 1 else ''}"
+        dtype = self._info["train"][3]
+        scale = f" x_scale={self.x_scale:.6g}" if dtype == np.uint8 else ""
+        sizes = ", ".join(f"{name} {info[0]}" for name, info in self._info.items())
+        return (
+            f"{self.name} ({self.task}, {outputs}, {self.n_features} features, {dtype}{scale}): {sizes} rows"
+        )
+
+    def validate(self, rows_per_chunk=65536):
+        """Read every split once in chunks, checking finite inputs and labels in range.
+
+        Returns ``self``; raises :class:`DatasetError` on the first bad value.
+        """
+        for name in self.splits:
+            self.split(name).validate(rows_per_chunk)
+        return self
+
+    # ------------------------------------------------------------- lifetime
+
+    def close(self):
+        """Close the file (idempotent)."""
+        if not self.closed:
+            self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        state = "closed" if self.closed else self.describe()
+        return f"<fastfa Dataset {self._label!r}: {state}>"
+
+    def _group(self, name):
+        if self.closed:
+            _fail(self._label, "dataset is closed")
+        return self._file[name]
+
+
+class _Rows:
+    """What every split offers on top of ``_read(start, stop, dtype)``: reading, chunking, shuffling."""
+
+    name: str
+    n_rows: int
+    n_features: int
+
+    def __len__(self):
+        return self.n_rows
+
+    def _read(self, start, stop, dtype):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def read(self, start, stop, dtype="float32"):
+        """Rows ``start:stop`` as ``(x, y)``, converted like :meth:`load` and checked.
+
+        One contiguous read; ``0 <= start <= stop <= n_rows``.
+        """
+        start, stop = int(start), int(stop)
+        if not 0 <= start <= stop <= self.n_rows:
+            raise ValueError(
+                f"rows {start}:{stop} out of range for split '{self.name}' of {self.n_rows} rows"
+            )
+        return self._read(start, stop, _check_dtype_arg(dtype))
+
+    def load(self, dtype="float32"):
+        """Read the whole split into memory, checked.
+
+        Parameters
+        ----------
+        dtype : {"float32", "float64"}
+            Type of the returned inputs (and regression targets).
+
+        Returns
+        -------
+        x : ndarray, shape (n_rows, n_features)
+            ``uint8`` inputs multiplied by ``x_scale``.
+        y : ndarray
+            int64 labels, shape ``(n_rows,)``, or targets, shape ``(n_rows, K)``.
+        """
+        return self._read(0, self.n_rows, _check_dtype_arg(dtype))
+
+    def _read_ranges(self, ranges, dtype):
+        """Concatenate the rows of several contiguous ``(start, stop)`` ranges."""
+        parts = [self._read(start, stop, dtype) for start, stop in ranges]
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def iter_chunks(self, rows_per_chunk, rng=None, dtype="float32"):
+        """Stream the split as ``(x, y)`` chunks of at most ``rows_per_chunk`` rows.
+
+        Memory stays bounded by one chunk whatever the file's size. Each chunk
+        is converted like :meth:`load` and checked as it is read (finite
+        inputs, labels in ``0 .. n_classes - 1``), so a bad value raises
+        :class:`DatasetError` when its chunk is reached.
+
+        Parameters
+        ----------
+        rows_per_chunk : int
+            Rows per chunk (the last one may be shorter).
+        rng : numpy.random.Generator, int or None
+            ``None`` reads the rows in file order. Otherwise the chunks are
+            shuffled as blocks: the file is treated as a ring of rows, cut at a
+            random offset into chunks of ``rows_per_chunk`` consecutive rows,
+            the chunks are visited in a random order, and each chunk's rows
+            are returned in a random order. Every HDF5 read is a contiguous row
+            range (a chunk that wraps round the end of the file is two reads).
+            This is a *block* shuffle: rows of one chunk stay together in an
+            epoch, though the random offset changes the company they keep from
+            one epoch to the next; with one chunk it is a full shuffle. The
+            training engine also shuffles within each chunk. An int is a seed
+            for ``numpy.random.default_rng``.
+        dtype : {"float32", "float64"}
+
+        Yields
+        ------
+        x : ndarray, shape (rows, n_features)
+        y : ndarray
+            int64 labels, or float targets of shape ``(rows, K)``.
+        """
+        rows_per_chunk = int(rows_per_chunk)
+        if rows_per_chunk < 1:
+            raise ValueError(f"rows_per_chunk must be >= 1, got {rows_per_chunk}")
+        dtype = _check_dtype_arg(dtype)
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            rng = np.random.default_rng(rng)
+        return self._chunks(rows_per_chunk, rng, dtype)
+
+    def _chunks(self, rows_per_chunk, rng, dtype):
+        for ranges in self.chunk_ranges(rows_per_chunk, rng):
+            x, y = self._read_ranges(ranges, dtype)
+            if rng is not None:
+                order = rng.permutation(len(x))
+                x, y = x[order], y[order]
+            yield x, y
+
+    def chunk_ranges(self, rows_per_chunk, rng=None):
+        """The contiguous row ranges :meth:`iter_chunks` reads, chunk by chunk.
+
+        Returns a list with one entry per chunk, each a list of one or two
+        ``(start, stop)`` ranges, in visiting order (see :meth:`iter_chunks`).
+        """
+        n = self.n_rows
+        n_chunks = -(-n // rows_per_chunk)
+        offset = 0 if rng is None or n_chunks == 1 else int(rng.integers(n))
+        order = range(n_chunks) if rng is None else rng.permutation(n_chunks)
+        chunks = []
+        for k in order:
+            start = offset + int(k) * rows_per_chunk
+            stop = min(start + rows_per_chunk, offset + n)
+            if stop <= n:
+                chunks.append([(start, stop)])
+            elif start >= n:
+                chunks.append([(start - n, stop - n)])
+            else:
+                chunks.append([(start, n), (0, stop - n)])
+        return chunks
+
+
+class Split(_Rows):
+    """One split (``train``, ``valid`` or ``test``) of an open :class:`Dataset`, read from the file.
+
+    Attributes
+    ----------
+    name : str
+    n_rows, n_features : int
+    x_dtype : numpy.dtype
+        The stored input type (``uint8`` inputs are scaled by ``x_scale`` when read).
+    """
+
+    def __init__(self, dataset, name):
+        self.dataset = dataset
+        self.name = name
+        self.n_rows, self.n_features, _, self.x_dtype = dataset._info[name]
+
+    def __repr__(self):
+        return f"<fastfa Split {self.name!r}: {self.n_rows} rows x {self.n_features} features>"
+
+    def _read(self, start, stop, dtype):
+        """Rows ``start:stop`` (one contiguous HDF5 read each of x and y), converted and checked."""
+        ds, label = self.dataset, self.dataset._label
+        group = ds._group(self.name)
+        try:
+            raw_x, raw_y = group["x"][start:stop], group["y"][start:stop]
+        except (OSError, RuntimeError, ValueError) as exc:
+            message = " ".join(str(exc).split())
+            _fail(label, f"cannot read rows {start}..{stop - 1} of split '{self.name}' ({message})")
+        x = self._convert_x(raw_x, dtype)
+        if raw_x.dtype != np.uint8:  # scaled uint8 is always finite
+            _check_finite(label, self.name, "x", x, start)
+        if ds.task == "classification":
+            _check_labels(label, self.name, raw_y, ds.n_classes, start)
+            y = raw_y.astype(np.int64, copy=False)
+        else:
+            y = raw_y.astype(dtype, copy=False).reshape(len(raw_y), -1)
+            _check_finite(label, self.name, "y", y, start)
+        return x, y
+
+    def _convert_x(self, raw, dtype):
+        if raw.dtype == np.uint8:
+            return np.multiply(raw, dtype.type(self.dataset.x_scale), dtype=dtype)
+        return raw.astype(dtype, copy=False)
+
+    def in_memory(self, dtype="float32"):
+        """Load the split (checked) and return it as an :class:`ArraySplit` with the same interface.
+
+        For ``--in-memory`` training: the file is read once, and reading rows
+        from the result gives exactly what reading them from the file gives.
+        """
+        x, y = self.load(dtype)
+        return ArraySplit(self.name, x, y)
+
+    def read_raw(self):
+        """The stored arrays as they are in the file (uint8 inputs unscaled), after checking them."""
+        self.validate()
+        group = self.dataset._group(self.name)
+        return group["x"][()], group["y"][()]
+
+    def validate(self, rows_per_chunk=65536):
+        """Read the split once in file order, checking every value. Returns ``self``."""
+        dtype = np.dtype(np.float64 if self.x_dtype == np.float64 else np.float32)
+        for _ in self._chunks(int(rows_per_chunk), None, dtype):
+            pass
+        return self
+
+
+class ArraySplit(_Rows):
+    """A split held in memory, with the reading interface of :class:`Split`.
+
+    Made by :meth:`Split.in_memory`. :meth:`read` returns views into the
+    arrays when the requested dtype matches (do not modify them); the data
+    were checked when loaded.
+
+    Parameters
+    ----------
+    name : str
+    x : ndarray, shape (n_rows, n_features), float32 or float64
+    y : ndarray
+        int64 labels or float targets ``(n_rows, K)``.
+    """
+
+    def __init__(self, name, x, y):
+        self.name = name
+        self.x, self.y = x, y
+        self.n_rows, self.n_features = x.shape
+        self.x_dtype = x.dtype
+
+    def __repr__(self):
+        return f"<fastfa ArraySplit {self.name!r}: {self.n_rows} rows x {self.n_features} features in memory>"
+
+    def _read(self, start, stop, dtype):
+        x, y = self.x[start:stop], self.y[start:stop]
+        if y.dtype.kind == "f":
+            y = y.astype(dtype, copy=False)
+        return x.astype(dtype, copy=False), y
+
+
+def default_dataset_path():
+    """Path of the small dataset bundled with fastfa (``fastfa/data/digits.h5``).
+
+    The UCI optical handwritten digits test set (Alpaydin & Kaynak 1998,
+    CC BY 4.0): 1797 8x8 images, 10 classes, a fixed 30% test split. It is
+    what ``fastfa train`` uses when no dataset is named.
+    """
+    resource = importlib.resources.files("fastfa").joinpath("data").joinpath(DIGITS_FILE)
+    path = Path(str(resource))
+    if not path.is_file():
+        raise DatasetError(f"{path}: the bundled default dataset is missing; reinstall fastfa")
+    return path
