@@ -98,6 +98,52 @@ def test_csv_errors_are_one_line(runner, tmp_path):
     assert result.exit_code == 2 and "does not exist" in result.output
 
 
+def label_first_csv(path, header=True, labels="ab"):
+    rng = np.random.default_rng(1)
+    lines = ["species,length,width"] if header else []
+    lines += [f"{labels[k]},{a:.3f},{b:.3f}" for a, b, k in zip(rng.random(20), rng.random(20), [0, 1] * 10)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_csv_label_column_by_name(runner, tmp_path):
+    src = label_first_csv(tmp_path / "iris.csv")
+    result = run(runner, "csv", src, "-o", tmp_path / "n.h5", "--label-column", "species")
+    assert result.exit_code == 0, result.output
+    assert "(classification, 2 classes, 2 features, float32)" in result.output
+    with open_dataset(tmp_path / "n.h5") as ds:
+        assert ds.classes == ("a", "b")
+    result = run(runner, "csv", src, "-o", tmp_path / "i.h5", "--label-column", 0)
+    assert result.exit_code == 0, result.output
+    with open_dataset(tmp_path / "n.h5") as by_name, open_dataset(tmp_path / "i.h5") as by_index:
+        np.testing.assert_array_equal(by_name.split("train").load()[0], by_index.split("train").load()[0])
+    regression = tmp_path / "r.csv"
+    regression.write_text("a,b,y1,y2\n" + "".join(f"{i},{i % 3},{i / 2},{-i}\n" for i in range(20)))
+    for columns in (["y1", "y2"], ["y1", "-1"], ["-2", "-1"]):
+        args = [a for c in columns for a in ("--label-column", c)]
+        result = run(
+            runner, "csv", regression, "-o", tmp_path / "r.h5", "--task", "regression", *args, "--overwrite"
+        )
+        assert result.exit_code == 0, result.output
+        assert "(regression, 2 targets, 2 features, float32)" in result.output
+
+
+def test_csv_label_column_name_errors(runner, tmp_path):
+    src = label_first_csv(tmp_path / "iris.csv")
+    out = tmp_path / "o.h5"
+    result = run(runner, "csv", src, "-o", out, "--label-column", "class")
+    assert_one_line_error(result, "iris.csv", "no column named 'class'", "'species', 'length', 'width'")
+    assert not out.exists()
+    result = run(runner, "csv", src, "-o", out, "--label-column", "species", "--no-header")
+    assert_one_line_error(result, "label column 'species' is a name", "no header row", "--no-header")
+    assert not out.exists()
+    bare = label_first_csv(tmp_path / "bare.csv", header=False, labels="01")
+    result = run(runner, "csv", bare, "-o", out, "--label-column", "species")
+    assert_one_line_error(result, "bare.csv", "label column 'species' is a name", "no header row")
+    assert not out.exists()
+    assert run(runner, "csv", bare, "-o", out, "--label-column", "0").exit_code == 0
+
+
 def test_csv_x_scale_fraction(runner, tmp_path):
     src = tmp_path / "px.csv"
     src.write_text("".join(f"{i},{255 - i},{i % 2}\n" for i in range(20)))

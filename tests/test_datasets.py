@@ -765,6 +765,86 @@ def test_convert_csv_errors(tmp_path, rows, kwargs, fragment):
     assert not (tmp_path / "bad.h5").exists()
 
 
+def test_convert_csv_label_column_by_name(tmp_path):
+    rows = [[r[-1], *r[:-1]] for r in csv_rows(30)]  # the label first
+    src = write_csv(tmp_path / "toy.csv", rows, header=['"kind"', "a", "b", "c"])
+    for header in (None, True):
+        out = convert_csv(src, tmp_path / "n.h5", label_column="kind", header=header, overwrite=True)
+        by_index = convert_csv(src, tmp_path / "i.h5", label_column=0, overwrite=True)
+        with open_dataset(out) as ds, open_dataset(by_index) as expected:
+            assert ds.n_features == 3 and ds.n_classes == 3
+            for split in ("train", "test"):
+                for got, want in zip(ds.split(split).load(), expected.split(split).load(), strict=True):
+                    np.testing.assert_array_equal(got, want)
+    test = write_csv(tmp_path / "te.csv", rows[:8], header=["kind", "a", "b", "c"])
+    out = convert_csv(src, tmp_path / "t.h5", label_column=["kind"], test_file=test)
+    with open_dataset(out) as ds:
+        assert (ds.split("train").n_rows, ds.split("test").n_rows) == (30, 8)
+
+
+def test_convert_csv_regression_targets_by_name_and_index(tmp_path):
+    rows = [[i * 0.5, i % 7, i * 0.25, -i * 1.0] for i in range(40)]
+    src = write_csv(tmp_path / "r.csv", rows, header=["x1", "x2", "y1", "y2"])
+    for columns in (["y1", "y2"], ["y1", -1], [2, "y2"], [-2, -1]):
+        out = convert_csv(src, tmp_path / "r.h5", label_column=columns, task="regression", overwrite=True)
+        with open_dataset(out) as ds:
+            x, y = ds.split("train").load("float64")
+        assert ds.n_features == 2 and ds.n_outputs == 2
+        np.testing.assert_allclose(y, x[:, :1] * np.array([[0.5, -2.0]]))
+
+
+@pytest.mark.parametrize(
+    ("header_row", "rows", "kwargs", "fragment"),
+    [
+        (
+            ["a", "b", "label"],
+            csv_rows(10, d=2),
+            {"label_column": "Label"},
+            "no column named 'Label' in the header, which has 'a', 'b', 'label'; did you mean 'label'?",
+        ),
+        (
+            None,
+            csv_rows(10, d=2),
+            {"label_column": "label"},
+            "label column 'label' is a name, but the file has no header row: "
+            "its first line holds only numbers",
+        ),
+        (
+            ["a", "b", "label"],
+            csv_rows(10, d=2),
+            {"label_column": "label", "header": False},
+            "label column 'label' is a name, but the file has no header row: --no-header",
+        ),
+        (
+            ["a", "y", "y"],
+            csv_rows(10, d=2),
+            {"label_column": "y"},
+            "label column 'y' names several header columns (indices 1, 2); give one index",
+        ),
+        (
+            ["a", "b", "label"],
+            csv_rows(10, d=2),
+            {"label_column": ["label", -1], "task": "regression"},
+            "bad label columns ['label', -1] for 3 columns",
+        ),
+        (["a", "b", "label"], csv_rows(10, d=2), {"label_column": 1.5j}, "an index or a header name"),
+    ],
+)
+def test_convert_csv_label_name_errors(tmp_path, header_row, rows, kwargs, fragment):
+    src = write_csv(tmp_path / "bad.csv", rows, header=header_row)
+    with pytest.raises(DatasetError) as info:
+        convert_csv(src, tmp_path / "bad.h5", **kwargs)
+    message = str(info.value)
+    assert fragment in message and message.startswith(str(src)) and "\n" not in message
+    assert not (tmp_path / "bad.h5").exists()
+
+
+def test_convert_csv_label_name_lists_at_most_twenty_names(tmp_path):
+    src = write_csv(tmp_path / "wide.csv", [list(range(30))] * 6, header=[f"f{i}" for i in range(30)])
+    with pytest.raises(DatasetError, match=r"'f19' and 10 more$"):
+        convert_csv(src, tmp_path / "w.h5", label_column="label")
+
+
 def test_convert_csv_empty(tmp_path):
     (tmp_path / "e.csv").write_text("\n")
     with pytest.raises(DatasetError, match="is empty"):

@@ -8,6 +8,7 @@ the file it wrote.
 from __future__ import annotations
 
 import functools
+import re
 
 import click
 
@@ -51,6 +52,18 @@ class PositiveNumber(click.ParamType):
         if not number > 0 or number == float("inf"):
             self.fail(f"{value!r} must be a finite number > 0", param, ctx)
         return number
+
+
+class Column(click.ParamType):
+    """A column: an integer index (negative counts from the end), or else a header name."""
+
+    name = "INDEX|NAME"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value)
+        return int(text) if re.fullmatch(r"[+-]?[0-9]+", text) else text
 
 
 def _summary(path):
@@ -153,10 +166,10 @@ def mnist(directory, out, overwrite, name, source):
 @output_option
 @click.option(
     "--label-column",
-    type=int,
+    type=Column(),
     multiple=True,
-    help="Column of the label (negative counts from the end) [default: -1]; "
-    "repeat it for several regression targets.",
+    help="Column of the label: its index (0 is the first, negative counts from the end), or its "
+    "name in the header row, matched exactly [default: -1]; repeat it for several regression targets.",
 )
 @click.option(
     "--header/--no-header", default=None, help="Whether the first line names the columns [default: guess]."
@@ -207,7 +220,8 @@ def csv(
     """Convert a CSV (or other delimited text) FILE, optionally gzipped.
 
     One row per line.
-    Features are every column but the label column. Numeric class labels are
+    Features are every column but the label column, given by index or, when
+    the first line names the columns, by name. Numeric class labels are
     used as given; text labels become classes 0..K-1 in sorted order (their
     names are kept in the attribute 'classes'). Without --test-file a seeded
     random --test-fraction of the rows becomes the test split.
@@ -215,6 +229,7 @@ def csv(
     \b
     Examples:
       fastfa data csv iris.csv -o iris.h5 --label-column 4 --header
+      fastfa data csv iris.csv -o iris.h5 --label-column species
       fastfa data csv train.csv --test-file test.csv -o my.h5
       fastfa data csv housing.csv -o housing.h5 --task regression --test-fraction 0.25
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import io
 from pathlib import Path
@@ -10,6 +11,8 @@ import numpy as np
 
 from fastfa.datasets.schema import _fail
 from fastfa.datasets.writer import _check_conversion, _strip_suffixes, write_dataset
+
+HEADER_NAMES_SHOWN = 20  # header names listed when a label column's name matches none
 
 
 def _open_text(path):
@@ -50,14 +53,58 @@ def _fields(line, delimiter):
     return [f.strip().strip('"') for f in (line.split(delimiter) if delimiter else line.split())]
 
 
-def _label_columns(path, label_column, n_columns, task):
-    """Resolve (possibly negative) label column indices against ``n_columns``."""
-    columns = [label_column] if np.ndim(label_column) == 0 else list(label_column)
+def _column_list(label_column):
+    """``label_column`` as a list: one index or name, or several."""
+    if isinstance(label_column, str) or np.ndim(label_column) == 0:
+        return [label_column]
+    return list(label_column)
+
+
+def _has_header(fields, columns):
+    """Guess whether the first line (``fields``) is a header, the label columns given as names.
+
+    It is when it holds one of the names or a field that is not a number.
+    """
+    names = {c for c in columns if isinstance(c, str)}
+    return any(f in names for f in fields) or not all(_is_number(f) for f in fields)
+
+
+def _named_column(path, name, fields, header, guessed):
+    """The index of the header field equal to ``name`` (after the quotes and spaces around it)."""
+    if not header:
+        why = (
+            "its first line holds only numbers (use --header, header=True in Python, if it names the columns)"
+            if guessed
+            else "--no-header (header=False in Python) was given"
+        )
+        _fail(path, f"label column {name!r} is a name, but the file has no header row: {why}")
+    matches = [i for i, field in enumerate(fields) if field == name]
+    if len(matches) > 1:
+        at = ", ".join(map(str, matches))
+        _fail(path, f"label column {name!r} names several header columns (indices {at}); give one index")
+    if not matches:
+        shown = ", ".join(repr(f) for f in fields[:HEADER_NAMES_SHOWN])
+        more = f" and {len(fields) - HEADER_NAMES_SHOWN} more" if len(fields) > HEADER_NAMES_SHOWN else ""
+        close = difflib.get_close_matches(name, fields, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        _fail(path, f"no column named {name!r} in the header, which has {shown}{more}{hint}")
+    return matches[0]
+
+
+def _label_columns(path, columns, fields, header, task, guessed=False):
+    """Resolve label columns, given as (possibly negative) indices or header names, to indices."""
+    n_columns = len(fields)
     if task == "classification" and len(columns) != 1:
         _fail(path, "classification takes exactly one label column")
     resolved = []
     for column in columns:
-        c = int(column)
+        if isinstance(column, str):
+            resolved.append(_named_column(path, column, fields, header, guessed))
+            continue
+        try:
+            c = int(column)
+        except (TypeError, ValueError):
+            _fail(path, f"label column must be an index or a header name, got {column!r}")
         if not -n_columns <= c < n_columns:
             _fail(path, f"label column {c} out of range for {n_columns} columns")
         resolved.append(c % n_columns)
@@ -72,7 +119,11 @@ def _csv_layout(path, label_column, header, delimiter, task):
     if delimiter is None:
         delimiter = _sniff_delimiter(line)
     fields = _fields(line, delimiter)
-    labels = _label_columns(path, label_column, len(fields), task)
+    columns = _column_list(label_column)
+    guessed = header is None
+    if guessed and any(isinstance(c, str) for c in columns):
+        header = _has_header(fields, columns)
+    labels = _label_columns(path, columns, fields, header, task, guessed)
     features = [c for c in range(len(fields)) if c not in labels]
     if header is None:  # a header has a non-numeric feature field (or target field)
         checked = features if task == "classification" else range(len(fields))
@@ -247,9 +298,12 @@ def convert_csv(
     path : str or os.PathLike
         One row per line: features and the label (or targets).
     out : str or os.PathLike
-    label_column : int or sequence of int
-        Column of the class label (negative counts from the end); for
-        regression one or more target columns.
+    label_column : int, str, or sequence of them
+        Column of the class label: an index (negative counts from the end) or
+        the column's name in the header row, matched exactly (after the quotes
+        and spaces around the field); for regression one or more target
+        columns. A name needs a header; with ``header=None`` the first line is
+        taken as one when it holds a name or a field that is not a number.
     header : bool or None
         Whether the first line names the columns; ``None`` guesses: a header
         when a feature field of the first line is not a number.
