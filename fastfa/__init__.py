@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 from fastfa.config import TrainConfig
 from fastfa.estimators import MLPClassifier, MLPRegressor
+from fastfa.loading import load
 from fastfa.rules import PluginWarning, Rule, available_rules, get_rule, register_rule
 from fastfa.train import Trainer
 
@@ -26,5 +27,6 @@ __all__ = [
     "__version__",
     "available_rules",
     "get_rule",
+    "load",
     "register_rule",
 ]

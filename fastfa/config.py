@@ -12,6 +12,7 @@ from fastfa.network import check_init
 from fastfa.optim import SCHEDULES
 
 DTYPES = ("float32", "float64")
+STANDARDIZE = ("auto", "on", "off")
 
 
 def _positive_int(name, value):
@@ -32,6 +33,17 @@ def _number(name, value, *, low, high=None, low_open=False, high_open=True):
         hi = "" if high is None else f" and {'<' if high_open else '<='} {high}"
         raise ValueError(f"{name} must be a number {lo}{hi}, got {value!r}")
     return value
+
+
+def _milestones(value, schedule):
+    """Milestones as a tuple of increasing positive ints; required by the multistep schedule."""
+    items = (value,) if isinstance(value, numbers.Integral) else tuple(value or ())
+    ints = [_positive_int("milestone", m) for m in items]
+    if any(b <= a for a, b in zip(ints, ints[1:])):
+        raise ValueError(f"milestones must be increasing epochs, got {','.join(map(str, ints))}")
+    if schedule == "multistep" and not ints:
+        raise ValueError("the multistep schedule needs milestones, e.g. 50,75")
+    return tuple(ints)
 
 
 @dataclass(frozen=True)
@@ -57,8 +69,11 @@ class TrainConfig:
         ``sgd`` (with ``momentum``, ``nesterov``) or ``adam`` (``beta1``,
         ``beta2``, ``epsilon``).
     lr : float
-        Initial learning rate; ``schedule`` (constant, step, cosine) with
-        ``step_size``, ``gamma`` and ``lr_min`` changes it per epoch.
+        Initial learning rate; ``schedule`` (constant, step, multistep, cosine) with
+        ``step_size``, ``milestones``, ``gamma`` and ``lr_min`` changes it per epoch
+        (:func:`fastfa.optim.learning_rate`).
+    milestones : tuple of int
+        Increasing 1-based epochs after which ``multistep`` multiplies the rate by ``gamma``.
     weight_decay : float
         L2 penalty ``0.5 * weight_decay * ||W||^2`` per update (weights only).
     batch_size, epochs, seed : int
@@ -66,6 +81,16 @@ class TrainConfig:
         Reshuffle the training rows every epoch.
     dtype : str
         ``float32`` (default) or ``float64``.
+    valid_fraction : float
+        Fraction of the training rows held out for validation (0: none, unless the
+        dataset has a ``valid`` split); the rows are drawn from ``seed``
+        (:mod:`fastfa.validation`).
+    early_stopping : int
+        Stop after this many epochs without a better validation figure (0: never).
+    standardize : {"auto", "on", "off"}
+        Per-feature standardisation with statistics of the training rows, kept with the
+        model (:mod:`fastfa.standardize`); ``auto`` standardises float inputs and leaves
+        ``uint8`` inputs with ``x_scale`` (images) as they are.
     """
 
     hidden: tuple = (100,)
@@ -92,6 +117,10 @@ class TrainConfig:
     seed: int = 0
     shuffle: bool = True
     dtype: str = "float32"
+    milestones: tuple = ()
+    valid_fraction: float = 0.0
+    early_stopping: int = 0
+    standardize: str = "auto"
 
     def __post_init__(self):
         hidden = (self.hidden,) if isinstance(self.hidden, numbers.Integral) else tuple(self.hidden)
@@ -108,6 +137,9 @@ class TrainConfig:
             )
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.standardize not in STANDARDIZE:
+            raise ValueError(f"standardize must be one of {', '.join(STANDARDIZE)}, got {self.standardize!r}")
+        object.__setattr__(self, "milestones", _milestones(self.milestones, self.schedule))
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         checks = {
@@ -122,7 +154,12 @@ class TrainConfig:
             "batch_size": _positive_int("batch size", self.batch_size),
             "epochs": _positive_int("epochs", self.epochs),
             "step_size": _positive_int("step size", self.step_size),
+            "valid_fraction": _number("valid fraction", self.valid_fraction, low=0, high=1),
         }
+        patience = self.early_stopping
+        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 0:
+            raise ValueError(f"early stopping must be a non-negative number of epochs, got {patience!r}")
+        checks["early_stopping"] = int(patience)
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         checks["seed"] = int(self.seed)

@@ -136,8 +136,12 @@ def train_epoch(trainer, split, progress, *, chunk_rows=None, should_stop=None, 
     return progress
 
 
-def epoch_record(trainer, progress, test_split=None, probe=None):
-    """The history entry of a finished epoch: losses, errors, alignment, seconds, lr."""
+def epoch_record(trainer, progress, splits=(), probe=None):
+    """The history entry of a finished epoch: losses, errors, alignment, seconds, lr.
+
+    ``splits`` are the splits evaluated after the epoch (validation, or test for a run
+    that records test curves): each adds ``<name>_loss`` and ``<name>_error``.
+    """
     n = max(progress.rows_done, 1)
     record = {
         "epoch": trainer.epoch,
@@ -146,20 +150,20 @@ def epoch_record(trainer, progress, test_split=None, probe=None):
         "train_error": progress.error_sum / n,
         "seconds": progress.seconds,
     }
-    return _add_evaluation(record, trainer, test_split, probe)
+    return _add_evaluation(record, trainer, splits, probe)
 
 
-def initial_record(trainer, train_split, test_split=None, probe=None):
+def initial_record(trainer, train_split, splits=(), probe=None):
     """A history entry for epoch 0, the untrained network: losses and errors over whole splits, alignment."""
     record = {"epoch": 0, "lr": trainer.learning_rate(0), "seconds": 0.0}
     record["train_loss"], record["train_error"] = evaluate_split(trainer, train_split)
-    return _add_evaluation(record, trainer, test_split, probe)
+    return _add_evaluation(record, trainer, splits, probe)
 
 
-def _add_evaluation(record, trainer, test_split, probe):
-    """``record`` with the test split's loss and error and the probe batch's alignment metrics."""
-    if test_split is not None:
-        record["test_loss"], record["test_error"] = evaluate_split(trainer, test_split)
+def _add_evaluation(record, trainer, splits, probe):
+    """``record`` with each split's loss and error and the probe batch's alignment metrics."""
+    for split in splits:
+        record[f"{split.name}_loss"], record[f"{split.name}_error"] = evaluate_split(trainer, split)
     if probe is not None and trainer.arch.n_layers > 1:
         metrics = alignment(trainer, *probe)
         for key in ("update_angle", "feedback_angle", "norm_ratio"):

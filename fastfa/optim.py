@@ -14,13 +14,16 @@ import numpy as np
 
 from fastfa.kernels import codes
 
-SCHEDULES = ("constant", "step", "cosine")
+SCHEDULES = ("constant", "step", "multistep", "cosine")
 
 
-def learning_rate(schedule, lr, epoch, *, epochs, step_size=10, gamma=0.1, lr_min=0.0):
+def learning_rate(schedule, lr, epoch, *, epochs, step_size=10, gamma=0.1, lr_min=0.0, milestones=()):
     """Learning rate for a 0-based ``epoch``.
 
     ``constant``: ``lr``. ``step``: ``lr * gamma ** (epoch // step_size)``.
+    ``multistep``: ``lr * gamma ** k`` where ``k`` counts the ``milestones`` (1-based epochs,
+    increasing) already reached, ``epoch + 1 > m``: with milestones 50,75 epochs 1-50 train at
+    ``lr``, 51-75 at ``lr * gamma`` (PyTorch's ``MultiStepLR``, BioTorch's benchmark setting).
     ``cosine``: ``lr_min + (lr - lr_min) (1 + cos(pi epoch / epochs)) / 2``
     (Loshchilov and Hutter 2017, without restarts).
     """
@@ -28,6 +31,8 @@ def learning_rate(schedule, lr, epoch, *, epochs, step_size=10, gamma=0.1, lr_mi
         return lr
     if schedule == "step":
         return lr * gamma ** (epoch // step_size)
+    if schedule == "multistep":
+        return lr * gamma ** sum(1 for m in milestones if epoch >= m)
     if schedule == "cosine":
         return lr_min + 0.5 * (lr - lr_min) * (1.0 + math.cos(math.pi * min(epoch, epochs) / epochs))
     raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")

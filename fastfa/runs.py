@@ -13,6 +13,16 @@ Layout of a run file (HDF5, DESIGN.md section 3)::
     /feedback/M{l}    magnitudes |B0| of sign-concordant rules, if any
     /optimizer/state  (2, n_params): SGD carried momentum mu*v, or Adam moments
     /history/<metric> one value per epoch (angles: epochs x hidden layers)
+    /best/params      flat parameters of the best-validation epoch (attrs: epoch), when the
+                      run has validation data
+    /validation/rows  training-split rows held out for validation (attrs: train_rows, the
+                      split's size), with --valid-fraction
+    /standardize/mean, /standardize/std
+                      per-feature statistics of the training rows, when inputs are standardised
+
+Root attributes ``stopped_early`` and ``final_test`` (JSON: the test split's figures for the
+selected model, evaluated once at the end) come with validation data. Files without the
+optional groups (older ones included) load as runs without validation or standardisation.
 
 Files are written atomically: a temporary file in the same folder, then
 ``os.replace``, so an interrupted write never leaves a corrupt run file.
@@ -20,11 +30,13 @@ Files are written atomically: a temporary file in the same folder, then
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -63,17 +75,17 @@ def versions(device="cpu"):
     }
 
 
-def atomic_h5(path, write):
-    """Call ``write(h5file)`` on a temporary file, then move it to ``path``.
+@contextlib.contextmanager
+def atomic_path(path, suffix=".tmp"):
+    """Yield a temporary path in ``path``'s folder; on success move it to ``path``.
 
-    The temporary file is removed if ``write`` raises; ``path`` is then untouched.
+    The temporary file is removed if the block raises; ``path`` is then untouched.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
-        with h5py.File(tmp, "w") as f:
-            write(f)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -81,12 +93,22 @@ def atomic_h5(path, write):
         raise
 
 
-def save_run(path, trainer, history, *, dataset="", complete=False, progress=None, chunk_rows=0):
+def atomic_h5(path, write):
+    """Call ``write(h5file)`` on a temporary file, then move it to ``path`` (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        write(f)
+
+
+def save_run(path, trainer, history, *, dataset="", complete=False, progress=None, chunk_rows=0,
+             selection=None):  # fmt: skip
     """Write ``trainer``'s full state and ``history`` (dict of lists) to ``path`` atomically.
 
     ``progress`` (a dict) records a position inside an unfinished epoch, and
-    ``chunk_rows`` the block-shuffle unit, for an exact resume.
+    ``chunk_rows`` the block-shuffle unit, for an exact resume. ``selection``
+    (:class:`Selection`) holds the validation rows, the best epoch's parameters and
+    the final test figures.
     """
+    selection = selection or Selection()
     state = trainer.state_dict()
 
     def write(f):
@@ -104,6 +126,8 @@ def save_run(path, trainer, history, *, dataset="", complete=False, progress=Non
         f.attrs["chunk_rows"] = int(chunk_rows)
         f.attrs["versions"] = json.dumps(versions(trainer.device_description()))
         f.attrs["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        if trainer.class_names is not None:
+            f.attrs["classes"] = json.dumps(list(trainer.class_names))
         model = f.create_group("model")
         for layer, (w, b) in enumerate(zip(trainer.weights, trainer.biases)):
             model.create_dataset(f"W{layer}", data=w)
@@ -116,11 +140,74 @@ def save_run(path, trainer, history, *, dataset="", complete=False, progress=Non
             for layer, m in enumerate(trainer.feedback_views(trainer.magnitude)):
                 fb.create_dataset(f"M{layer}", data=m)
         f.create_group("optimizer").create_dataset("state", data=state["optimizer_state"])
+        if trainer.standardization is not None:
+            group = f.create_group("standardize")
+            group.create_dataset("mean", data=trainer.standardization[0])
+            group.create_dataset("std", data=trainer.standardization[1])
+        selection.write(f)
         hist = f.create_group("history")
         for key, values in history.items():
             hist.create_dataset(key, data=np.asarray(values, dtype=np.float64))
 
     atomic_h5(path, write)
+
+
+@dataclass
+class Selection:
+    """What a run with validation data adds to its file: which rows validate, the best
+    epoch's parameters, whether it stopped early, and the test figures of the selected model.
+
+    Attributes
+    ----------
+    valid_rows : ndarray of int64 or None
+        Training-split rows held out by ``--valid-fraction`` (``None``: none held out).
+    train_rows : int
+        Rows of the training split the holdout was drawn from (0 without one).
+    best_params : ndarray or None
+        Flat parameters of the best-validation epoch.
+    best_epoch : int
+        That epoch (0: none yet).
+    stopped_early : bool
+    final_test : dict
+        ``{"model": "best" | "last", "epoch": ..., "loss": ..., "error": ..., "rows": ...}``
+        once the run has ended and has a test split (empty otherwise).
+    """
+
+    valid_rows: np.ndarray | None = None
+    train_rows: int = 0
+    best_params: np.ndarray | None = None
+    best_epoch: int = 0
+    stopped_early: bool = False
+    final_test: dict = field(default_factory=dict)
+
+    def write(self, f):
+        f.attrs["stopped_early"] = bool(self.stopped_early)
+        f.attrs["final_test"] = json.dumps(self.final_test)
+        if self.valid_rows is not None:
+            group = f.create_group("validation")
+            group.attrs["train_rows"] = int(self.train_rows)
+            group.create_dataset("rows", data=self.valid_rows)
+        if self.best_params is not None:
+            group = f.create_group("best")
+            group.attrs["epoch"] = int(self.best_epoch)
+            group.create_dataset("params", data=self.best_params)
+
+    @classmethod
+    def read(cls, f, params_shape, path):
+        found = cls(stopped_early=bool(f.attrs.get("stopped_early", False)))
+        found.final_test = json.loads(f.attrs.get("final_test", "{}"))
+        if "validation" in f:
+            found.train_rows = int(f["validation"].attrs["train_rows"])
+            found.valid_rows = np.asarray(f["validation/rows"][()], dtype=np.int64)
+            rows = found.valid_rows
+            if rows.ndim != 1 or (rows.size and (rows[0] < 0 or rows[-1] >= found.train_rows)):
+                raise RunFileError(f"{path}: validation rows do not fit a split of {found.train_rows} rows")
+        if "best" in f:
+            found.best_epoch = int(f["best"].attrs["epoch"])
+            found.best_params = f["best/params"][()]
+            if found.best_params.shape != params_shape:
+                raise RunFileError(f"{path}: best/params has shape {found.best_params.shape}")
+        return found
 
 
 def _read(path):
@@ -163,7 +250,7 @@ def load_run(path):
     meta : dict
         ``dataset``, ``complete``, ``versions``, ``updated``, ``progress``
         (position inside an unfinished epoch) and ``chunk_rows`` from the root
-        attributes.
+        attributes, and ``selection`` (:class:`Selection`).
 
     Raises
     ------
@@ -191,6 +278,17 @@ def load_run(path):
             trainer.step = int(attrs["step"])
             trainer.epoch = int(attrs["epoch"])
             trainer.rng.bit_generator.state = json.loads(attrs["rng_state"])
+            if "standardize" in f:
+                mean, std = (np.asarray(f[f"standardize/{k}"][()], dtype=np.float64) for k in ("mean", "std"))
+                if mean.shape != (sizes[0],) or std.shape != (sizes[0],) or not np.all(std > 0):
+                    raise RunFileError(f"{path}: standardisation statistics do not fit {sizes[0]} features")
+                trainer.standardization = (mean, std)
+            selection = Selection.read(f, trainer.params.shape, path)
+            if "classes" in attrs:
+                trainer.class_names = tuple(str(c) for c in json.loads(attrs["classes"]))
+                if len(trainer.class_names) != sizes[-1]:
+                    names = len(trainer.class_names)
+                    raise RunFileError(f"{path}: {names} class names for {sizes[-1]} outputs")
             history = {key: f[f"history/{key}"][()].tolist() for key in f["history"]}
             meta = {
                 "dataset": str(attrs.get("dataset", "")),
@@ -199,6 +297,7 @@ def load_run(path):
                 "updated": str(attrs.get("updated", "")),
                 "progress": json.loads(attrs.get("progress", "{}")),
                 "chunk_rows": int(attrs.get("chunk_rows", 0)),
+                "selection": selection,
             }
     except RunFileError:
         raise
@@ -219,3 +318,26 @@ def read_outcome(path):
             "config": json.loads(f.attrs["config"]),
             "history": {key: f[f"history/{key}"][()].tolist() for key in f["history"]},
         }
+
+
+MODELS = ("best", "last")
+
+
+def load_model(path, model="best"):
+    """The trained model of a run file, for evaluation and prediction.
+
+    ``model="best"`` (the default) gives the parameters of the best-validation epoch
+    when the run has validation data, else the last epoch's; ``"last"`` always the last.
+    Returns ``(trainer, meta)`` as :func:`load_run`, with ``meta["model"]`` and
+    ``meta["model_epoch"]`` saying which parameters the trainer holds.
+    """
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+    trainer, _history, meta = load_run(path)
+    selection = meta["selection"]
+    if model == "best" and selection.best_params is not None:
+        trainer.params[...] = selection.best_params
+        meta["model"], meta["model_epoch"] = "best", selection.best_epoch
+    else:
+        meta["model"], meta["model_epoch"] = "last", trainer.epoch
+    return trainer, meta

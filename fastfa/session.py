@@ -5,10 +5,19 @@ opens the dataset, trains epoch after epoch, records each epoch's metrics in the
 history and, when the run has an output file, saves it atomically after every
 epoch. A stop request between two slices of rows saves a mid-epoch checkpoint
 from which :meth:`Run.resume` continues bit for bit.
+
+Model selection (docs/selection.md): with validation data -- ``valid_fraction`` of the
+training rows, or the dataset's ``valid`` split -- each epoch records the validation
+figures, the run keeps the parameters of the best epoch (lowest validation error, ties
+broken by loss; lowest loss for regression), stops early after ``early_stopping`` epochs
+without a better one, and evaluates the test split once, at the end, for the selected
+model. Without validation data nothing is selected, and each epoch records the test
+figures as learning curves, as the papers plot them.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,16 +29,28 @@ from fastfa.fitting import (
     Progress,
     default_chunk_rows,
     epoch_record,
+    evaluate_split,
     initial_record,
     probe_batch,
     train_epoch,
 )
-from fastfa.runs import load_run, save_run
+from fastfa.runs import Selection, load_run, save_run
+from fastfa.standardize import feature_stats, unscaled_warning, wants_standardization
 from fastfa.train import Trainer
+from fastfa.validation import holdout_rows, run_splits
 
 
 class Diverged(ValueError):
     """The training loss became NaN or infinite; the run file keeps the last good epoch."""
+
+
+def selection_key(history, index, task):
+    """How good epoch ``history[..][index]`` is on validation data: smaller is better.
+
+    Classification compares the error rate, then the loss; regression the loss.
+    """
+    loss = history["valid_loss"][index]
+    return (history["valid_error"][index], loss) if task == "classification" else (loss,)
 
 
 @dataclass
@@ -51,6 +72,8 @@ class Run:
         Run file written after every epoch (``None``: nothing is saved).
     chunk_rows : int or None
         Rows read at a time (the block-shuffle unit); ``None`` for the default.
+    selection : Selection
+        Validation rows, the best epoch's parameters, early stopping and the final test figures.
     """
 
     config: TrainConfig
@@ -61,6 +84,7 @@ class Run:
     history: dict = field(default_factory=dict)
     progress: Progress = field(default_factory=Progress)
     train_rows: int = 0  # rows of the training split, once fit has opened the dataset
+    selection: Selection = field(default_factory=Selection)
 
     @classmethod
     def fresh(cls, config, dataset=None, out=None, chunk_rows=None):
@@ -86,6 +110,7 @@ class Run:
             trainer,
             history,
             Progress.from_attrs(meta["progress"]),
+            selection=meta["selection"],
         )
 
     @property
@@ -94,12 +119,19 @@ class Run:
 
     @property
     def complete(self):
-        """Whether every configured epoch is done."""
-        return self.trainer is not None and self.trainer.epoch >= self.epochs
+        """Whether every configured epoch is done, or early stopping ended the run."""
+        return self.trainer is not None and (
+            self.trainer.epoch >= self.epochs or self.selection.stopped_early
+        )
 
     def final(self):
-        """The last epoch's metrics (empty before the first epoch ends)."""
-        return {key: values[-1] for key, values in self.history.items()}
+        """The last epoch's metrics (empty before the first epoch ends), and the final test figures."""
+        final = {key: values[-1] for key, values in self.history.items()}
+        test = self.selection.final_test
+        if test:
+            final.update({"test_loss": test["loss"], "test_error": test["error"]})
+            final.update(selected_model=test["model"], selected_epoch=test["epoch"])
+        return final
 
     def save(self, progress=None):
         if self.out:
@@ -111,12 +143,77 @@ class Run:
                 chunk_rows=self.chunk_rows or 0,
                 progress=progress,
                 complete=self.complete,
+                selection=self.selection,
             )
+
+    # ------------------------------------------------------------- selection
+
+    def splits(self, ds):
+        """The dataset's splits as this run sees them (:func:`~fastfa.validation.run_splits`),
+        drawing the validation rows of a new run with ``valid_fraction``."""
+        selection, fraction = self.selection, self.config.valid_fraction
+        if fraction > 0 and selection.valid_rows is None:
+            n_rows = ds.split("train").n_rows
+            selection.valid_rows = holdout_rows(n_rows, fraction, self.config.seed)
+            selection.train_rows = n_rows
+        return run_splits(ds, selection.valid_rows, selection.train_rows)
+
+    def note_epoch(self, record):
+        """Keep the best epoch's parameters and decide early stopping, after ``record`` joined the history."""
+        if "valid_loss" not in record:
+            return
+        selection, task = self.selection, self.trainer.task
+        index = len(self.history["epoch"]) - 1
+        if selection.best_params is not None:
+            best = self.history["epoch"].index(selection.best_epoch)
+            if not selection_key(self.history, index, task) < selection_key(self.history, best, task):
+                patience = self.config.early_stopping
+                if patience and record["epoch"] - selection.best_epoch >= patience:
+                    selection.stopped_early = True
+                return
+        selection.best_params = self.trainer.params.copy()
+        selection.best_epoch = int(record["epoch"])
+
+    def evaluate_selected(self, split):
+        """Loss and error of the selected model (best epoch if any, else the last) on ``split``,
+        recorded as :attr:`Selection.final_test`."""
+        selection, trainer = self.selection, self.trainer
+        last = trainer.params.copy()
+        model, epoch = (
+            ("last", trainer.epoch) if selection.best_params is None else ("best", selection.best_epoch)
+        )
+        try:
+            if model == "best":
+                trainer.params[...] = selection.best_params
+            loss, error = evaluate_split(trainer, split)
+        finally:
+            trainer.params[...] = last
+        selection.final_test = {
+            "model": model,
+            "epoch": epoch,
+            "loss": loss,
+            "error": error,
+            "rows": split.n_rows,
+        }
+        return selection.final_test
+
+
+def _standardize_new_run(run, train_split, warn):
+    """Give a new run's trainer the training rows' feature statistics, when its setting asks for them;
+    warn (``warn(message)``) when it does not and the inputs look unscaled."""
+    trainer = run.trainer
+    if wants_standardization(run.config.standardize, train_split.x_dtype):
+        trainer.standardization = feature_stats(train_split)
+    elif train_split.x_dtype != np.uint8:
+        x, _ = train_split.read(0, min(train_split.n_rows, 4096), dtype="float64")
+        message = unscaled_warning(x)
+        if message:
+            warn(message)
 
 
 def fit(run, *, in_memory=False, record_start=False, device="cpu", should_stop=None, make_report=None,
-        on_start=None, on_epoch=None):  # fmt: skip
-    """Train ``run`` to its last epoch; returns it.
+        on_start=None, on_epoch=None, warn=None):  # fmt: skip
+    """Train ``run`` to its last epoch (or until early stopping ends it); returns it.
 
     Parameters
     ----------
@@ -137,6 +234,8 @@ def fit(run, *, in_memory=False, record_start=False, device="cpu", should_stop=N
         of an epoch, or an object with that call and a ``close()`` method.
     on_epoch : callable, optional
         ``on_epoch(run, record)`` after each finished (and saved) epoch.
+    warn : callable, optional
+        ``warn(message)`` for advice about the data (default: :func:`warnings.warn`).
 
     Raises
     ------
@@ -144,9 +243,11 @@ def fit(run, *, in_memory=False, record_start=False, device="cpu", should_stop=N
         As above; :class:`~fastfa.datasets.DatasetError` or ``ValueError`` for
         data that do not fit the run.
     """
+    warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
     with open_dataset(run.dataset) as ds:
         shape = (ds.n_features, ds.n_outputs, ds.task)
-        if run.trainer is None:
+        new = run.trainer is None
+        if new:
             run.trainer = Trainer(run.config, ds.n_features, ds.n_outputs, ds.task)
         trainer = run.trainer
         if shape != (trainer.arch.sizes[0], trainer.arch.sizes[-1], trainer.task):
@@ -154,22 +255,31 @@ def fit(run, *, in_memory=False, record_start=False, device="cpu", should_stop=N
                 f"{run.dataset}: {ds.task} data with {ds.n_features} features and {ds.n_outputs} outputs "
                 f"do not fit the run's {trainer.task} model {trainer.arch.sizes}"
             )
+        splits = run.splits(ds)
+        train_split, valid_split, test_split = (splits.get(name) for name in ("train", "valid", "test"))
+        if run.config.early_stopping and valid_split is None:
+            raise ValueError(
+                "--early-stopping needs validation data: --valid-fraction F, or a dataset "
+                "with a 'valid' split"
+            )
+        if new:
+            _standardize_new_run(run, train_split, warn)
+            trainer.class_names = ds.classes if ds.task == "classification" else None
         if trainer.device != device:
             trainer.use_device(device)
         run.chunk_rows = run.chunk_rows or default_chunk_rows(ds.n_features, trainer.dtype)
-        train_split = ds.split("train")
         if in_memory:
             train_split = train_split.in_memory(trainer.dtype)
-        test_split = ds.split("test") if "test" in ds.splits else None
+        curves = [valid_split] if valid_split is not None else [test_split] if test_split is not None else []
         probe = probe_batch(trainer, train_split)
         run.train_rows = train_split.n_rows
         if on_start is not None:
             on_start(run)
         if record_start and trainer.epoch == 0 and not run.history and run.progress.rows_done == 0:
-            for key, value in initial_record(trainer, train_split, test_split, probe).items():
+            for key, value in initial_record(trainer, train_split, curves, probe).items():
                 run.history[key] = [value]
             run.save()
-        while trainer.epoch < run.epochs:
+        while not run.complete:
             report = make_report(run, train_split.n_rows) if make_report else None
             try:
                 train_epoch(
@@ -186,14 +296,17 @@ def fit(run, *, in_memory=False, record_start=False, device="cpu", should_stop=N
             finally:
                 if hasattr(report, "close"):
                     report.close()
-            record = epoch_record(trainer, run.progress, test_split, probe)
+            record = epoch_record(trainer, run.progress, curves, probe)
             if not np.isfinite(record["train_loss"]):
                 kept = f" ({run.out} keeps the last good epoch)" if run.out and trainer.epoch > 1 else ""
                 loss = record["train_loss"]
                 raise Diverged(f"training diverged in epoch {trainer.epoch} (loss {loss}); lower --lr{kept}")
             for key, value in record.items():
                 run.history.setdefault(key, []).append(value)
+            run.note_epoch(record)
             run.progress = Progress()
+            if run.complete and valid_split is not None and test_split is not None:
+                run.evaluate_selected(test_split)
             run.save()
             if on_epoch is not None:
                 on_epoch(run, record)

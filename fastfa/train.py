@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastfa import standardize
 from fastfa.config import TrainConfig
 from fastfa.cuda_engine import DeviceRows
 from fastfa.kernels import codes
@@ -93,6 +94,8 @@ class Trainer:
         self._eval_ws = {}
         self.device = "cpu"
         self._cuda = None
+        self.standardization = None  # (mean, std) of the training rows' features, float64
+        self.class_names = None  # tuple of str, when the dataset names its classes
 
     def use_device(self, device):
         """Train on ``"cpu"`` or ``"cuda"`` (:mod:`fastfa.cuda_engine`) from now on.
@@ -185,6 +188,17 @@ class Trainer:
 
     # ------------------------------------------------------------------- views
 
+    def scale_inputs(self, x, dtype=None):
+        """``x`` standardised with :attr:`standardization` (``(x - mean) / std`` in ``dtype``), or
+        ``x`` as a contiguous ``dtype`` array when the model has none (:mod:`fastfa.standardize`)."""
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        if self.standardization is None:
+            return np.ascontiguousarray(x, dtype=dtype)
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.arch.sizes[0]:
+            raise ValueError(f"x must have shape (n, {self.arch.sizes[0]}), got {x.shape}")
+        return standardize.apply(x, *self.standardization, dtype)
+
     @property
     def weights(self):
         """Forward weights ``W_l``, shape ``(n_l, n_{l+1})`` (views)."""
@@ -213,7 +227,7 @@ class Trainer:
         classification, targets a float matrix for regression; the unused one
         is empty.
         """
-        x = np.ascontiguousarray(x, dtype=self.dtype)
+        x = self.scale_inputs(x)
         if not x.flags.writeable:  # read-only arrays would compile a second set of kernels
             x = x.copy()
         if x.ndim != 2 or x.shape[1] != self.arch.sizes[0]:
@@ -250,8 +264,9 @@ class Trainer:
         c = self.config
         epoch = self.epoch if epoch is None else epoch
         return learning_rate(
-            c.schedule, c.lr, epoch, epochs=c.epochs, step_size=c.step_size, gamma=c.gamma, lr_min=c.lr_min
-        )
+            c.schedule, c.lr, epoch, epochs=c.epochs, step_size=c.step_size, gamma=c.gamma,
+            lr_min=c.lr_min, milestones=c.milestones,
+        )  # fmt: skip
 
     def _fcfg(self):
         c = self.config
@@ -371,7 +386,7 @@ class Trainer:
         """
         dtype = self.dtype if dtype is None else np.dtype(dtype)
         params = self.params if dtype == self.dtype else self.params.astype(dtype)
-        x = np.ascontiguousarray(x, dtype=dtype)
+        x = self.scale_inputs(x, dtype)
         if x.ndim != 2 or x.shape[1] != self.arch.sizes[0]:
             raise ValueError(f"x must have shape (n, {self.arch.sizes[0]}), got {x.shape}")
         ws = self._eval_workspace(dtype)

@@ -221,7 +221,7 @@ CASES = [
         "resume-changed-lr",
         "train {d}/good.h5 -o {run} --resume --lr 0.1",
         1,
-        ["--lr cannot change when resuming"],
+        ["--lr (run file: 0.05, given: 0.1) cannot change when resuming"],
     ),
     (
         "resume-feature-mismatch",

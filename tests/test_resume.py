@@ -246,7 +246,19 @@ def test_resume_refuses_changed_settings(data, reference, tmp_path, change):
     result = cli("train", data, "-o", out, "--resume", *change)
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"Error: {change[0]} cannot change")
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"Error: {change[0]} (run file: ")
+    assert "cannot change when resuming" in result.stderr
+    assert out.read_bytes() == before
+
+
+def test_resume_accepts_the_same_command_again(data, reference, tmp_path):
+    """Appending --resume to the command that made the run is accepted: its values are the file's."""
+    out = tmp_path / "again.h5"
+    shutil.copyfile(reference, out)
+    before = out.read_bytes()
+    result = cli("train", data, *SETTINGS, "-o", out, "--resume")
+    assert result.exit_code == 0, result.stderr
+    assert "already complete" in result.stderr
     assert out.read_bytes() == before
 
 

@@ -58,18 +58,20 @@ def main():
       fastfa reproduce lillicrap-linear        # rerun a paper's result, with figures
       fastfa data mnist DIR -o mnist.h5        # convert MNIST's IDX files
       fastfa info mnist.h5                     # describe a dataset or a run
+      fastfa predict run.h5 rows.csv -o out.csv  # use a trained model
     """
 
 
 def _register():
     from fastfa.cli.data import data
     from fastfa.cli.inspect import evaluate, info, rules
+    from fastfa.cli.model import export, predict
     from fastfa.cli.plot import plot
     from fastfa.cli.reproduce import reproduce
     from fastfa.cli.sweep import sweep
     from fastfa.cli.train import train
 
-    for command in (train, sweep, reproduce, evaluate, rules, info, plot, data):
+    for command in (train, sweep, reproduce, evaluate, predict, export, rules, info, plot, data):
         main.add_command(command)
 
 

@@ -11,10 +11,20 @@ from fastfa.cli.options import CONTEXT, echo_json, fail, user_errors
 @click.argument("run", type=click.Path(dir_okay=False))
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.option("--split", "splits", multiple=True, help="Split(s) to evaluate (default: every split).")
+@click.option(
+    "--model",
+    type=click.Choice(["best", "last"]),
+    default="best",
+    show_default=True,
+    help="best: the best-validation epoch (the last when the run has no validation data); last: the last.",
+)
 @click.option("--json", "json_out", is_flag=True, help="Print the results as JSON.")
 @user_errors
-def evaluate(run, data, splits, json_out):
+def evaluate(run, data, splits, model, json_out):
     """Evaluate the model in RUN (a run file) on DATA (a dataset file).
+
+    A run that held out --valid-fraction of the training rows sees DATA's training split
+    as it did: 'train' (the rows it trained on) and 'valid' (the held-out rows).
 
     \b
     Example:
@@ -22,9 +32,11 @@ def evaluate(run, data, splits, json_out):
     """
     from fastfa.datasets import open_dataset
     from fastfa.fitting import evaluate_split
-    from fastfa.runs import load_run
+    from fastfa.runs import load_model
+    from fastfa.validation import run_splits
 
-    trainer, _history, _meta = load_run(run)
+    trainer, meta = load_model(run, model)
+    selection = meta["selection"]
     results = {}
     with open_dataset(data) as ds:
         if ds.n_features != trainer.arch.sizes[0] or ds.n_outputs != trainer.arch.sizes[-1]:
@@ -34,14 +46,25 @@ def evaluate(run, data, splits, json_out):
             )
         if ds.task != trainer.task:
             fail(f"{data}: a {ds.task} dataset, but the model in {run} does {trainer.task}")
-        for name in splits or ds.splits:
-            if name not in ds.splits:
-                fail(f"{data}: no split {name!r} (splits: {', '.join(ds.splits)})")
-            loss, error = evaluate_split(trainer, ds.split(name))
-            results[name] = {"loss": loss, "error": error, "rows": ds.split(name).n_rows}
+        available = run_splits(ds, selection.valid_rows, selection.train_rows)
+        for name in splits or available:
+            if name not in available:
+                fail(f"{data}: no split {name!r} (splits: {', '.join(available)})")
+            loss, error = evaluate_split(trainer, available[name])
+            results[name] = {"loss": loss, "error": error, "rows": available[name].n_rows}
     if json_out:
-        echo_json({"run": run, "data": data, "task": trainer.task, "results": results})
+        echo_json(
+            {
+                "run": run,
+                "data": data,
+                "task": trainer.task,
+                "model": meta["model"],
+                "epoch": meta["model_epoch"],
+                "results": results,
+            }
+        )
         return
+    click.echo(f"{meta['model']} model, epoch {meta['model_epoch']}")
     for name, r in results.items():
         line = f"{name:<6} rows {r['rows']:>7}  loss {r['loss']:.4f}"
         if trainer.task == "classification":

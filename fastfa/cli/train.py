@@ -40,8 +40,13 @@ RUN_OPTIONS = (
     "seed",
     "shuffle",
     "dtype",
+    "milestones",
+    "valid_fraction",
+    "early_stopping",
+    "standardize",
     "chunk_rows",
 )
+OPTION_FIELDS = {"rule_opts": "rule_options"}  # option name -> TrainConfig field, where they differ
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -105,10 +110,11 @@ def _format_epoch(record, epochs):
     parts = [f"epoch {record['epoch']:>3}/{epochs}", f"train loss {record['train_loss']:.4f}"]
     if "train_error" in record and record.get("task") != "regression":
         parts.append(f"err {100 * record['train_error']:.2f}%")
-    if "test_loss" in record:
-        parts.append(f"| test loss {record['test_loss']:.4f}")
-        if record.get("task") != "regression":
-            parts.append(f"err {100 * record['test_error']:.2f}%")
+    for split in ("valid", "test"):
+        if f"{split}_loss" in record:
+            parts.append(f"| {split} loss {record[f'{split}_loss']:.4f}")
+            if record.get("task") != "regression":
+                parts.append(f"err {100 * record[f'{split}_error']:.2f}%")
     if record.get("update_angle"):
         fmt = lambda values: ",".join("nan" if v != v else f"{v:.0f}" for v in values)  # noqa: E731
         parts.append(f"| angle upd {fmt(record['update_angle'])} fb {fmt(record['feedback_angle'])}")
@@ -197,11 +203,43 @@ class ProgressBar:
     help="Learning-rate schedule per epoch.",
 )
 @click.option("--step-size", type=int, default=10, show_default=True, help="Epochs between step decays.")
+@click.option(
+    "--milestones",
+    default="",
+    callback=parse_sizes,
+    metavar="E1,E2,...",
+    help="Epochs after which the multistep schedule multiplies the rate by --gamma, e.g. 50,75.",
+)
 @click.option("--gamma", type=float, default=0.1, show_default=True, help="Step-decay factor.")
 @click.option(
     "--lr-min", type=float, default=0.0, show_default=True, help="Final rate of the cosine schedule."
 )
 @click.option("-e", "--epochs", type=int, default=10, show_default=True)
+@click.option(
+    "--valid-fraction",
+    type=float,
+    default=None,
+    help="Hold out this fraction of the training rows (drawn from --seed) for validation: it selects "
+    "the best epoch, and the test split is reported once, for that model, at the end. Default: the "
+    "dataset's valid split if it has one, else none (then each epoch reports test figures as "
+    "learning curves, and nothing is selected).",
+)
+@click.option(
+    "--early-stopping",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Stop after N epochs without a better validation error (needs validation data).",
+)
+@click.option(
+    "--standardize",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Standardise each feature with the mean and deviation of the training rows, kept in the run "
+    "file and applied by evaluate, predict and export. auto: yes for float inputs (tabular data), no "
+    "for uint8 inputs with x_scale (images such as MNIST, which train exactly as before).",
+)
 @click.option("-b", "--batch-size", type=int, default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--shuffle/--no-shuffle", default=True, show_default=True)
@@ -241,7 +279,6 @@ def train(ctx, data, **opts):
       fastfa train mnist.h5 --rule fa --hidden 1000 --epochs 20 -o fa.h5
       fastfa train mnist.h5 -o fa.h5 --resume       # continue an interrupted run
     """
-    from fastfa.config import TrainConfig
     from fastfa.fitting import Interrupted
     from fastfa.rules import load_plugin_file
     from fastfa.session import Run, fit
@@ -256,6 +293,7 @@ def train(ctx, data, **opts):
     if opts["chunk_rows"] is not None and opts["chunk_rows"] < 1:
         fail(f"--chunk-rows must be a positive integer, got {opts['chunk_rows']}")
     out = opts["out"]
+    _check_selection_options(opts)
     given = {
         name
         for name in RUN_OPTIONS
@@ -264,40 +302,13 @@ def train(ctx, data, **opts):
     if opts["resume"]:
         if out is None:
             fail("--resume needs --out RUN.h5, the run to continue")
-        if given:
-            names = ", ".join("--" + n.replace("_", "-") for n in sorted(given))
-            fail(f"{names} cannot change when resuming; the run file's settings are used")
         epochs_given = ctx.get_parameter_source("epochs") != click.core.ParameterSource.DEFAULT
         run = Run.resume(out, data, opts["epochs"] if epochs_given else None)
+        _check_unchanged(run, given, opts)
     else:
         if out is not None:
             _check_output(out, opts["overwrite"])
-        config = TrainConfig(
-            hidden=opts["hidden"],
-            rule=opts["rule"],
-            rule_options=opts["rule_opts"],
-            activation=opts["activation"],
-            output_activation=opts["output_activation"],
-            loss=opts["loss"],
-            init=_number_or_name(opts["init"]),
-            optimizer=opts["optimizer"],
-            lr=opts["lr"],
-            momentum=opts["momentum"],
-            nesterov=opts["nesterov"],
-            weight_decay=opts["weight_decay"],
-            beta1=opts["beta1"],
-            beta2=opts["beta2"],
-            epochs=opts["epochs"],
-            seed=opts["seed"],
-            shuffle=opts["shuffle"],
-            dtype=opts["dtype"],
-            schedule=opts["schedule"],
-            step_size=opts["step_size"],
-            gamma=opts["gamma"],
-            lr_min=opts["lr_min"],
-            batch_size=opts["batch_size"],
-            epsilon=opts["epsilon"],
-        )
+        config = _config(opts)
         run = Run.fresh(config, data, out, opts["chunk_rows"])
 
     quiet, json_out = opts["quiet"], opts["json_out"]
@@ -308,13 +319,22 @@ def train(ctx, data, **opts):
         return ProgressBar(n_rows, run.trainer.epoch + 1, run.epochs, show_bar)
 
     def on_start(run):
-        if run.complete:
+        if run.selection.stopped_early:
+            click.echo(f"{out}: already complete (stopped early at epoch {run.trainer.epoch})", err=True)
+        elif run.complete:
             click.echo(f"{out}: already complete ({run.trainer.epoch}/{run.epochs} epochs); "
                        "pass --epochs N to train further", err=True)  # fmt: skip
 
     def on_epoch(run, record):
         if not quiet:
             emit(_format_epoch({**record, "task": run.trainer.task}, run.epochs))
+            if run.selection.stopped_early:
+                emit(f"early stopping: no better validation figure for {run.config.early_stopping} epochs")
+            if run.complete and run.selection.final_test:
+                emit(_format_final_test(run.selection.final_test, run.trainer.task))
+
+    def warn(message):
+        click.echo(f"Warning: {message}", err=True)
 
     with StopFlag() as stop:
         try:
@@ -326,6 +346,7 @@ def train(ctx, data, **opts):
                 make_report=make_bar,
                 on_start=on_start,
                 on_epoch=on_epoch,
+                warn=warn,
             )
         except Interrupted:
             where = f"epoch {run.trainer.epoch + 1}, {run.progress.rows_done}/{run.train_rows} rows"
@@ -348,6 +369,67 @@ def train(ctx, data, **opts):
                 "sizes": list(run.trainer.arch.sizes),
             }
         )
+
+
+def _check_selection_options(opts):
+    fraction, patience = opts["valid_fraction"], opts["early_stopping"]
+    if fraction is not None and not 0 < fraction < 1:
+        fail(f"--valid-fraction must lie strictly between 0 and 1, got {fraction:g}")
+    if patience is not None and patience < 1:
+        fail(f"--early-stopping must be a positive number of epochs, got {patience}")
+
+
+def _config(opts):
+    """The :class:`~fastfa.config.TrainConfig` the options describe."""
+    from fastfa.config import TrainConfig
+
+    names = set(RUN_OPTIONS) - {"chunk_rows", "init", "valid_fraction", "early_stopping"}
+    settings = {OPTION_FIELDS.get(name, name): opts[name] for name in names}
+    return TrainConfig(
+        **settings,
+        init=_number_or_name(opts["init"]),
+        epochs=opts["epochs"],
+        valid_fraction=opts["valid_fraction"] or 0.0,
+        early_stopping=opts["early_stopping"] or 0,
+    )
+
+
+def _check_unchanged(run, given, opts):
+    """Fail when a run option given with --resume differs from the run file's; equal ones are fine."""
+    from fastfa.rules import get_rule
+
+    requested = _config({**opts, "epochs": run.config.epochs})
+    stored = run.config
+    changed = []
+    for name in sorted(given):
+        if name == "chunk_rows":
+            old, new = run.chunk_rows, opts["chunk_rows"]
+        elif name == "rule_opts":
+            resolve = get_rule(stored.rule).resolve_options
+            old, new = resolve(stored.rule_options), resolve(requested.rule_options)
+        else:
+            field = OPTION_FIELDS.get(name, name)
+            old, new = getattr(stored, field), getattr(requested, field)
+        if old != new:
+            changed.append(f"--{name.replace('_', '-')} (run file: {_show(old)}, given: {_show(new)})")
+    if changed:
+        fail(f"{', '.join(changed)} cannot change when resuming; drop it to use the run file's settings")
+
+
+def _show(value):
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value)) or "none"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _format_final_test(test, task):
+    """The once-only test line of a run that selected its model on validation data."""
+    line = f"test   loss {test['loss']:.4f}"
+    if task != "regression":
+        line += f"  err {100 * test['error']:.2f}%"
+    return line + f"  ({test['model']} model, epoch {test['epoch']}; selected on validation data)"
 
 
 def _number_or_name(text):

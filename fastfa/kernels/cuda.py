@@ -24,7 +24,8 @@ Kernels
   generator, so both engines draw the same numbers.
 - :func:`gather_rows_kernel`: a batch order's rows of a dataset chunk held on the device.
 - :func:`fused_chunk_kernel`: all of the above for every batch of a chunk in one
-  cooperative launch (compiled per configuration of rule, optimiser and output), phases separated by grid-wide barriers (:func:`launch_cooperative`);
+  cooperative launch (compiled per configuration of rule, optimiser and output), phases
+  separated by grid-wide barriers (:func:`launch_cooperative`);
   its products are :func:`tile_product` calls with the bias, activation, derivative or
   optimiser step in their epilogues, and forward products with few output tiles split their
   depth (:func:`split_count`).
