@@ -7,6 +7,7 @@ so only the float32 and float64 specialisations get compiled.
 
 from __future__ import annotations
 
+import math
 import pickle
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from fastfa import MLPClassifier, MLPRegressor
-from fastfa.estimators import ConvergenceWarning, DataConversionWarning, NotFittedError
+from fastfa.estimators import ConvergenceWarning, DataConversionWarning, NotFittedError, validation_split
 
 pytestmark = pytest.mark.filterwarnings("ignore::fastfa.estimators.ConvergenceWarning")
 
@@ -243,6 +244,18 @@ BAD_PARAMS = [
     ({"random_state": "seed"}, r"random_state must be None, an integer"),
     ({"shuffle": "yes"}, r"shuffle must be True or False"),
     ({"init": "orthogonal"}, r"init: unknown init 'orthogonal'"),
+    ({"early_stopping": "yes"}, r"early_stopping must be True or False"),
+    ({"validation_fraction": 1.0}, r"validation_fraction must be a number in \[0, 1\), got 1\.0"),
+    ({"validation_fraction": -0.1}, r"validation_fraction must be a number in \[0, 1\)"),
+    ({"validation_fraction": "10%"}, r"validation_fraction must be a number in \[0, 1\)"),
+    (
+        {"early_stopping": True, "validation_fraction": 0.0},
+        r"validation_fraction must be a number in \(0, 1\) when early_stopping is True",
+    ),
+    (
+        {"early_stopping": True, "validation_fraction": 0.999},
+        r"validation_fraction=0\.999 .*no training sample",
+    ),
 ]
 
 
@@ -629,3 +642,227 @@ def test_feature_names(linear):
     assert not hasattr(reg, "feature_names_in_")
     with pytest.warns(UserWarning, match="X has feature names, but MLPRegressor was fitted without"):
         reg.predict(frame)
+
+
+# ------------------------------------------------------------------- early stopping
+
+
+def test_validation_split_semantics():
+    """ceil(fraction * n) rows held out, disjoint and complete, seeded, stratified with labels."""
+    train, val = validation_split(50, 0.1, seed=3)
+    assert len(val) == 5 and len(train) == 45
+    assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(50))
+    assert np.array_equal(train, np.sort(train)) and np.array_equal(val, np.sort(val))
+    again = validation_split(50, 0.1, seed=3)
+    assert np.array_equal(again[0], train) and np.array_equal(again[1], val)
+    assert not np.array_equal(validation_split(50, 0.1, seed=4)[1], val)
+    assert len(validation_split(7, 0.3, seed=0)[1]) == 3  # ceil(2.1), as train_test_split
+    labels = np.repeat([0, 1, 2], [40, 20, 10])
+    for seed in range(5):
+        train, val = validation_split(70, 0.2, seed=seed, labels=labels)
+        assert len(val) == 14 and not set(train) & set(val)
+        np.testing.assert_array_equal(np.bincount(labels[val], minlength=3), [8, 4, 2])
+    with pytest.raises(ValueError, match=r"validation set is too small \(1 of 10 samples"):
+        validation_split(10, 0.1, seed=0)
+    with pytest.raises(ValueError, match=r"validation_fraction=0\.95 .*leaves no training sample"):
+        validation_split(10, 0.95, seed=0)
+    with pytest.raises(ValueError, match=r"least populated class in y has only 1 member"):
+        validation_split(10, 0.3, seed=0, labels=np.array([0] * 9 + [1]))
+    with pytest.raises(ValueError, match=r"validation set of 2 samples, fewer than the 3 classes"):
+        validation_split(12, 0.1, seed=0, labels=np.repeat([0, 1, 2], 4))
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
+def test_early_stopping_attributes(cls, blobs, linear):
+    X, y = data_for(cls, blobs, linear)
+    plain = small(cls).fit(X, y)
+    assert plain.validation_scores_ is None and plain.best_validation_score_ is None
+    assert plain.best_loss_ == min(plain.loss_curve_)
+    est = small(cls, early_stopping=True, max_iter=30).fit(X, y)
+    assert est.best_loss_ is None
+    assert len(est.validation_scores_) == est.n_iter_ == len(est.loss_curve_)
+    assert est.best_validation_score_ == max(est.validation_scores_)
+    assert est.t_ == est.n_iter_ * (len(X) - math.ceil(0.1 * len(X)))  # training rows only
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        kwargs = {"classes": [0, 1, 2]} if cls is MLPClassifier else {}
+        small(cls, early_stopping=True).partial_fit(X, y, **kwargs)
+    # a later fit without early stopping goes back to scikit-learn's attributes for that case
+    est.set_params(early_stopping=False).fit(X, y)
+    assert est.validation_scores_ is None and est.best_loss_ == min(est.loss_curve_)
+
+
+def test_early_stopping_stops_when_the_validation_score_stalls(blobs):
+    """Accuracy on the held-out blobs reaches 1 and stays: n_iter_no_change + 1 epochs later, it stops."""
+    X, y = blobs
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = small(
+            MLPClassifier, early_stopping=True, validation_fraction=0.2, max_iter=500, learning_rate_init=0.1
+        ).fit(X, y)
+    scores = clf.validation_scores_
+    assert clf.n_iter_ < 500 and len(scores) == clf.n_iter_
+    best = int(np.argmax(scores))  # first epoch with the best score
+    assert scores[best] == clf.best_validation_score_ == 1.0
+    assert clf.n_iter_ == best + 1 + clf.n_iter_no_change + 1  # scikit-learn's count
+    # without early stopping the training loss keeps improving for longer
+    assert small(MLPClassifier, max_iter=500, learning_rate_init=0.1).fit(X, y).n_iter_ > clf.n_iter_
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    """A linear target with noise, 120 rows: R^2 on held-out rows peaks and falls back."""
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-1.0, 1.0, size=(120, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.3 + rng.normal(scale=0.5, size=120)
+    return X, y
+
+
+def test_early_stopping_restores_the_best_epoch(noisy):
+    X, y = noisy
+    params = {"early_stopping": True, "learning_rate_init": 0.1, "max_iter": 300}
+    reg = small(MLPRegressor, **params).fit(X, y)
+    scores = np.array(reg.validation_scores_)
+    best = int(np.argmax(scores))
+    assert best < reg.n_iter_ - 1 and scores[-1] < scores[best]  # the case this test is about
+    # training is deterministic: a fit that ends at the best epoch has the restored parameters
+    short = small(MLPRegressor, **{**params, "max_iter": best + 1}).fit(X, y)
+    assert short.validation_scores_ == reg.validation_scores_[: best + 1]
+    for a, b in zip(reg.coefs_ + reg.intercepts_, short.coefs_ + short.intercepts_, strict=True):
+        assert a.tobytes() == b.tobytes()
+    # and they score best_validation_score_ on the held-out rows, which are fastfa's seeded split
+    train, val = validation_split(len(X), 0.1, seed=0)
+    assert reg.score(X[val], y[val]) == pytest.approx(reg.best_validation_score_, rel=1e-12)
+    # the same fit without early stopping on the training rows alone reaches the last epoch's weights
+    last = small(MLPRegressor, learning_rate_init=0.1, max_iter=reg.n_iter_).fit(X[train], y[train])
+    assert last.score(X[val], y[val]) == pytest.approx(scores[-1], rel=1e-12)
+    assert last.coefs_[0].tobytes() != reg.coefs_[0].tobytes()
+
+
+def test_early_stopping_split_is_stratified_and_deterministic(blobs):
+    X, y = blobs
+    a = small(MLPClassifier, early_stopping=True, validation_fraction=0.25).fit(X, y)
+    b = small(MLPClassifier, early_stopping=True, validation_fraction=0.25).fit(X, y)
+    assert a.validation_scores_ == b.validation_scores_ and a.coefs_[0].tobytes() == b.coefs_[0].tobytes()
+    train, val = validation_split(len(X), 0.25, seed=0, labels=y)
+    assert len(val) == 15 and not set(train) & set(val)
+    np.testing.assert_array_equal(np.bincount(y[val]), [5, 5, 5])
+    # the estimator trained on exactly those rows: the same epochs without early stopping agree
+    twin = small(MLPClassifier, max_iter=a.n_iter_).fit(X[train], y[train])
+    assert twin.loss_curve_ == a.loss_curve_
+
+
+def test_early_stopping_warm_start_continues(noisy):
+    X, y = noisy
+    reg = small(MLPRegressor, early_stopping=True, warm_start=True, max_iter=3).fit(X, y)
+    first = list(reg.validation_scores_)
+    reg.fit(X, y)
+    assert reg.n_iter_ == 6 and reg.validation_scores_[:3] == first and len(reg.validation_scores_) == 6
+    assert reg.best_validation_score_ == max(reg.validation_scores_)
+
+
+# ------------------------------------------------------------------------------ loss
+
+
+def _forward(coefs, intercepts, X):
+    h = X
+    for k, (w, b) in enumerate(zip(coefs, intercepts, strict=True)):
+        h = h @ w + b
+        if k < len(coefs) - 1:
+            h = np.tanh(h)
+    return h
+
+
+def test_regression_loss_is_sklearns_formula(linear):
+    """One batch per epoch: loss_ is ((y - p)**2).mean() / 2 + 0.5 alpha sum ||W||^2 / n exactly."""
+    X, y = linear
+    Y = np.column_stack([y, 0.5 * y + X[:, 0]])
+    alpha = 0.3
+    reg = MLPRegressor(
+        hidden_layer_sizes=(6,), alpha=alpha, batch_size=200, shuffle=False, max_iter=1, dtype="float64",
+        warm_start=True, random_state=0,
+    )  # fmt: skip
+    reg.fit(X, Y)
+    coefs = [w.copy() for w in reg.coefs_]
+    intercepts = [b.copy() for b in reg.intercepts_]
+    reg.fit(X, Y)  # its one batch is measured on the weights the first fit ended with
+    p = _forward(coefs, intercepts, X)
+    expected = ((Y - p) ** 2).mean() / 2 + 0.5 * alpha * sum((w**2).sum() for w in coefs) / len(X)
+    assert reg.loss_ == pytest.approx(expected, rel=1e-12)
+    # the classifier's loss has the same L2 term
+    clf = MLPClassifier(
+        hidden_layer_sizes=(6,), alpha=alpha, batch_size=200, shuffle=False, max_iter=1, dtype="float64",
+        warm_start=True, random_state=0,
+    ).fit(X, y > 0)  # fmt: skip
+    coefs = [w.copy() for w in clf.coefs_]
+    logits = _forward(coefs, [b.copy() for b in clf.intercepts_], X)
+    clf.fit(X, y > 0)
+    logits -= logits.max(axis=1, keepdims=True)
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    data = -log_p[np.arange(len(X)), (y > 0).astype(int)].mean()
+    expected = data + 0.5 * alpha * sum((w**2).sum() for w in coefs) / len(X)
+    assert clf.loss_ == pytest.approx(expected, rel=1e-12)
+
+
+def _one_epoch_each_from_equal_weights(batch_size, alpha, lr=0.1):
+    """fastfa (rule bp, float64, plain SGD) and scikit-learn after one epoch from the same weights."""
+    from sklearn.neural_network import MLPRegressor as SkMLPRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.3
+    common = {
+        "hidden_layer_sizes": (5,), "activation": "tanh", "solver": "sgd", "alpha": alpha,
+        "batch_size": batch_size, "learning_rate_init": lr, "momentum": 0.0, "shuffle": False, "max_iter": 1,
+    }  # fmt: skip
+    ours = MLPRegressor(rule="bp", dtype="float64", random_state=0, warm_start=True, **common).fit(X, y)
+    theirs = SkMLPRegressor(random_state=0, **common)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs.partial_fit(X, y)  # sets up its state; then take our weights
+        for dst, src in zip(theirs.coefs_ + theirs.intercepts_, ours.coefs_ + ours.intercepts_, strict=True):
+            dst[...] = src
+        theirs.partial_fit(X, y)
+    ours.fit(X, y)
+    return ours, theirs
+
+
+@pytest.mark.sklearn
+def test_loss_and_update_against_sklearn():
+    """Equal weights in, one epoch: full batches agree with scikit-learn to rounding, loss_ included;
+    a short last batch is decayed less (alpha / batch_size, not alpha / rows in it)."""
+    pytest.importorskip("sklearn", minversion="1.6")
+    ours, theirs = _one_epoch_each_from_equal_weights(batch_size=6, alpha=0.1)  # one batch
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-14)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-13)
+    ours, theirs = _one_epoch_each_from_equal_weights(batch_size=3, alpha=0.1)  # two full batches
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-14)
+    # the L2 term of the second batch is interpolated between the epoch's ends
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-3) and ours.loss_ != theirs.loss_
+    ours, theirs = _one_epoch_each_from_equal_weights(batch_size=4, alpha=0.1)  # 4 rows, then 2
+    for a, b in zip(ours.intercepts_, theirs.intercepts_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-14)
+    # the last batch shrinks scikit-learn's weights by a further lr * alpha * (1/2 - 1/4) = 2.5e-3
+    gap = max(np.abs(a - b).max() / np.abs(b).max() for a, b in zip(ours.coefs_, theirs.coefs_, strict=True))
+    assert 2e-3 < gap < 3e-3
+
+
+# ------------------------------------------------------------------------- pipelines
+
+
+@pytest.mark.sklearn
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
+def test_pipeline_with_a_scaler(cls, blobs, linear):
+    """No hidden scaling: the documented make_pipeline(StandardScaler(), ...) fits, predicts and scores."""
+    pytest.importorskip("sklearn", minversion="1.6")
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = data_for(cls, blobs, linear)
+    X = 1000.0 * X + 500.0  # features far from unit scale
+    model = make_pipeline(StandardScaler(), small(cls, max_iter=60, learning_rate_init=0.05))
+    assert model.fit(X, y) is model
+    assert model.predict(X).shape == (len(X),)
+    assert model.score(X, y) > 0.9
+    assert model[-1].n_features_in_ == 3
