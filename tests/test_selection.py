@@ -285,3 +285,23 @@ def test_bad_selection_options_are_one_line_and_write_nothing(data, tmp_path, ar
     out = tmp_path / "r.h5"
     one_line_error(cli("train", data, *TINY, *args, "-o", out), fragment)
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_run_files_from_before_selection_still_load_resume_and_predict(tmp_path):
+    """A run file as fastfa wrote it before: no validation, best model, statistics or new settings."""
+    out = tmp_path / "old.h5"
+    ok(cli("train", *TINY, "--epochs", "1", "-o", out))
+    with h5py.File(out, "r+") as f:
+        for name in ("stopped_early", "final_test", "classes"):
+            if name in f.attrs:
+                del f.attrs[name]
+        config = json.loads(f.attrs["config"])
+        for key in ("milestones", "valid_fraction", "early_stopping", "standardize"):
+            del config[key]
+        f.attrs["config"] = json.dumps(config)
+    trainer, meta = load_model(out)
+    assert meta["model"] == "last" and trainer.standardization is None
+    ok(cli("train", "-o", out, "--resume", "--epochs", "2", "-q"))
+    assert load_run(out)[0].epoch == 2
+    ok(cli("evaluate", out, fastfa.datasets.default_dataset_path()))
+    ok(cli("predict", out, fastfa.datasets.default_dataset_path(), "-o", tmp_path / "p.npy"))
