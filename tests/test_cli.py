@@ -266,6 +266,90 @@ def test_info_run(digits_run):
     assert "lines" not in desc
 
 
+@pytest.fixture(scope="module")
+def valid_run(tmp_path_factory):
+    """A 3-epoch run on the bundled digits holding out a fifth of the training rows for validation."""
+    out = tmp_path_factory.mktemp("runs") / "valid.h5"
+    ok(cli("train", "--hidden", "8", "--epochs", "3", "--valid-fraction", "0.2", "-o", out, "-q"))
+    return out
+
+
+def test_info_run_with_validation(valid_run):
+    with h5py.File(valid_run, "r") as f:
+        best = int(f["best"].attrs["epoch"])
+        final_test = json.loads(f.attrs["final_test"])
+    text = ok(cli("info", valid_run)).stdout
+    assert "valid_loss  last" in text and "valid_error last" in text and "test_error" not in text
+    assert f"  selected  best epoch {best} (lowest validation error, then loss); no early stop" in text
+    assert f"  final test loss {final_test['loss']:.4g}, error {100 * final_test['error']:.4g}%" in text
+    assert f"(best model, epoch {best}, 539 rows)" in text
+    desc = json.loads(ok(cli("info", valid_run, "--json")).stdout)
+    assert desc["best_epoch"] == best and desc["stopped_early"] is False
+    assert desc["final_test"] == final_test and final_test["model"] == "best"
+    plain = json.loads(ok(cli("info", default_dataset_path(), "--json")).stdout)
+    assert "best_epoch" not in plain  # a dataset has no selection
+
+
+def test_info_run_without_validation_selects_nothing(digits_run):
+    text = ok(cli("info", digits_run)).stdout
+    assert "selected" not in text and "final test" not in text and "valid_" not in text
+    desc = json.loads(ok(cli("info", digits_run, "--json")).stdout)
+    assert desc["best_epoch"] is None and desc["stopped_early"] is False and desc["final_test"] is None
+
+
+def test_info_csv_to_stdout(digits_run, valid_run):
+    lines = ok(cli("info", digits_run, "--csv")).stdout.splitlines()
+    assert lines[0] == (
+        "epoch,lr,train_loss,train_error,test_loss,test_error,seconds,"
+        "update_angle_1,update_angle_2,feedback_angle_1,feedback_angle_2,norm_ratio_1,norm_ratio_2"
+    )
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2", "3"]
+    with h5py.File(digits_run, "r") as f:
+        for row, line in enumerate(lines[1:]):
+            cells = dict(zip(lines[0].split(","), map(float, line.split(",")), strict=True))
+            assert cells["test_error"] == f["history/test_error"][row]  # exact: shortest round-trip text
+            assert cells["feedback_angle_2"] == f["history/feedback_angle"][row, 1]
+    assert ok(cli("info", digits_run, "--csv", "-")).stdout.splitlines() == lines
+    header = ok(cli("info", valid_run, "--csv", "-")).stdout.splitlines()[0]
+    assert header == (
+        "epoch,lr,train_loss,train_error,valid_loss,valid_error,seconds,"
+        "update_angle_1,feedback_angle_1,norm_ratio_1"
+    )
+
+
+def test_info_csv_to_a_file(digits_run, tmp_path):
+    target = tmp_path / "history.csv"
+    result = ok(cli("info", digits_run, "--csv", target))
+    assert result.stdout == "" and "3 epochs written to" in result.stderr
+    text = target.read_text()
+    assert text == ok(cli("info", digits_run, "--csv")).stdout
+    target.write_text("keep me\n")
+    result = cli("info", digits_run, "--csv", target)
+    assert result.exit_code == 1 and target.read_text() == "keep me\n"
+    assert result.stderr.strip() == f"Error: {target} exists; pass --overwrite to replace it"
+    ok(cli("info", digits_run, "--csv", target, "--overwrite"))
+    assert target.read_text() == text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv"]  # no temporary files left
+    result = cli("info", digits_run, "--csv", tmp_path / "nowhere" / "h.csv")
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_info_csv_of_a_dataset_is_one_line_error(teacher, tmp_path):
+    target = tmp_path / "h.csv"
+    for args in (["--csv"], ["--csv", target]):
+        result = cli("info", teacher, *args)
+        assert result.exit_code == 1 and result.stdout == ""
+        assert (
+            result.stderr.strip()
+            == f"Error: {teacher}: not a run file; --csv writes the per-epoch history of a run"
+        )
+    assert not target.exists()
+    result = cli("info", tmp_path / "missing.h5", "--csv")
+    assert (
+        result.exit_code == 1 and result.stderr.strip() == f"Error: {tmp_path / 'missing.h5'}: no such file"
+    )
+
+
 def test_info_dataset(teacher):
     result = ok(cli("info", teacher))
     assert result.stdout.startswith(f"dataset 'teacher-linear' ({teacher})")

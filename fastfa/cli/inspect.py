@@ -113,17 +113,39 @@ def rules(json_out, plugins):
 @click.command(context_settings=CONTEXT)
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "json_out", is_flag=True, help="Print the description as JSON.")
+@click.option(
+    "--csv",
+    "csv_out",
+    is_flag=False,
+    flag_value="-",
+    default=None,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    metavar="[PATH]",
+    help="Write a run's history as CSV, one row per epoch, to PATH ('-' or no PATH: stdout).",
+)
+@click.option("--overwrite", is_flag=True, help="With --csv PATH: replace an existing PATH.")
 @user_errors
-def info(file, json_out):
+def info(file, json_out, csv_out, overwrite):
     """Describe FILE: a dataset (splits, shapes, attributes) or a run (model, settings, history).
+
+    --csv writes a run's per-epoch history instead: epoch, lr, the train, valid and test
+    losses and errors, seconds, and per hidden layer update_angle_1.., feedback_angle_1..,
+    norm_ratio_1.. (the columns the run has).
 
     \b
     Examples:
       fastfa info mnist.h5
       fastfa info fa.h5
+      fastfa info fa.h5 --csv history.csv
+      fastfa info fa.h5 --csv - | column -s, -t
     """
     from fastfa.runs import is_run_file
 
+    if csv_out is not None:
+        if json_out:
+            fail("--csv and --json: choose one")
+        _write_history_csv(file, csv_out, overwrite)
+        return
     desc = _describe_run(file) if is_run_file(file) else _describe_dataset(file)
     lines = desc.pop("lines")  # the text form only, not part of the JSON description
     if json_out:
@@ -131,6 +153,79 @@ def info(file, json_out):
         return
     for line in lines:
         click.echo(line)
+
+
+#: Per-epoch scalar columns of ``info --csv``, in this order (those the run has).
+CSV_SCALARS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_error",
+    "valid_loss",
+    "valid_error",
+    "test_loss",
+    "test_error",
+    "seconds",
+)
+#: Per-hidden-layer columns: ``<key>_1 .. <key>_L``.
+CSV_LAYERS = ("update_angle", "feedback_angle", "norm_ratio")
+
+
+def history_table(history):
+    """``(header, rows)``: a run's history as CSV cells, one row per epoch."""
+    columns = []  # (name, key, layer or None)
+    for key in CSV_SCALARS:
+        if key in history:
+            columns.append((key, key, None))
+    for key in CSV_LAYERS:
+        values = history.get(key) or []
+        if values and isinstance(values[0], list):
+            columns += [(f"{key}_{layer + 1}", key, layer) for layer in range(len(values[0]))]
+        elif values:
+            columns.append((key, key, None))
+    if not columns:
+        columns = [("epoch", "epoch", None)]
+    n_rows = min((len(history.get(key, [])) for _, key, _ in columns), default=0)
+    rows = []
+    for i in range(n_rows):
+        row = []
+        for name, key, layer in columns:
+            value = history[key][i] if layer is None else history[key][i][layer]
+            row.append(str(int(value)) if name == "epoch" and value == value else repr(float(value)))
+        rows.append(row)
+    return [name for name, _, _ in columns], rows
+
+
+def _write_history_csv(file, target, overwrite):
+    import csv
+    import io
+    from pathlib import Path
+
+    from fastfa.runs import atomic_path, is_run_file, load_run
+
+    if not Path(file).exists():
+        fail(f"{file}: no such file")
+    if not is_run_file(file):
+        fail(f"{file}: not a run file; --csv writes the per-epoch history of a run")
+    _trainer, history, _meta = load_run(file)
+    header, rows = history_table(history)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    if target == "-":
+        click.echo(text.getvalue(), nl=False)
+        return
+    path = Path(target)
+    if path.is_dir():
+        fail(f"{target} is a folder")
+    if path.exists() and not overwrite:
+        fail(f"{target} exists; pass --overwrite to replace it")
+    if not path.parent.is_dir():
+        fail(f"{target}: no folder {path.parent}")
+    with atomic_path(path, suffix=".csv.tmp") as tmp, open(tmp, "w", newline="") as f:
+        f.write(text.getvalue())
+    click.echo(f"{file}: {len(rows)} epochs written to {target}", err=True)
 
 
 def _describe_dataset(path):
@@ -180,6 +275,11 @@ def _describe_run(path):
         "versions": meta["versions"],
         "history": history,
     }
+    selection = meta["selection"]
+    has_valid = "valid_loss" in history or selection.best_params is not None
+    desc["best_epoch"] = selection.best_epoch if selection.best_params is not None else None
+    desc["stopped_early"] = selection.stopped_early
+    desc["final_test"] = selection.final_test or None
     sizes = "-".join(str(s) for s in trainer.arch.sizes)
     state = "complete" if meta["complete"] else "in progress"
     lines = [
@@ -193,7 +293,7 @@ def _describe_run(path):
         libraries = ", ".join(f"{name} {v.get(name)}" for name in ("fastfa", "numba", "numpy", "python"))
         lines.append(f"  trained   on {v.get('device', 'cpu')}, {v.get('threads', '?')} threads; {libraries}")
     if history.get("epoch"):
-        for key in ("train_loss", "train_error", "test_loss", "test_error"):
+        for key in ("train_loss", "train_error", "valid_loss", "valid_error", "test_loss", "test_error"):
             if key in history:
                 values = history[key]
                 scale, unit = (100, "%") if key.endswith("error") else (1, "")
@@ -202,6 +302,10 @@ def _describe_run(path):
                     f"  {key:<11} last {scale * values[-1]:.4g}{unit}, best {scale * values[best]:.4g}{unit} "
                     f"(epoch {int(history['epoch'][best])})"
                 )
+        if has_valid:
+            lines.append(_selection_line(selection, trainer.task, trainer.epoch))
+        if selection.final_test:
+            lines.append(_final_test_line(selection.final_test, trainer.task))
         epochs = history["epoch"]
         for key in ("update_angle", "feedback_angle", "norm_ratio"):
             if key in history and history[key]:
@@ -212,3 +316,21 @@ def _describe_run(path):
                 lines.append(f"  {key:<14} per hidden layer: {span}")
     desc["lines"] = lines
     return desc
+
+
+def _selection_line(selection, task, epoch):
+    """The model a run with validation data selected, and whether it stopped early."""
+    on = "validation error, then loss" if task == "classification" else "validation loss"
+    if selection.best_params is None:
+        return f"  selected  none yet (best of {on})"
+    stop = f"stopped early at epoch {epoch}" if selection.stopped_early else "no early stop"
+    return f"  selected  best epoch {selection.best_epoch} (lowest {on}); {stop}"
+
+
+def _final_test_line(test, task):
+    """The test split's figures for the selected model, evaluated once at the end."""
+    line = f"  final test loss {test['loss']:.4g}"
+    if task == "classification":
+        line += f", error {100 * test['error']:.4g}%"
+    rows = f", {test['rows']} rows" if "rows" in test else ""
+    return line + f" ({test['model']} model, epoch {test['epoch']}{rows})"
