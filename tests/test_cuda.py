@@ -417,3 +417,23 @@ def test_kernels_compile_for_a_real_gpu():
     every_kernel = {name for name in dir(kernels) if name.endswith("_kernel")}
     assert set(kernel_signatures()) == every_kernel  # none left out of the check
     assert done.stdout.count("lines of PTX") == len(every_kernel) - 1 + len(fused_configurations())
+
+
+def test_a_run_with_validation_rows_and_standardisation_trains_on_cuda_as_on_the_cpu(tmp_path, rng):
+    """``fit`` with held-out validation rows and standardised float inputs: the training rows
+    reach the device standardised, and the best epoch and figures match the CPU engine's."""
+    from fastfa.session import Run, fit
+
+    x = rng.normal(size=(40, 5)) * np.array([0.01, 1.0, 10.0, 100.0, 1000.0])
+    y = rng.integers(0, 3, 40)
+    data = tmp_path / "d.h5"
+    write_dataset(
+        data, {"train": (x, y), "test": (x[:8], y[:8])}, name="d", task="classification", n_classes=3
+    )
+    config = TrainConfig(hidden=(5,), batch_size=4, lr=0.1, epochs=2, valid_fraction=0.25, seed=1)
+    runs = {device: fit(Run.fresh(config, data), device=device) for device in ("cpu", "cuda")}
+    cpu, gpu = runs["cpu"], runs["cuda"]
+    assert gpu.trainer.standardization is not None and gpu.train_rows == 30
+    assert_close(gpu.trainer.params, cpu.trainer.params.astype(np.float64), "float32")
+    assert gpu.selection.best_epoch == cpu.selection.best_epoch
+    np.testing.assert_allclose(gpu.history["valid_loss"], cpu.history["valid_loss"], rtol=1e-4)
