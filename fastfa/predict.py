@@ -17,7 +17,6 @@ them), class probabilities with ``proba=True``, or regression outputs.
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import json
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from fastfa.datasets.csvfile import _is_number, _open_text
 from fastfa.fitting import default_chunk_rows
 from fastfa.runs import atomic_path
 
@@ -115,11 +115,6 @@ def _npy_inputs(path):
     return Inputs(path, array.shape[0], array.shape[1], read)
 
 
-def _open_text(path):
-    opener = gzip.open if str(path).lower().endswith(".gz") else open
-    return opener(path, "rt", encoding="utf-8", errors="replace")
-
-
 def _csv_layout(path):
     """``(delimiter, header, n_rows, n_features)`` of a CSV of feature columns."""
     with _open_text(path) as f:
@@ -132,14 +127,6 @@ def _csv_layout(path):
         header = not all(_is_number(v) for v in fields)
         n_rows = sum(1 for _ in lines) + (0 if header else 1)
     return delimiter, header, n_rows, len(fields)
-
-
-def _is_number(text):
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _csv_inputs(path):

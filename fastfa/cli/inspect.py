@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import click
 
-from fastfa.cli.options import CONTEXT, echo_json, fail, user_errors
+from fastfa.cli.options import CONTEXT, MODEL_OPTION, echo_json, fail, user_errors
 
 
 @click.command(context_settings=CONTEXT)
 @click.argument("run", type=click.Path(dir_okay=False))
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.option("--split", "splits", multiple=True, help="Split(s) to evaluate (default: every split).")
-@click.option(
-    "--model",
-    type=click.Choice(["best", "last"]),
-    default="best",
-    show_default=True,
-    help="best: the best-validation epoch (the last when the run has no validation data); last: the last.",
-)
+@MODEL_OPTION
 @click.option("--json", "json_out", is_flag=True, help="Print the results as JSON.")
 @user_errors
 def evaluate(run, data, splits, model, json_out):

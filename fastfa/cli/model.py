@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import click
 
-from fastfa.cli.options import CONTEXT, fail, user_errors
-
-MODEL_OPTION = click.option(
-    "--model",
-    type=click.Choice(["best", "last"]),
-    default="best",
-    show_default=True,
-    help="best: the best-validation epoch's parameters (the last epoch's when the run has no "
-    "validation data); last: the last epoch's.",
-)
+from fastfa.cli.options import CONTEXT, MODEL_OPTION, fail, user_errors
 
 
 @click.command(context_settings=CONTEXT)

@@ -10,6 +10,16 @@ import click
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+MODEL_OPTION = click.option(
+    "--model",
+    type=click.Choice(["best", "last"]),
+    default="best",
+    show_default=True,
+    help="best: the best-validation epoch's parameters (the last epoch's when the run has no "
+    "validation data); last: the last epoch's.",
+)
+
+
 def fail(message):
     """Stop the command with a one-line error (exit status 1)."""
     raise click.ClickException(" ".join(str(message).split()))
