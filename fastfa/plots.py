@@ -4,17 +4,22 @@ Runs are grouped by label (the rule, plus the architecture when the runs differ 
 a group of several seeds is drawn as its mean with a band from the lowest to the highest
 seed. Every panel has labelled axes and a legend by rule.
 
+A run with validation data has validation curves (drawn as "valid") and no test curves:
+its test split is evaluated once, for the model selected on validation data, and drawn
+as a marker at the selected epoch (:func:`draw_final_test`).
+
 ``pip install 'fastfa[plot]'`` installs matplotlib; without it :func:`pyplot` raises a
 ``ValueError`` that says so.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
-from fastfa.runs import read_outcome
+from fastfa.runs import RunFileError, read_outcome
 
 #: One colour per rule, the same in every figure.
 RULE_COLOURS = {
@@ -41,12 +46,36 @@ def pyplot():
     return plt
 
 
+def read_selection(path):
+    """``(final_test, best_epoch)`` of a run file, without its weights.
+
+    ``final_test`` is the test split's figures for the model selected on validation data
+    (``{"model", "epoch", "loss", "error", "rows"}``; empty for a run without validation data
+    or test split), ``best_epoch`` the best-validation epoch (``None`` without validation data).
+    """
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            final_test = json.loads(f.attrs.get("final_test", "{}"))
+            best_epoch = int(f["best"].attrs["epoch"]) if "best" in f else None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunFileError(f"{path}: unreadable model selection ({type(exc).__name__}: {exc})") from None
+    if not isinstance(final_test, dict):
+        raise RunFileError(f"{path}: final_test is not a JSON object")
+    return final_test, best_epoch
+
+
 def load(paths):
-    """``[{"path", "rule", "hidden", "seed", "task", "history"}]`` of run files."""
+    """``[{"path", "rule", "hidden", "seed", "history", "final_test", "best_epoch"}]`` of run files.
+
+    ``final_test`` and ``best_epoch`` as :func:`read_selection` gives them.
+    """
     runs = []
     for path in paths:
         outcome = read_outcome(path)
         config = outcome["config"]
+        final_test, best_epoch = read_selection(path)
         runs.append(
             {
                 "path": str(path),
@@ -54,9 +83,22 @@ def load(paths):
                 "hidden": tuple(config["hidden"]),
                 "seed": config["seed"],
                 "history": {k: np.asarray(v, dtype=float) for k, v in outcome["history"].items()},
+                "final_test": final_test,
+                "best_epoch": best_epoch,
             }
         )
     return runs
+
+
+def final_test_value(run, key):
+    """The run's final test figure ``key`` (``"loss"`` or ``"error"``): the last epoch's
+    ``test_<key>`` when it has test curves, else that of the model selected on validation
+    data (``final_test``); ``None`` when it has neither."""
+    history = run["history"].get(f"test_{key}")
+    if history is not None and len(history):
+        return float(history[-1])
+    value = run.get("final_test", {}).get(key)
+    return None if value is None else float(value)
 
 
 def label_runs(runs, label=None):
@@ -114,6 +156,24 @@ def draw(ax, runs, key, *, ylabel, layer=None, transform=None, log=False, x_scal
     ax.grid(True, alpha=0.3, which="both" if log else "major")
 
 
+def draw_final_test(ax, runs, key, *, transform=None, x_scale=1.0, suffix=" test (selected)"):
+    """The test figure ``key`` (``"loss"`` or ``"error"``) of each run that has no test curve but a
+    model selected on validation data: one marker per run at its selected epoch, one legend
+    entry per label."""
+    labelled = set()
+    for run in runs:
+        test = run.get("final_test") or {}
+        if f"test_{key}" in run["history"] or key not in test:
+            continue
+        value = np.asarray([float(test[key])])
+        if transform is not None:
+            value = transform(run, value)
+        label = run["label"]
+        ax.plot([test["epoch"] * x_scale], value, "*", color=colour_of(label, runs), ms=9,
+                label=None if label in labelled else label + suffix)  # fmt: skip
+        labelled.add(label)
+
+
 def colour_of(label, runs):
     rule = next((r["rule"] for r in runs if r["label"] == label), label)
     if rule in RULE_COLOURS:
@@ -161,9 +221,11 @@ def plot_runs(paths, out, title=None):
     axes = list(axes[0])
     ax = axes.pop(0)
     draw(ax, runs, "train_loss", ylabel="loss", log=True, suffix=" train", style="--")
+    draw(ax, runs, "valid_loss", ylabel="loss", log=True, suffix=" valid", style="-.")
     draw(ax, runs, "test_loss", ylabel="loss", log=True, suffix=" test")
+    draw_final_test(ax, runs, "loss")
     ax.set_title("loss")
-    ax.legend(fontsize="small")
+    _legend(ax)
     if classification:
         ax = axes.pop(0)
         percent = lambda run, v: 100 * v  # noqa: E731
@@ -177,14 +239,23 @@ def plot_runs(paths, out, title=None):
             suffix=" train",
             style="--",
         )
+        draw(ax, runs, "valid_error", ylabel="error (%)", log=True, transform=percent, suffix=" valid",
+             style="-.")  # fmt: skip
         draw(ax, runs, "test_error", ylabel="error (%)", log=True, transform=percent, suffix=" test")
+        draw_final_test(ax, runs, "error", transform=percent)
         ax.set_title("classification error")
-        ax.legend(fontsize="small")
+        _legend(ax)
     if has_angles:
         angle_panels(axes, runs)
     if title:
         fig.suptitle(title)
     save(fig, out)
+
+
+def _legend(ax):
+    """A legend when the panel has labelled lines (a panel can be empty, e.g. without test curves)."""
+    if any(not line.get_label().startswith("_") for line in ax.lines):
+        ax.legend(fontsize="small")
 
 
 def save(fig, out):

@@ -350,6 +350,28 @@ def test_info_csv_of_a_dataset_is_one_line_error(teacher, tmp_path):
     )
 
 
+def test_plot_runs_with_and_without_test_curves(valid_run, digits_run, tmp_path, monkeypatch):
+    """A run with validation data has valid curves and one final test marker instead of test curves."""
+    pytest.importorskip("matplotlib")
+    import fastfa.plots
+
+    labels = []
+    real_save = fastfa.plots.save
+
+    def save(fig, out):
+        labels.extend(ax.get_legend_handles_labels()[1] for ax in fig.axes)
+        real_save(fig, out)
+
+    monkeypatch.setattr(fastfa.plots, "save", save)
+    ok(cli("plot", valid_run, "-o", tmp_path / "valid.png"))
+    assert labels[0] == ["fa train", "fa valid", "fa test (selected)"]
+    assert labels[1] == ["fa train", "fa valid", "fa test (selected)"]
+    labels.clear()
+    ok(cli("plot", digits_run, "-o", tmp_path / "test.png"))
+    assert labels[0] == ["fa train", "fa test"] and labels[1] == ["fa train", "fa test"]
+    assert (tmp_path / "valid.png").stat().st_size > 0 and (tmp_path / "test.png").stat().st_size > 0
+
+
 def test_info_dataset(teacher):
     result = ok(cli("info", teacher))
     assert result.stdout.startswith(f"dataset 'teacher-linear' ({teacher})")
