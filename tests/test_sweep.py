@@ -161,7 +161,55 @@ def test_local_pool_runs_the_grid_and_summarises(local_sweep):
         assert [n.decode() for n in f["runs/name"][()]] == NAMES
         assert list(f["groups/done"][()]) == [2, 2, 2, 2]
         np.testing.assert_allclose(f["groups/test_error_mean"][3], np.mean(errors))
+        assert "valid_error" not in f["runs"] and "valid_error_mean" not in f["groups"]
     assert ok(cli("sweep", "--report", out)).stdout == table
+
+
+VALID_GRID = """
+dataset = "{dataset}"
+[base]
+hidden = [8]
+epochs = 3
+valid_fraction = 0.2
+[axes]
+rule = ["bp", "fa"]
+seed = [0, 1]
+"""
+
+
+def test_sweep_with_validation_reports_the_selected_models_test_error(tmp_path):
+    """Runs with validation data have no test curves: the report gives their final test figures."""
+    spec = tmp_path / "valid.toml"
+    spec.write_text(VALID_GRID.format(dataset=default_dataset_path()))
+    result = ok(cli("sweep", spec, "--workers", "2", "--threads-per-run", "1", "-q"))
+    out = tmp_path / "valid"
+    table = (out / "summary.md").read_text()
+    assert result.stdout == table == ok(cli("sweep", "--report", out)).stdout
+    lines = table.splitlines()
+    header = (
+        "| rule | runs done | train_loss | train_error | valid_loss | valid_error | test_loss | test_error |"
+    )
+    assert lines[0] == header and len(lines) >= 4
+    assert "evaluated once on the test split" in table
+    for rule, line in zip(("bp", "fa"), lines[2:4], strict=True):
+        tests, valids = [], []
+        for seed in (0, 1):
+            with h5py.File(out / f"rule-{rule}_seed-{seed}.h5", "r") as f:
+                assert "test_error" not in f["history"]
+                final_test = json.loads(f.attrs["final_test"])
+                best = int(f["best"].attrs["epoch"])
+                assert final_test["model"] == "best" and final_test["epoch"] == best
+                tests.append(final_test["error"])
+                valids.append(f["history/valid_error"][list(f["history/epoch"][()]).index(best)])
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[:2] == [rule, "2/2"]
+        for cell, values in ((cells[5], valids), (cells[7], tests)):
+            mean, std = 100 * np.mean(values), 100 * np.std(values, ddof=1)
+            assert cell == f"{mean:.2f}% ± {std:.2f}%"
+    with h5py.File(out / "summary.h5", "r") as f:
+        np.testing.assert_allclose(f["groups/test_error_mean"][1], np.mean(tests))
+        np.testing.assert_allclose(f["groups/valid_error_mean"][1], np.mean(valids))
+        assert np.all(np.isfinite(f["runs/test_error"][()]))
 
 
 def test_engines_and_plain_train_agree_exactly(local_sweep, tmp_path):

@@ -5,6 +5,12 @@ in ``DIR/sweep.json`` -- so a report can be made again at any time, during or
 after a sweep. :func:`write_summary` writes ``DIR/summary.h5`` (every run, and
 every group of runs that differ only in their seed) and ``DIR/summary.md``, both
 atomically.
+
+The final metrics are the last epoch's, except for runs with validation data
+(``valid_fraction`` or a dataset's ``valid`` split), which select a model: their
+``valid_*`` figures are those of the selected (best) epoch, and their ``test_*``
+figures the selected model's on the test split, evaluated once at the end (the run
+file's ``final_test``), since such runs record no per-epoch test curves.
 """
 
 from __future__ import annotations
@@ -16,11 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
+from fastfa.plots import read_selection
 from fastfa.runs import RunFileError, atomic_h5, read_outcome
 from fastfa.sweep.worker import read_failure
 
 GRID_FILE = "sweep.json"
-METRICS = ("train_loss", "train_error", "test_loss", "test_error")
+METRICS = ("train_loss", "train_error", "valid_loss", "valid_error", "test_loss", "test_error")
+#: Metrics summary.h5 always has (NaN where absent); the validation ones only when a run has them.
+ALWAYS = ("train_loss", "train_error", "test_loss", "test_error")
+SELECTED_NOTE = (
+    "valid_*: the best-validation epoch's figures; test_* of runs with validation data: that "
+    "epoch's model, evaluated once on the test split (such runs record no per-epoch test curves)."
+)
 
 
 def write_grid(out_dir, tasks, *, source, dataset, base, axes):
@@ -50,7 +63,8 @@ def read_grid(out_dir):
 
 
 def collect(out_dir):
-    """Every run of the sweep in ``out_dir``: name, point, status, final metrics, error, epoch."""
+    """Every run of the sweep in ``out_dir``: name, point, status, final metrics (:func:`final_metrics`),
+    error, and ``selected`` (whether the run selected its model on validation data)."""
     grid = read_grid(out_dir)
     rows = []
     for run in grid["runs"]:
@@ -62,13 +76,33 @@ def collect(out_dir):
         elif path.exists():
             try:
                 outcome = read_outcome(path)
+                final_test, best_epoch = read_selection(path)
             except RunFileError as exc:
                 row.update(status="failed", error=str(exc))
             else:
-                row["final"] = {k: v[-1] for k, v in outcome["history"].items() if k in METRICS}
+                row["final"] = final_metrics(outcome["history"], final_test, best_epoch)
+                row["selected"] = "valid_loss" in outcome["history"]
                 row["status"] = "done" if outcome["complete"] else "partial"
         rows.append(row)
     return grid, rows
+
+
+def final_metrics(history, final_test=None, best_epoch=None):
+    """A run's final figures of :data:`METRICS` from its ``history`` and model selection.
+
+    The last epoch's, except: ``valid_*`` are those of the selected epoch (``final_test``'s, else
+    ``best_epoch``) when the history has it, and ``test_*`` come from ``final_test`` when the history
+    has no test curves.
+    """
+    final = {k: v[-1] for k, v in history.items() if k in METRICS and len(v)}
+    final_test = final_test or {}
+    epoch = final_test.get("epoch", best_epoch)
+    if "valid_loss" in history and epoch is not None and epoch in list(history.get("epoch", [])):
+        index = list(history["epoch"]).index(epoch)
+        final.update({k: history[k][index] for k in ("valid_loss", "valid_error") if k in history})
+    if "test_loss" not in history and "test_error" not in history and final_test:
+        final.update(test_loss=final_test["loss"], test_error=final_test["error"])
+    return final
 
 
 def group_rows(grid, rows):
@@ -116,6 +150,8 @@ def markdown_table(grid, rows):
             scale, unit = (100, "%") if metric.endswith("error") else (1, "")
             cells.append(f"{scale * mean:.2f}{unit} ± {scale * std:.2f}{unit}")
         lines.append("| " + " | ".join(cells) + " |")
+    if any(r.get("selected") and r["status"] == "done" for r in rows):
+        lines += ["", SELECTED_NOTE]
     failures = [r for r in rows if r["status"] == "failed"]
     if failures:
         lines += ["", "Failed runs:", ""]
@@ -144,13 +180,14 @@ def write_summary(out_dir):
         runs.create_dataset("status", data=[r["status"] for r in rows], dtype=h5_str())
         runs.create_dataset("error", data=[r["error"] for r in rows], dtype=h5_str())
         runs.create_dataset("point", data=[json.dumps(r["point"], default=str) for r in rows], dtype=h5_str())
-        for metric in METRICS:
+        metrics = [m for m in METRICS if m in ALWAYS or any(m in r["final"] for r in rows)]
+        for metric in metrics:
             runs.create_dataset(metric, data=[r["final"].get(metric, np.nan) for r in rows])
         grp = f.create_group("groups")
         grp.create_dataset("setting", data=[json.dumps(g["setting"]) for g in groups], dtype=h5_str())
         for key in ("runs", "done", "failed"):
             grp.create_dataset(key, data=[g[key] for g in groups])
-        for metric in METRICS:
+        for metric in metrics:
             grp.create_dataset(f"{metric}_mean", data=[g["stats"].get(metric, (np.nan,))[0] for g in groups])
             grp.create_dataset(
                 f"{metric}_std", data=[g["stats"].get(metric, (np.nan, np.nan))[1] for g in groups]
