@@ -3,6 +3,10 @@
 The normalised squared error of the teacher tasks is Lillicrap et al.'s
 ``NSE = sum ||e||^2 / sum ||y*||^2`` over the held-out points; fastfa's test loss is the
 mean of ``0.5 ||e||^2``, so ``NSE = 2 test_loss / mean ||y*||^2``.
+
+A run with validation data (a dataset with a ``valid`` split) records validation curves
+instead of test curves; its final test figure is that of the model selected on the
+validation data, evaluated once at the end (the run file's ``final_test``).
 """
 
 from __future__ import annotations
@@ -12,37 +16,75 @@ from pathlib import Path
 import numpy as np
 
 from fastfa.datasets import open_dataset
-from fastfa.plots import ANGLES, angle_panels, draw, label_runs, load, pyplot, save
+from fastfa.plots import (
+    ANGLES,
+    angle_panels,
+    draw,
+    draw_final_test,
+    final_test_value,
+    label_runs,
+    load,
+    pyplot,
+    save,
+)
 from fastfa.reproduce.experiments import NOT_PUBLISHED
+from fastfa.runs import load_run
+from fastfa.validation import run_splits
 
 
-def target_energy(dataset):
-    """``mean ||y*||^2`` over the test split (the NSE denominator)."""
+def target_energy(dataset, split="test", run=None):
+    """``mean ||y*||^2`` over ``split`` (the NSE denominator); ``"valid"`` as the run file ``run``
+    sees it (its held-out training rows, or the dataset's ``valid`` split)."""
     with open_dataset(dataset) as ds:
-        split = ds.split("test")
-        _, y = split.read(0, split.n_rows, dtype=np.float64)
+        if run is None:
+            rows = ds.split(split)
+        else:
+            selection = load_run(run)[2]["selection"]
+            rows = run_splits(ds, selection.valid_rows, selection.train_rows)[split]
+        _, y = rows.read(0, rows.n_rows, dtype=np.float64)
     return float(np.mean(np.sum(np.asarray(y, dtype=np.float64).reshape(len(y), -1) ** 2, axis=1)))
 
 
 def load_runs(exp, tasks, dataset):
-    """The run files of ``tasks`` with ``net`` and (for teacher tasks) an ``nse`` history added."""
+    """The run files of ``tasks`` with ``net`` and (for teacher tasks) an ``nse`` history added
+    (from the test curve; without one, ``final_test`` gains the selected model's ``nse``), and a
+    ``valid_nse`` history for runs with validation curves."""
     runs = load([t.out for t in tasks])
     energy = target_energy(dataset) if exp.metric == "nse" else None
     nets = {tuple(h): label for label, h in exp.nets.items()}
     for run in runs:
         run["net"] = nets[run["hidden"]]
         if energy is not None:
-            run["history"]["nse"] = 2 * run["history"]["test_loss"] / energy
+            if "test_loss" in run["history"]:
+                run["history"]["nse"] = 2 * run["history"]["test_loss"] / energy
+            elif "loss" in run["final_test"]:
+                run["final_test"]["nse"] = 2 * run["final_test"]["loss"] / energy
+            if "valid_loss" in run["history"]:
+                valid_energy = target_energy(dataset, "valid", run["path"])
+                run["history"]["valid_nse"] = 2 * run["history"]["valid_loss"] / valid_energy
     return runs
+
+
+def final_value(run, metric):
+    """A run's final ``metric``: ``"nse"``, or ``"test_error"`` in percent -- the last epoch's, or
+    the selected model's (:func:`~fastfa.plots.final_test_value`) for a run without test curves."""
+    if metric == "nse":
+        nse = run["history"].get("nse")
+        value = float(nse[-1]) if nse is not None and len(nse) else run["final_test"].get("nse")
+    else:
+        value = final_test_value(run, "error")
+        value = None if value is None else 100.0 * value
+    if value is None:
+        raise ValueError(f"{run['path']}: no test figures (does the dataset have a test split?)")
+    return value
 
 
 def results(exp, runs):
     """``{(net, rule): final metric per seed}`` (NSE, or test error in percent)."""
-    key = "nse" if exp.metric == "nse" else "test_error"
-    scale = 1.0 if exp.metric == "nse" else 100.0
+    metric = "nse" if exp.metric == "nse" else "test_error"
     out = {}
     for run in runs:
-        out.setdefault((run["net"], run["rule"]), []).append(scale * run["history"][key][-1])
+        out.setdefault((run["net"], run["rule"]), []).append(final_value(run, metric))
     return {k: np.array(v) for k, v in out.items()}
 
 
@@ -142,8 +184,13 @@ def figures(exp, runs, out_dir, examples_per_epoch):
         styles = {label: ("--" if several and label.endswith(list(exp.nets)[0]) else "-") for label in
                   {r["label"] for r in runs}}  # fmt: skip
         for label, style in sorted(styles.items()):
-            draw(ax, [r for r in runs if r["label"] == label], "nse", ylabel="test NSE", log=True,
+            group = [r for r in runs if r["label"] == label]
+            draw(ax, group, "nse", ylabel="test NSE", log=True,
                  x_scale=examples_per_epoch, xlabel="training examples", style=style)  # fmt: skip
+            if any("valid_nse" in r["history"] for r in group):
+                draw(ax, group, "valid_nse", ylabel="NSE", log=True, x_scale=examples_per_epoch,
+                     xlabel="training examples", style="-.", suffix=" valid")  # fmt: skip
+                draw_final_test(ax, group, "nse", x_scale=examples_per_epoch)
         ax.set_title("normalised squared error (held-out points)")
         ax.legend(fontsize="small")
         if not several:
@@ -161,6 +208,10 @@ def figures(exp, runs, out_dir, examples_per_epoch):
     for ax, net in zip(axes[0], nets, strict=True):
         group = label_runs([r for r in runs if r["net"] == net])
         draw(ax, group, "test_error", ylabel="test error (%)", log=True, transform=percent)
+        if any("valid_error" in r["history"] for r in group):
+            draw(ax, group, "valid_error", ylabel="error (%)", log=True, transform=percent, suffix=" valid",
+                 style="-.")  # fmt: skip
+            draw_final_test(ax, group, "error", transform=percent)
         ax.set_title(net)
         ax.legend(fontsize="small")
     fig.suptitle(exp.title, fontsize="medium")
