@@ -14,12 +14,11 @@ as a marker at the selected epoch (:func:`draw_final_test`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from fastfa.runs import RunFileError, read_outcome
+from fastfa.runs import read_outcome
 
 #: One colour per rule, the same in every figure.
 RULE_COLOURS = {
@@ -46,36 +45,15 @@ def pyplot():
     return plt
 
 
-def read_selection(path):
-    """``(final_test, best_epoch)`` of a run file, without its weights.
-
-    ``final_test`` is the test split's figures for the model selected on validation data
-    (``{"model", "epoch", "loss", "error", "rows"}``; empty for a run without validation data
-    or test split), ``best_epoch`` the best-validation epoch (``None`` without validation data).
-    """
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            final_test = json.loads(f.attrs.get("final_test", "{}"))
-            best_epoch = int(f["best"].attrs["epoch"]) if "best" in f else None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise RunFileError(f"{path}: unreadable model selection ({type(exc).__name__}: {exc})") from None
-    if not isinstance(final_test, dict):
-        raise RunFileError(f"{path}: final_test is not a JSON object")
-    return final_test, best_epoch
-
-
 def load(paths):
     """``[{"path", "rule", "hidden", "seed", "history", "final_test", "best_epoch"}]`` of run files.
 
-    ``final_test`` and ``best_epoch`` as :func:`read_selection` gives them.
+    ``final_test`` and ``best_epoch`` as :func:`~fastfa.runs.read_outcome` gives them.
     """
     runs = []
     for path in paths:
         outcome = read_outcome(path)
         config = outcome["config"]
-        final_test, best_epoch = read_selection(path)
         runs.append(
             {
                 "path": str(path),
@@ -83,8 +61,8 @@ def load(paths):
                 "hidden": tuple(config["hidden"]),
                 "seed": config["seed"],
                 "history": {k: np.asarray(v, dtype=float) for k, v in outcome["history"].items()},
-                "final_test": final_test,
-                "best_epoch": best_epoch,
+                "final_test": outcome["final_test"],
+                "best_epoch": outcome["best_epoch"],
             }
         )
     return runs

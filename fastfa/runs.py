@@ -307,17 +307,29 @@ def load_run(path):
 
 
 def read_outcome(path):
-    """The light part of a run file: ``complete``, ``epoch``, ``config`` (a dict) and ``history``.
+    """The light part of a run file: ``complete``, ``epoch``, ``config`` (a dict), ``history``,
+    ``final_test`` (the selected model's test figures, :class:`Selection`; empty without
+    validation data) and ``best_epoch`` (``None`` without validation data).
 
     Reads no weights; raises :class:`RunFileError` like :func:`load_run`.
     """
-    with _read(path) as f:
-        return {
-            "complete": bool(f.attrs.get("complete", False)),
-            "epoch": int(f.attrs["epoch"]),
-            "config": json.loads(f.attrs["config"]),
-            "history": {key: f[f"history/{key}"][()].tolist() for key in f["history"]},
-        }
+    try:
+        with _read(path) as f:
+            outcome = {
+                "complete": bool(f.attrs.get("complete", False)),
+                "epoch": int(f.attrs["epoch"]),
+                "config": json.loads(f.attrs["config"]),
+                "history": {key: f[f"history/{key}"][()].tolist() for key in f["history"]},
+                "final_test": json.loads(f.attrs.get("final_test", "{}")),
+                "best_epoch": int(f["best"].attrs["epoch"]) if "best" in f else None,
+            }
+    except RunFileError:
+        raise
+    except (KeyError, ValueError, TypeError, OSError) as exc:
+        raise RunFileError(f"{path}: corrupt or incomplete run file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(outcome["final_test"], dict):
+        raise RunFileError(f"{path}: final_test is not a JSON object")
+    return outcome
 
 
 MODELS = ("best", "last")

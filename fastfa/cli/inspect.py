@@ -58,7 +58,8 @@ def evaluate(run, data, splits, model, json_out):
             }
         )
         return
-    click.echo(f"{meta['model']} model, epoch {meta['model_epoch']}")
+    if selection.best_params is not None:  # a run that selected a model on validation data
+        click.echo(f"{meta['model']} model, epoch {meta['model_epoch']}")
     for name, r in results.items():
         line = f"{name:<6} rows {r['rows']:>7}  loss {r['loss']:.4f}"
         if trainer.task == "classification":

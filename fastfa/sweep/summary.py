@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from fastfa.plots import read_selection
 from fastfa.runs import RunFileError, atomic_h5, read_outcome
 from fastfa.sweep.worker import read_failure
 
@@ -76,11 +75,10 @@ def collect(out_dir):
         elif path.exists():
             try:
                 outcome = read_outcome(path)
-                final_test, best_epoch = read_selection(path)
             except RunFileError as exc:
                 row.update(status="failed", error=str(exc))
             else:
-                row["final"] = final_metrics(outcome["history"], final_test, best_epoch)
+                row["final"] = final_metrics(outcome["history"], outcome["final_test"], outcome["best_epoch"])
                 row["selected"] = "valid_loss" in outcome["history"]
                 row["status"] = "done" if outcome["complete"] else "partial"
         rows.append(row)
