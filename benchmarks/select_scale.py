@@ -14,13 +14,13 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
-from fastfa.runs import load_run
+from fastfa.runs import is_run_file, load_run
 
 
 def candidates(folder):
     """``{scale label: {network: (best valid error, best epoch, final test error)}}``."""
     table = defaultdict(dict)
-    for path in sorted(Path(folder).glob("*.h5")):
+    for path in sorted(p for p in Path(folder).glob("*.h5") if is_run_file(p)):
         trainer, history, meta = load_run(path)
         if "valid_error" not in history or not meta["complete"]:
             continue
