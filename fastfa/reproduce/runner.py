@@ -58,16 +58,18 @@ def prepare_data(exp, out_dir, *, quick=False, data=None, mnist_dir=None):
 
 
 def first_rows(source, out, n_train, n_test):
-    """Write a dataset of the first ``n_train`` training and ``n_test`` test rows of ``source``."""
+    """Write a dataset of the first ``n_train`` training and ``n_test`` test rows of ``source``,
+    stored as in ``source`` (uint8 images keep their ``x_scale``, so they train as the full data do)."""
     with open_dataset(source) as ds:
         if "test" not in ds.splits:
             raise DatasetError(f"{source}: needs a test split")
         splits = {}
         for name, n in (("train", n_train), ("test", n_test)):
-            split = ds.split(name)
-            splits[name] = split.read(0, min(n, split.n_rows), dtype=np.float32)
+            x, y = ds.split(name).read_raw()
+            splits[name] = x[:n], y[:n]
+        x_scale = ds.x_scale if ds.split("train").x_dtype == np.uint8 else None
         write_dataset(out, splits, name=f"{ds.name}-first-rows", task=ds.task, n_classes=ds.n_outputs,
-                      source=f"first rows of {source}")  # fmt: skip
+                      x_scale=x_scale, source=f"first rows of {source}")  # fmt: skip
 
 
 def build_tasks(exp, dataset, out_dir, *, seeds=None, epochs=None, quick=False):
