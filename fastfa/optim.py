@@ -21,9 +21,9 @@ def learning_rate(schedule, lr, epoch, *, epochs, step_size=10, gamma=0.1, lr_mi
     """Learning rate for a 0-based ``epoch``.
 
     ``constant``: ``lr``. ``step``: ``lr * gamma ** (epoch // step_size)``.
-    ``multistep``: ``lr * gamma ** k`` where ``k`` counts the ``milestones`` (1-based epochs,
-    increasing) already reached, ``epoch + 1 > m``: with milestones 50,75 epochs 1-50 train at
-    ``lr``, 51-75 at ``lr * gamma`` (PyTorch's ``MultiStepLR``, BioTorch's benchmark setting).
+    ``multistep``: ``lr * gamma ** k``, ``k`` the number of ``milestones`` ``m <= epoch``: with
+    milestones 50,75 the 1-based epochs 1-50 train at ``lr``, 51-75 at ``lr * gamma`` and the
+    rest at ``lr * gamma ** 2`` (PyTorch's ``MultiStepLR``, BioTorch's benchmark setting).
     ``cosine``: ``lr_min + (lr - lr_min) (1 + cos(pi epoch / epochs)) / 2``
     (Loshchilov and Hutter 2017, without restarts).
     """

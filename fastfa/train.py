@@ -192,11 +192,11 @@ class Trainer:
         """``x`` standardised with :attr:`standardization` (``(x - mean) / std`` in ``dtype``), or
         ``x`` as a contiguous ``dtype`` array when the model has none (:mod:`fastfa.standardize`)."""
         dtype = self.dtype if dtype is None else np.dtype(dtype)
-        if self.standardization is None:
-            return np.ascontiguousarray(x, dtype=dtype)
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.arch.sizes[0]:
             raise ValueError(f"x must have shape (n, {self.arch.sizes[0]}), got {x.shape}")
+        if self.standardization is None:
+            return np.ascontiguousarray(x, dtype=dtype)
         return standardize.apply(x, *self.standardization, dtype)
 
     @property
@@ -230,8 +230,6 @@ class Trainer:
         x = self.scale_inputs(x)
         if not x.flags.writeable:  # read-only arrays would compile a second set of kernels
             x = x.copy()
-        if x.ndim != 2 or x.shape[1] != self.arch.sizes[0]:
-            raise ValueError(f"x must have shape (n, {self.arch.sizes[0]}), got {x.shape}")
         labels = np.zeros(0, dtype=np.int64)
         targets = np.zeros((0, self.arch.sizes[-1]), dtype=self.dtype)
         if y is None:
@@ -387,8 +385,6 @@ class Trainer:
         dtype = self.dtype if dtype is None else np.dtype(dtype)
         params = self.params if dtype == self.dtype else self.params.astype(dtype)
         x = self.scale_inputs(x, dtype)
-        if x.ndim != 2 or x.shape[1] != self.arch.sizes[0]:
-            raise ValueError(f"x must have shape (n, {self.arch.sizes[0]}), got {x.shape}")
         ws = self._eval_workspace(dtype)
         out = np.zeros((len(x), self.arch.sizes[-1]), dtype=dtype)
         none = np.zeros(0, dtype=np.int64), np.zeros((0, self.arch.sizes[-1]), dtype=dtype)
