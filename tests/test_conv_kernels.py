@@ -289,6 +289,8 @@ def test_conv_rejects_bad_shapes(rng):
         conv.conv_backward_input(
             np.zeros((2, 4, 1, 1)), np.zeros((4, 3, 9, 9)), 1, 0, np.zeros(x.shape), ws, 1
         )
+    with pytest.raises(ValueError, match="bias"):
+        conv.conv_forward(x, wt, b[:3], 1, 1, np.zeros(delta.shape), ws, 1)
     with pytest.raises(ValueError, match="output must be"):
         conv.conv_weight_grad(x, np.zeros((2, 4, 5, 7)), 1, 1, np.zeros_like(wt), np.zeros_like(b), ws, 1)
 
@@ -377,3 +379,7 @@ def test_pool_rejects_bad_shapes():
         conv.avgpool_forward(x, 2, 2, np.zeros((2, 3, 3, 3)), 1)
     with pytest.raises(ValueError, match="output must be"):
         conv.maxpool_forward(x, 2, 2, np.zeros((2, 3, 3, 3)), np.zeros((2, 3, 3, 3), dtype=np.int64), 1)
+    with pytest.raises(ValueError, match="forward input"):
+        conv.maxpool_backward(
+            np.zeros((2, 3, 3, 3)), np.zeros((2, 3, 3, 3), dtype=np.int64), np.zeros((2, 3, 2, 2)), 1
+        )

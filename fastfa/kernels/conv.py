@@ -145,8 +145,12 @@ def im2col(image, k, stride, padding, cols):
                         continue
                     for x in range(lo):
                         cols[row, base + x] = 0
-                    for x in range(lo, hi):
-                        cols[row, base + x] = image[c, iy, x * stride + shift]
+                    if stride == 1:  # a contiguous copy, which vectorises
+                        for x in range(lo, hi):
+                            cols[row, base + x] = image[c, iy, x + shift]
+                    else:
+                        for x in range(lo, hi):
+                            cols[row, base + x] = image[c, iy, x * stride + shift]
                     for x in range(hi, w_out):
                         cols[row, base + x] = 0
 
@@ -174,8 +178,12 @@ def col2im(cols, k, stride, padding, image):
                     if iy < 0 or iy >= h:
                         continue
                     base = y * w_out
-                    for x in range(lo, hi):
-                        image[c, iy, x * stride + shift] += cols[row, base + x]
+                    if stride == 1:
+                        for x in range(lo, hi):
+                            image[c, iy, x + shift] += cols[row, base + x]
+                    else:
+                        for x in range(lo, hi):
+                            image[c, iy, x * stride + shift] += cols[row, base + x]
 
 
 @parallel_kernel
@@ -187,6 +195,10 @@ def im2col_batch(x, k, stride, padding, cols, threads):
     if cols.shape[0] != n or cols.shape[1] != kk or cols.shape[2] != p:
         raise ValueError("im2col_batch: cols must be (N, C k k, H_out W_out)")
     parts = parts_for(threads, n * kk * p, PASS_GRAIN, n)
+    if parts == 1:
+        for s in range(n):
+            im2col(x[s], k, stride, padding, cols[s])
+        return
     for part in prange(parts):
         lo, hi = split(part, parts, n)
         for s in range(lo, hi):
@@ -202,6 +214,10 @@ def col2im_batch(cols, k, stride, padding, x, threads):
     if cols.shape[0] != n or cols.shape[1] != kk or cols.shape[2] != p:
         raise ValueError("col2im_batch: cols must be (N, C k k, H_out W_out)")
     parts = parts_for(threads, n * kk * p, PASS_GRAIN, n)
+    if parts == 1:
+        for s in range(n):
+            col2im(cols[s], k, stride, padding, x[s])
+        return
     for part in prange(parts):
         lo, hi = split(part, parts, n)
         for s in range(lo, hi):
@@ -271,6 +287,8 @@ def conv_forward(x, w, b, stride, padding, out, workspace, threads):
     ``(N, C_out, H_out, W_out)``; the samples are split over ``threads``.
     """
     parts, block = _check_conv(x.shape, w.shape, out.shape, stride, padding, workspace, threads)
+    if b.shape[0] != w.shape[0]:
+        raise ValueError("conv: the bias must have C_out entries")
     c_out, c_in, k = w.shape[0], w.shape[1], w.shape[2]
     kk = c_in * k * k
     p = out.shape[2] * out.shape[3]
@@ -335,6 +353,13 @@ def conv_backward_input(delta, kernel, stride, padding, out, workspace, threads)
 
 
 @kernel
+def _clear(gw, gb):
+    """``gw <- 0``, ``gb <- 0`` (here: in a parallel kernel each would become a parallel region)."""
+    gw[...] = 0
+    gb[:] = 0
+
+
+@kernel
 def _weight_grad_samples(x, delta, k, stride, padding, gw, gb, cols, lo, hi):
     """Samples ``lo..hi`` of :func:`conv_weight_grad`, added into ``gw`` (``(C_out, K)``) and ``gb``."""
     c_out, p = delta.shape[1], delta.shape[2]
@@ -365,14 +390,15 @@ def conv_weight_grad(x, delta, stride, padding, grad_w, grad_b, workspace, threa
     own workspace block; the blocks are then added in order.
     """
     parts, block = _check_conv(x.shape, grad_w.shape, delta.shape, stride, padding, workspace, threads)
+    if grad_b.shape[0] != grad_w.shape[0]:
+        raise ValueError("conv: the bias gradient must have C_out entries")
     c_out, c_in, k = grad_w.shape[0], grad_w.shape[1], grad_w.shape[2]
     kk = c_in * k * k
     p = delta.shape[2] * delta.shape[3]
     n = x.shape[0]
     dm = delta.reshape((n, c_out, p))
     gw = grad_w.reshape((c_out, kk))
-    gw[...] = 0
-    grad_b[:] = 0
+    _clear(gw, grad_b)
     if parts == 1:
         cols = workspace[: kk * p].reshape((kk, p))
         _weight_grad_samples(x, dm, k, stride, padding, gw, grad_b, cols, np.intp(0), n)
@@ -383,8 +409,7 @@ def conv_weight_grad(x, delta, stride, padding, grad_w, grad_b, workspace, threa
         cols = workspace[start : start + kk * p].reshape((kk, p))
         pw = workspace[start + kk * p : start + kk * p + c_out * kk].reshape((c_out, kk))
         pb = workspace[start + kk * p + c_out * kk : start + block]
-        pw[...] = 0
-        pb[:] = 0
+        _clear(pw, pb)
         _weight_grad_samples(x, dm, k, stride, padding, pw, pb, cols, lo, hi)
     for part in range(parts):
         start = part * block + kk * p
@@ -473,12 +498,15 @@ def maxpool_backward(delta, argmax, out, threads):
     """``out[n, c, u, v] = sum_{y,x: argmax[n, c, y, x] = u W + v} delta[n, c, y, x]``.
 
     Each output's delta goes to the input that won its window; overlapping windows
-    (``s < k``) that share a winner add up. ``out`` (``(N, C, H, W)``) is overwritten.
+    (``s < k``) that share a winner add up. ``out`` (``(N, C, H, W)``) is overwritten; it
+    must have the shape of the input ``argmax`` was recorded on (only roughly checked).
     """
     if argmax.shape != delta.shape:
         raise ValueError("maxpool: argmax must have delta's shape")
     if out.shape[0] != delta.shape[0] or out.shape[1] != delta.shape[1]:
         raise ValueError("maxpool: out must be (N, C, H, W) with delta's N and C")
+    if out.shape[2] < delta.shape[2] or out.shape[3] < delta.shape[3]:
+        raise ValueError("maxpool: out must have the forward input's shape")
     n = delta.shape[0]
     parts = parts_for(threads, out.size, PASS_GRAIN, n)
     if parts == 1:
