@@ -278,6 +278,7 @@ def train(ctx, data, **opts):
       fastfa train                                  # fa on the bundled digits
       fastfa train mnist.h5 --rule fa --hidden 1000 --epochs 20 -o fa.h5
       fastfa train mnist.h5 -o fa.h5 --resume       # continue an interrupted run
+      fastfa train data.h5 --valid-fraction 0.1 --early-stopping 5 -o run.h5
     """
     from fastfa.fitting import Interrupted
     from fastfa.rules import load_plugin_file
