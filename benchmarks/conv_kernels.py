@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numba
 import numpy as np
 
+from benchmarks.timing import best_seconds
 from fastfa.kernels import conv
 from fastfa.threads import kernel_threads
 
@@ -46,17 +46,6 @@ def flops_per_sample(c_in, c_out, h, k, stride, padding):
     """``2 C_out H_out W_out C_in k k``: one pass over one sample (square maps)."""
     h_out = conv.conv_output_size(h, k, stride, padding)
     return 2 * c_out * h_out * h_out * c_in * k * k
-
-
-def _best(func, repeats):
-    func()
-    best = np.inf
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            func()
-        best = min(best, (time.perf_counter() - start) / repeats)
-    return best
 
 
 def measure(layer, batch, dtype, threads, repeats, rng):
@@ -72,14 +61,16 @@ def measure(layer, batch, dtype, threads, repeats, rng):
     ws = np.zeros(conv.conv_workspace_size(x.shape, w.shape, stride, padding, threads), dtype)
     cols = np.zeros((batch, *conv.im2col_shape(c_in, h, h, k, stride, padding)), dtype)
     return {
-        "forward": _best(lambda: conv.conv_forward(x, w, b, stride, padding, out, ws, threads), repeats),
-        "input": _best(
+        "forward": best_seconds(
+            lambda: conv.conv_forward(x, w, b, stride, padding, out, ws, threads), repeats
+        ),
+        "input": best_seconds(
             lambda: conv.conv_backward_input(delta, w, stride, padding, back, ws, threads), repeats
         ),
-        "weight": _best(
+        "weight": best_seconds(
             lambda: conv.conv_weight_grad(x, delta, stride, padding, gw, gb, ws, threads), repeats
         ),
-        "im2col": _best(lambda: conv.im2col_batch(x, k, stride, padding, cols, threads), repeats),
+        "im2col": best_seconds(lambda: conv.im2col_batch(x, k, stride, padding, cols, threads), repeats),
     }
 
 

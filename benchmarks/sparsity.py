@@ -15,26 +15,15 @@ It prints sparse/dense time ratios; below 1 the sparse path is faster. The cross
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
+from benchmarks.timing import best_seconds
 from fastfa.kernels import cpu
 from fastfa.threads import kernel_threads
 
 N_IN, N_OUT = 784, 1000
 DENSITIES = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
-
-
-def _best(func, repeats):
-    func()
-    best = np.inf
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            func()
-        best = min(best, (time.perf_counter() - start) / repeats)
-    return best
 
 
 def measure(batch, density, threads, repeats, rng):
@@ -53,10 +42,10 @@ def measure(batch, density, threads, repeats, rng):
         cpu.apply_velocity(w, v, 0.0, mu, threads)
 
     return (
-        _best(lambda: cpu.sparse_product(x, w, out, nonzero, threads), repeats),
-        _best(lambda: cpu.product(1.0, x, False, w, False, 0.0, out, threads), repeats),
-        _best(lambda: cpu.sparse_sgd(x, delta, w, v, lr, mu, 0.0, nonzero, threads), repeats),
-        _best(dense_update, repeats),
+        best_seconds(lambda: cpu.sparse_product(x, w, out, nonzero, threads), repeats),
+        best_seconds(lambda: cpu.product(1.0, x, False, w, False, 0.0, out, threads), repeats),
+        best_seconds(lambda: cpu.sparse_sgd(x, delta, w, v, lr, mu, 0.0, nonzero, threads), repeats),
+        best_seconds(dense_update, repeats),
     )
 
 
