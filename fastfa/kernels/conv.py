@@ -186,42 +186,43 @@ def col2im(cols, k, stride, padding, image):
                             image[c, iy, x * stride + shift] += cols[row, base + x]
 
 
+@kernel
+def _patches(x, cols, k, stride, padding, lo, hi, gather):
+    """Samples ``lo:hi``: ``cols[n] = im2col(x[n])`` (``gather``) or ``x[n] += col2im(cols[n])``."""
+    for s in range(lo, hi):
+        if gather:
+            im2col(x[s], k, stride, padding, cols[s])
+        else:
+            col2im(cols[s], k, stride, padding, x[s])
+
+
 @parallel_kernel
+def _patches_batch(x, cols, k, stride, padding, threads, gather):
+    """:func:`_patches` of every sample, the samples split into parts over threads."""
+    n = x.shape[0]
+    c_in, h, w = x.shape[1], x.shape[2], x.shape[3]
+    kk, p = im2col_shape(c_in, h, w, k, stride, padding)
+    if cols.shape[0] != n or cols.shape[1] != kk or cols.shape[2] != p:
+        raise ValueError("im2col_batch/col2im_batch: cols must be (N, C k k, H_out W_out)")
+    parts = parts_for(threads, n * kk * p, PASS_GRAIN, n)
+    if parts == 1:
+        _patches(x, cols, k, stride, padding, 0, n, gather)
+        return
+    for part in prange(parts):
+        lo, hi = split(part, parts, n)
+        _patches(x, cols, k, stride, padding, lo, hi, gather)
+
+
+@kernel
 def im2col_batch(x, k, stride, padding, cols, threads):
     """:func:`im2col` of every sample: ``cols[n] = im2col(x[n])``, ``cols`` is ``(N, K, P)``."""
-    n = x.shape[0]
-    c_in, h, w = x.shape[1], x.shape[2], x.shape[3]
-    kk, p = im2col_shape(c_in, h, w, k, stride, padding)
-    if cols.shape[0] != n or cols.shape[1] != kk or cols.shape[2] != p:
-        raise ValueError("im2col_batch: cols must be (N, C k k, H_out W_out)")
-    parts = parts_for(threads, n * kk * p, PASS_GRAIN, n)
-    if parts == 1:
-        for s in range(n):
-            im2col(x[s], k, stride, padding, cols[s])
-        return
-    for part in prange(parts):
-        lo, hi = split(part, parts, n)
-        for s in range(lo, hi):
-            im2col(x[s], k, stride, padding, cols[s])
+    _patches_batch(x, cols, k, stride, padding, threads, True)
 
 
-@parallel_kernel
+@kernel
 def col2im_batch(cols, k, stride, padding, x, threads):
     """:func:`col2im` of every sample, accumulating: ``x[n] += col2im(cols[n])``."""
-    n = x.shape[0]
-    c_in, h, w = x.shape[1], x.shape[2], x.shape[3]
-    kk, p = im2col_shape(c_in, h, w, k, stride, padding)
-    if cols.shape[0] != n or cols.shape[1] != kk or cols.shape[2] != p:
-        raise ValueError("col2im_batch: cols must be (N, C k k, H_out W_out)")
-    parts = parts_for(threads, n * kk * p, PASS_GRAIN, n)
-    if parts == 1:
-        for s in range(n):
-            col2im(cols[s], k, stride, padding, x[s])
-        return
-    for part in prange(parts):
-        lo, hi = split(part, parts, n)
-        for s in range(lo, hi):
-            col2im(cols[s], k, stride, padding, x[s])
+    _patches_batch(x, cols, k, stride, padding, threads, False)
 
 
 # ----------------------------------------------------------------------- convolution
