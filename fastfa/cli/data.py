@@ -121,13 +121,14 @@ def data():
     """Convert data to fastfa's HDF5 dataset format.
 
     A dataset file holds groups train and test (optionally valid), each with
-    x (rows x features) and y (class labels or regression targets), and root
-    attributes name, task, n_classes, x_scale and source. Train on one with
-    `fastfa train FILE.h5`.
+    x (rows x features, or images N x C x H x W) and y (class labels or
+    regression targets), and root attributes name, task, n_classes, x_scale,
+    source and, for images, image_shape. Train on one with `fastfa train FILE.h5`.
 
     \b
     Examples:
       fastfa data mnist ./mnist -o mnist.h5
+      fastfa data mnist ./mnist -o mnist32.h5 --pad 32
       fastfa data csv iris.csv -o iris.h5 --test-fraction 0.3
       fastfa data teacher --kind nonlinear -o teacher.h5
     """
@@ -136,26 +137,41 @@ def data():
 @data.command(context_settings=CONTEXT)
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @output_option
+@click.option(
+    "--images",
+    is_flag=True,
+    help="Store x as images, N x 1 x 28 x 28, for convolutional networks [default: rows of 784].",
+)
+@click.option(
+    "--pad",
+    type=int,
+    default=None,
+    metavar="SIZE",
+    help="Pad every image with zeros to SIZE x SIZE, centred (32: 2 pixels each side, "
+    "as LeNet expects); implies --images.",
+)
 @name_option("mnist")
 @source_option
 @_friendly_errors
-def mnist(directory, out, overwrite, name, source):
+def mnist(directory, out, overwrite, images, pad, name, source):
     """Convert the four MNIST IDX files in DIRECTORY.
 
     Reads train-images-idx3-ubyte, train-labels-idx1-ubyte,
     t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each .gz or raw, as
     distributed), checks magic numbers and sizes, and stores 60000 training
-    and 10000 test images as uint8 rows of 784 pixels with x_scale = 1/255.
+    and 10000 test images as uint8 rows of 784 pixels with x_scale = 1/255;
+    with --images as 1x28x28 images, with --pad 32 as 1x32x32 images.
     Files in the same format (Fashion-MNIST, KMNIST) work too: give --name and
     --source.
 
     \b
-    Example:
+    Examples:
       fastfa data mnist ~/data/mnist -o mnist.h5
+      fastfa data mnist ~/data/mnist -o mnist32.h5 --pad 32
     """
     from fastfa import datasets
 
-    kwargs = {"name": name or "mnist", "overwrite": overwrite}
+    kwargs = {"name": name or "mnist", "overwrite": overwrite, "images": images, "pad": pad}
     if source is not None:
         kwargs["source"] = source
     _summary(datasets.convert_mnist(directory, out, **kwargs))
@@ -271,9 +287,9 @@ def npz(file, out, overwrite, task, n_classes, x_scale, name, source):
     """Convert a numpy .npz archive FILE.
 
     FILE must hold the arrays x_train, y_train, x_test and y_test (optionally
-    x_valid, y_valid), as written by numpy.savez. Inputs of more than two
-    dimensions are flattened per row; uint8 inputs stay uint8 (scaled by
-    --x-scale when read). Labels may be integers or one-hot rows.
+    x_valid, y_valid), as written by numpy.savez. Inputs are rows (N x D) or
+    images (N x H x W or N x C x H x W, stored as images); uint8 inputs stay
+    uint8 (scaled by --x-scale when read). Labels may be integers or one-hot rows.
 
     \b
     Example:

@@ -240,11 +240,15 @@ def _describe_dataset(path):
             "source": ds.source,
             "splits": splits,
         }
+        if ds.image_shape is not None:  # only for images: flat files describe themselves as before
+            desc["image_shape"] = list(ds.image_shape)
     lines = [
         f"dataset {desc['name']!r} ({path})",
         f"  task      {desc['task']}" + (f", {desc['n_classes']} classes" if desc["n_classes"] else ""),
         f"  features  {desc['n_features']}" + (f" (x_scale {desc['x_scale']:g})" if desc["x_scale"] else ""),
     ]
+    if "image_shape" in desc:
+        lines.append(f"  images    {'x'.join(map(str, desc['image_shape']))}")
     lines += [f"  {name:<9} {rows} rows" for name, rows in splits.items()]
     if desc["source"]:
         lines.append(f"  source    {desc['source']}")

@@ -6,7 +6,11 @@ An HDF5 dataset file holds groups ``train`` and ``test`` (optionally ``valid``),
 each with two datasets:
 
 ``x``
-    ``N x D`` inputs, ``float32``, ``float64`` or ``uint8``.
+    Inputs, ``float32``, ``float64`` or ``uint8``: ``N x D`` rows, or images
+    ``N x H x W`` (one channel) or ``N x C x H x W``. Every split has the same
+    row shape. Readers always return rows ``N x D`` (images flattened in C
+    order, ``D = C * H * W``), so models that take flat rows read image files
+    unchanged.
 ``y``
     ``N`` integer class labels ``0 .. n_classes - 1`` (classification), or
     ``N x K`` float targets (regression; a 1-D ``y`` is read as ``K = 1``).
@@ -24,6 +28,12 @@ Root attributes describe the file:
     ``1/255`` (required when any ``x`` is ``uint8``; ignored for float inputs).
 ``source``
     Provenance and license text (defaults to ``""``).
+``image_shape``
+    ``(C, H, W)``, three positive integers with ``C * H * W = D``: the image
+    shape of the inputs (:attr:`Dataset.image_shape`). The writer stores it
+    whenever ``x`` holds images; a flat file may carry it to declare its rows
+    images. Optional (flat files without it have ``image_shape = None``);
+    fastfa's flat MNIST files hold ``(H, W)``, read as one channel.
 
 Files larger than memory are streamed in chunks of contiguous rows with
 :meth:`Split.iter_chunks`; :func:`open_dataset` checks the structure and the
@@ -83,6 +93,7 @@ from fastfa.datasets.schema import REQUIRED_SPLITS as REQUIRED_SPLITS
 from fastfa.datasets.schema import SPLITS as SPLITS
 from fastfa.datasets.schema import TASKS as TASKS
 from fastfa.datasets.schema import X_DTYPES as X_DTYPES
+from fastfa.datasets.schema import X_NDIMS as X_NDIMS
 from fastfa.datasets.schema import DatasetError
 from fastfa.datasets.teacher import TEACHER_HIDDEN as TEACHER_HIDDEN
 from fastfa.datasets.teacher import TEACHER_INPUTS as TEACHER_INPUTS

@@ -89,10 +89,31 @@ def _mnist_split(directory, split):
         )
     if len(images) == 0:
         _fail(images_path, "holds no images")
-    return images.reshape(len(images), -1), labels, images.shape[1:]
+    return images, labels
 
 
-def convert_mnist(directory, out, *, name="mnist", source=MNIST_SOURCE, overwrite=False):
+def _check_pad(directory, pad, image_shape):
+    """``pad`` must be an integer size that the ``(H, W)`` images fit in, centred."""
+    height, width = image_shape
+    if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)):
+        _fail(directory, f"pad must be an integer image size, got {pad!r}")
+    if pad < max(height, width):
+        _fail(directory, f"pad {pad} is smaller than the {height}x{width} images")
+    if (pad - height) % 2 or (pad - width) % 2:
+        _fail(directory, f"pad {pad} cannot centre the {height}x{width} images (the padding must be even)")
+
+
+def _as_images(images, pad):
+    """``N x H x W`` images as ``N x 1 x pad x pad``: zero-padded, centred, like torchvision's ``Pad``."""
+    if pad is not None:
+        top, left = (pad - images.shape[1]) // 2, (pad - images.shape[2]) // 2
+        images = np.pad(images, ((0, 0), (top, top), (left, left)))
+    return images[:, np.newaxis]
+
+
+def convert_mnist(
+    directory, out, *, name="mnist", source=MNIST_SOURCE, overwrite=False, images=False, pad=None
+):
     """Convert the four MNIST IDX files in ``directory`` to a dataset file.
 
     Looks for ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
@@ -102,8 +123,23 @@ def convert_mnist(directory, out, *, name="mnist", source=MNIST_SOURCE, overwrit
     labels agree in number. Works for any data set in the same format
     (Fashion-MNIST, KMNIST) -- pass ``name`` and ``source``.
 
-    Inputs are stored as uint8, ``N x rows*cols`` (784 for MNIST), with
-    ``x_scale = 1/255``; ``n_classes`` is ``max(10, largest label + 1)``.
+    Inputs are stored as uint8 with ``x_scale = 1/255``: flat rows
+    ``N x rows*cols`` (784 for MNIST; the attribute ``image_shape`` holds
+    ``(rows, cols)``), or with ``images`` as ``N x 1 x rows x cols`` for
+    convolutional networks. ``n_classes`` is ``max(10, largest label + 1)``.
+    Readers return flat rows either way.
+
+    Parameters
+    ----------
+    directory, out : str or os.PathLike
+    name, source : str
+    overwrite : bool
+    images : bool
+        Store ``N x 1 x rows x cols`` images instead of flat rows.
+    pad : int, optional
+        Zero-pad every image to ``pad x pad``, centred (``32`` for MNIST: two
+        pixels each side, as torchvision's ``Pad(2)`` does for LeNet); implies
+        ``images``. It must be at least the image size, and the padding even.
 
     Returns
     -------
@@ -113,10 +149,18 @@ def convert_mnist(directory, out, *, name="mnist", source=MNIST_SOURCE, overwrit
     out = _check_target(out, overwrite)
     if not Path(directory).is_dir():
         _fail(directory, "is not a directory")
-    x_train, y_train, shape_train = _mnist_split(directory, "train")
-    x_test, y_test, shape_test = _mnist_split(directory, "test")
-    if shape_train != shape_test:
-        _fail(directory, f"train images are {shape_train} but test images are {shape_test}")
+    x_train, y_train = _mnist_split(directory, "train")
+    x_test, y_test = _mnist_split(directory, "test")
+    image_shape = x_train.shape[1:]
+    if image_shape != x_test.shape[1:]:
+        _fail(directory, f"train images are {image_shape} but test images are {x_test.shape[1:]}")
+    if pad is not None:
+        _check_pad(directory, pad, image_shape)
+    if images or pad is not None:
+        x_train, x_test, extra_attrs = _as_images(x_train, pad), _as_images(x_test, pad), None
+    else:
+        x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
+        extra_attrs = {"image_shape": np.asarray(image_shape, dtype=np.int64)}
     n_classes = max(10, int(max(y_train.max(), y_test.max())) + 1)
     return write_dataset(
         out,
@@ -127,5 +171,5 @@ def convert_mnist(directory, out, *, name="mnist", source=MNIST_SOURCE, overwrit
         x_scale=1 / 255,
         source=source,
         overwrite=overwrite,
-        extra_attrs={"image_shape": np.asarray(shape_train, dtype=np.int64)},
+        extra_attrs=extra_attrs,
     )

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from fastfa.datasets.schema import SPLITS, X_DTYPES, _fail, _is_integer_dtype, _is_number_dtype, _show
+from fastfa.datasets.schema import (
+    SPLITS,
+    X_DTYPES,
+    X_NDIMS,
+    _fail,
+    _is_integer_dtype,
+    _is_number_dtype,
+    _show,
+)
 from fastfa.datasets.writer import _check_conversion, _strip_suffixes, write_dataset
 
 
@@ -18,9 +26,12 @@ def _one_hot_to_labels(path, key, y):
 
 
 def _npz_x(path, key, x):
-    x = x.reshape(len(x), -1) if x.ndim > 2 else x
-    if x.ndim != 2:
-        _fail(path, f"'{key}' must have one row per sample, got shape {x.shape}")
+    """Inputs to store: ``N x D`` rows or ``N x H x W`` / ``N x C x H x W`` images, as a kept dtype."""
+    if x.ndim not in X_NDIMS:
+        _fail(
+            path,
+            f"'{key}' must be N x D rows or N x H x W / N x C x H x W images, got shape {x.shape}",
+        )
     if x.dtype in X_DTYPES:
         return x
     if not _is_number_dtype(x.dtype) and x.dtype != np.bool_:
@@ -77,9 +88,10 @@ def convert_npz(
     The archive holds arrays ``x_train``, ``y_train``, ``x_test``, ``y_test``
     and optionally ``x_valid``, ``y_valid`` (as written by
     ``numpy.savez(path, x_train=..., ...)``; pickled objects are refused).
-    Inputs with more than two dimensions (``N x 28 x 28``) are flattened to
-    ``N x D``; uint8, float32 and float64 inputs are kept, other numbers become
-    float32. Classification labels may be integers, integer-valued floats or
+    Inputs are ``N x D`` rows, or images ``N x H x W`` (one channel) or
+    ``N x C x H x W``, stored as given with their shape recorded (readers
+    return flat rows); uint8, float32 and float64 inputs are kept, other
+    numbers become float32. Classification labels may be integers, integer-valued floats or
     one-hot rows.
 
     Parameters

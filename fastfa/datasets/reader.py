@@ -10,6 +10,7 @@ import importlib.resources
 import os
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import h5py
 import numpy as np
@@ -21,11 +22,15 @@ from fastfa.datasets.schema import (
     _check_dtype_arg,
     _check_finite,
     _check_labels,
+    _check_same_rows,
     _check_shapes,
     _check_x_dtype,
     _check_y_dtype,
     _fail,
+    _image_shape,
+    _n_features,
     _read_attrs,
+    _shape_text,
     _text,
 )
 
@@ -67,8 +72,18 @@ def _open_h5(path):
         _fail(path, f"cannot read HDF5 file ({message})")
 
 
+class _SplitInfo(NamedTuple):
+    """What :func:`_split_info` learns of a split without reading its data."""
+
+    n_rows: int
+    n_features: int  # values per row: D, or C * H * W for images
+    n_outputs: int | None  # regression targets; None for classification
+    x_dtype: np.dtype
+    x_shape: tuple  # as stored: N x D, N x H x W or N x C x H x W
+
+
 def _split_info(path, f, name, task):
-    """Check one split's structure (no data read); return ``(n_rows, n_features, n_outputs, x_dtype)``."""
+    """Check one split's structure (no data read); return its :class:`_SplitInfo`."""
     if name not in f:
         _fail(path, f"missing group '{name}'")
     group = f[name]
@@ -84,7 +99,7 @@ def _split_info(path, f, name, task):
     _check_y_dtype(path, name, y.dtype, task)
     _check_shapes(path, name, x.shape, y.shape, task)
     n_outputs = None if task == "classification" else (y.shape[1] if y.ndim == 2 else 1)
-    return x.shape[0], x.shape[1], n_outputs, x.dtype
+    return _SplitInfo(x.shape[0], _n_features(x.shape), n_outputs, x.dtype, x.shape)
 
 
 def open_dataset(path):
@@ -129,7 +144,12 @@ class Dataset:
     n_classes : int or None
         ``None`` for regression.
     n_features : int
-        Columns of ``x``.
+        Values in one row of ``x``: its columns, or ``C * H * W`` for images
+        (every reader returns rows flattened in C order).
+    image_shape : tuple of int or None
+        ``(C, H, W)`` when the inputs are images (``x`` stored ``N x C x H x W``
+        or ``N x H x W``, or flat with the attribute ``image_shape``); ``None``
+        for flat inputs.
     n_outputs : int
         ``n_classes`` for classification, ``K`` targets for regression.
     x_scale : float
@@ -156,16 +176,14 @@ class Dataset:
         task = self._attrs["task"]
         names = [s for s in SPLITS if s in f or s in REQUIRED_SPLITS]
         self._info = {name: _split_info(label, f, name, task) for name in names}
-        features = {info[1] for info in self._info.values()}
-        if len(features) > 1:
-            detail = ", ".join(f"{n} {i[1]}" for n, i in self._info.items())
-            _fail(label, f"splits have different numbers of features ({detail})")
+        _check_same_rows(label, {name: info.x_shape for name, info in self._info.items()})
+        self._image_shape = _image_shape(label, self._info["train"].x_shape, f.attrs.get("image_shape"))
         if task == "regression":
-            outputs = {info[2] for info in self._info.values()}
+            outputs = {info.n_outputs for info in self._info.values()}
             if len(outputs) > 1:
-                detail = ", ".join(f"{n} {i[2]}" for n, i in self._info.items())
+                detail = ", ".join(f"{n} {i.n_outputs}" for n, i in self._info.items())
                 _fail(label, f"splits have different numbers of targets ({detail})")
-        if self._attrs["x_scale"] is None and any(i[3] == np.uint8 for i in self._info.values()):
+        if self._attrs["x_scale"] is None and any(i.x_dtype == np.uint8 for i in self._info.values()):
             _fail(label, "missing attribute 'x_scale' (required when x is uint8)")
         classes = f.attrs.get("classes")
         self._classes = None if classes is None else tuple(_text(c) or str(c) for c in np.atleast_1d(classes))
@@ -195,13 +213,17 @@ class Dataset:
 
     @property
     def n_features(self):
-        return next(iter(self._info.values()))[1]
+        return next(iter(self._info.values())).n_features
+
+    @property
+    def image_shape(self):
+        return self._image_shape
 
     @property
     def n_outputs(self):
         if self.task == "classification":
             return self.n_classes
-        return next(iter(self._info.values()))[2]
+        return next(iter(self._info.values())).n_outputs
 
     @property
     def splits(self):
@@ -228,17 +250,17 @@ class Dataset:
         return name in self._info
 
     def describe(self):
-        """One line: name, task, outputs, features, input type and split sizes."""
+        """One line: name, task, outputs, features (and image shape), input type and split sizes."""
         if self.task == "classification":
             outputs = f"{self.n_classes} classes"
         else:
             outputs = f"{self.n_outputs} target{'s' if self.n_outputs != 1 else ''}"
-        dtype = self._info["train"][3]
+        dtype = self._info["train"].x_dtype
         scale = f" x_scale={self.x_scale:.6g}" if dtype == np.uint8 else ""
-        sizes = ", ".join(f"{name} {info[0]}" for name, info in self._info.items())
-        return (
-            f"{self.name} ({self.task}, {outputs}, {self.n_features} features, {dtype}{scale}): {sizes} rows"
-        )
+        images = f" ({_shape_text(self.image_shape)} images)" if self.image_shape else ""
+        sizes = ", ".join(f"{name} {info.n_rows}" for name, info in self._info.items())
+        features = f"{self.n_features} features{images}"
+        return f"{self.name} ({self.task}, {outputs}, {features}, {dtype}{scale}): {sizes} rows"
 
     def validate(self, rows_per_chunk=65536):
         """Read every split once in chunks, checking finite inputs and labels in range.
@@ -406,7 +428,8 @@ class Split(_Rows):
     def __init__(self, dataset, name):
         self.dataset = dataset
         self.name = name
-        self.n_rows, self.n_features, _, self.x_dtype = dataset._info[name]
+        info = dataset._info[name]
+        self.n_rows, self.n_features, self.x_dtype = info.n_rows, info.n_features, info.x_dtype
 
     def __repr__(self):
         return f"<fastfa Split {self.name!r}: {self.n_rows} rows x {self.n_features} features>"
@@ -420,7 +443,7 @@ class Split(_Rows):
         except (OSError, RuntimeError, ValueError) as exc:
             message = " ".join(str(exc).split())
             _fail(label, f"cannot read rows {start}..{stop - 1} of split '{self.name}' ({message})")
-        x = self._convert_x(raw_x, dtype)
+        x = self._convert_x(self._flat(raw_x), dtype)
         if raw_x.dtype != np.uint8:  # scaled uint8 is always finite
             _check_finite(label, self.name, "x", x, start)
         if ds.task == "classification":
@@ -430,6 +453,10 @@ class Split(_Rows):
             y = raw_y.astype(dtype, copy=False).reshape(len(raw_y), -1)
             _check_finite(label, self.name, "y", y, start)
         return x, y
+
+    def _flat(self, raw_x):
+        """Stored rows of ``x`` (images too) as ``rows x n_features``, flattened in C order (a view)."""
+        return raw_x.reshape(len(raw_x), self.n_features)
 
     def _convert_x(self, raw, dtype):
         if raw.dtype == np.uint8:
@@ -446,10 +473,10 @@ class Split(_Rows):
         return ArraySplit(self.name, x, y)
 
     def read_raw(self):
-        """The stored arrays as they are in the file (uint8 inputs unscaled), after checking them."""
+        """The stored arrays (uint8 inputs unscaled, images flattened to rows), after checking them."""
         self.validate()
         group = self.dataset._group(self.name)
-        return group["x"][()], group["y"][()]
+        return self._flat(group["x"][()]), group["y"][()]
 
     def validate(self, rows_per_chunk=65536):
         """Read the split once in file order, checking every value. Returns ``self``."""

@@ -18,6 +18,7 @@ REQUIRED_SPLITS = ("train", "test")
 X_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8))
 OUT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 FORMAT_VERSION = 1
+X_NDIMS = (2, 3, 4)  # x is N x D, N x H x W or N x C x H x W
 
 
 class DatasetError(ValueError):
@@ -66,9 +67,13 @@ def _check_y_dtype(path, where, dtype, task):
 
 
 def _check_shapes(path, where, x_shape, y_shape, task):
-    """``x`` is 2-D and non-empty; ``y`` has one label (or one target row) per row of ``x``."""
-    if len(x_shape) != 2:
-        _fail(path, f"{where}/x is not 2-D (shape {tuple(x_shape)})")
+    """``x`` is 2-D (rows) or 3-D / 4-D (images), non-empty; ``y`` has one label (or target row) per row."""
+    if len(x_shape) not in X_NDIMS:
+        _fail(
+            path,
+            f"{where}/x is not 2-D, 3-D or 4-D (shape {tuple(x_shape)}); "
+            "expected N x D, N x H x W or N x C x H x W",
+        )
     if task == "classification" and len(y_shape) != 1:
         _fail(path, f"{where}/y must be 1-D class labels, got shape {tuple(y_shape)}")
     if task == "regression" and len(y_shape) not in (1, 2):
@@ -77,10 +82,81 @@ def _check_shapes(path, where, x_shape, y_shape, task):
         _fail(path, f"{where}: x and y lengths differ (x has {x_shape[0]} rows, y has {y_shape[0]})")
     if x_shape[0] == 0:
         _fail(path, f"split '{where}' is empty")
-    if x_shape[1] == 0:
+    if len(x_shape) == 2 and x_shape[1] == 0:
         _fail(path, f"{where}/x has no columns")
+    if 0 in x_shape[1:]:
+        _fail(path, f"{where}/x has a zero-sized image dimension (shape {tuple(x_shape)})")
     if len(y_shape) == 2 and y_shape[1] == 0:
         _fail(path, f"{where}/y has no columns")
+
+
+def _shape_text(shape):
+    """A shape written ``1x28x28`` (one dimension: just the number)."""
+    return "x".join(str(int(d)) for d in shape)
+
+
+def _n_features(x_shape):
+    """The values in one row of an ``x`` of shape ``x_shape``: ``D``, or ``C * H * W`` for images."""
+    return int(np.prod(x_shape[1:], dtype=np.int64))
+
+
+def _chw(dims):
+    """Image dimensions ``(H, W)`` (one channel) or ``(C, H, W)`` as a tuple ``(C, H, W)`` of ints."""
+    return tuple(int(d) for d in (1,) * (3 - len(dims)) + tuple(dims))
+
+
+def _stored_image_shape(x_shape):
+    """``(C, H, W)`` of an ``x`` stored as images (``N x H x W`` has one channel); ``None`` when flat."""
+    return None if len(x_shape) == 2 else _chw(x_shape[1:])
+
+
+def _check_same_rows(path, x_shapes):
+    """Every split's ``x`` has the same row shape; ``x_shapes`` maps split names to ``x`` shapes."""
+    if len({_n_features(shape) for shape in x_shapes.values()}) > 1:
+        detail = ", ".join(f"{s} {_n_features(shape)}" for s, shape in x_shapes.items())
+        _fail(path, f"splits have different numbers of features ({detail})")
+    if len({tuple(shape[1:]) for shape in x_shapes.values()}) > 1:
+        detail = ", ".join(f"{s} {_shape_text(shape[1:])}" for s, shape in x_shapes.items())
+        _fail(path, f"splits have different image shapes ({detail})")
+
+
+def _image_shape(path, x_shape, given=None, what="attribute 'image_shape'"):
+    """The image shape ``(C, H, W)`` of rows of ``x``, or ``None`` for flat rows that declare none.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Named in the error message.
+    x_shape : tuple of int
+        The shape of a split's ``x`` (every split has the same row shape).
+    given : array_like, optional
+        The attribute ``image_shape`` (or :func:`write_dataset`'s argument):
+        3 positive integers ``(C, H, W)`` -- or 2, ``(H, W)``, one channel, as
+        fastfa's flat MNIST files carry -- holding one row's values, and
+        equal to the stored shape when ``x`` is stored as images.
+    what : str
+        What ``given`` is called in the error message.
+
+    Returns
+    -------
+    tuple of int or None
+    """
+    stored = _stored_image_shape(x_shape)
+    if given is None:
+        return stored
+    shape = np.asarray(given)
+    if shape.ndim != 1 or len(shape) not in (2, 3) or not _is_integer_dtype(shape.dtype) or np.any(shape < 1):
+        _fail(path, f"{what} must be 3 positive integers (C, H, W), got {_show(given)}")
+    shape = _chw(shape)
+    n_features = _n_features(x_shape)
+    if math.prod(shape) != n_features:
+        _fail(
+            path,
+            f"{what} {_shape_text(shape)} holds {math.prod(shape)} values, but x has {n_features} per row",
+        )
+    if stored is not None and shape != stored:
+        _fail(path, f"{what} {_shape_text(shape)} disagrees with x's images of {_shape_text(stored)}")
+    return shape
 
 
 def _check_finite(path, where, name, values, first_row):

@@ -17,10 +17,12 @@ from fastfa.datasets.schema import (
     TASKS,
     _check_finite,
     _check_labels,
+    _check_same_rows,
     _check_shapes,
     _check_x_dtype,
     _check_y_dtype,
     _fail,
+    _image_shape,
     _positive_float,
     _positive_int,
 )
@@ -59,9 +61,7 @@ def _check_writer_args(path, arrays, task, n_classes, x_scale, name):
         _fail(path, f"task must be 'classification' or 'regression', got {task!r}")
     if not isinstance(name, str) or not name:
         _fail(path, f"name must be a non-empty string, got {name!r}")
-    if len({a[0].shape[1] for a in arrays.values()}) > 1:
-        detail = ", ".join(f"{s} {a[0].shape[1]}" for s, a in arrays.items())
-        _fail(path, f"splits have different numbers of features ({detail})")
+    _check_same_rows(path, {s: a[0].shape for s, a in arrays.items()})
     if task == "regression" and len({a[1].shape[1] for a in arrays.values()}) > 1:
         detail = ", ".join(f"{s} {a[1].shape[1]}" for s, a in arrays.items())
         _fail(path, f"splits have different numbers of targets ({detail})")
@@ -150,6 +150,7 @@ def write_dataset(
     overwrite=False,
     extra_attrs=None,
     extra_groups=None,
+    image_shape=None,
 ):
     """Write a fastfa dataset file atomically.
 
@@ -157,16 +158,19 @@ def write_dataset(
     into place with :func:`os.replace`, so readers never see a half-written
     file; on any error the temporary file is removed and an existing file at
     ``path`` is left as it was. Arrays are stored gzip-compressed in chunks of
-    consecutive rows, which suits streaming with :meth:`Split.iter_chunks`.
+    consecutive rows (whole images), which suits streaming with
+    :meth:`Split.iter_chunks`.
 
     Parameters
     ----------
     path : str or os.PathLike
     splits : dict
         ``{"train": (x, y), "test": (x, y)}``, optionally ``"valid"`` too.
-        ``x`` is ``N x D`` float32, float64 or uint8; ``y`` holds ``N`` integer
-        labels (classification; float labels with integer values are accepted)
-        or ``N`` / ``N x K`` targets (regression).
+        ``x`` is float32, float64 or uint8: ``N x D`` rows, or images ``N x H x W``
+        (one channel) or ``N x C x H x W``, stored as given, every split with
+        the same row shape; ``y`` holds ``N`` integer labels (classification;
+        float labels with integer values are accepted) or ``N`` / ``N x K``
+        targets (regression).
     name : str
     task : {"classification", "regression"}
     n_classes : int, optional
@@ -181,6 +185,11 @@ def write_dataset(
         More root attributes.
     extra_groups : dict, optional
         ``{group: {dataset: array, "attrs": {attr: value}}}`` written alongside the splits.
+    image_shape : sequence of int, optional
+        ``(C, H, W)`` (or ``(H, W)``, one channel) of the images that flat
+        ``N x D`` rows hold, ``C * H * W == D``; for images ``x`` it may be
+        given only as their shape. Stored as the root attribute
+        ``image_shape``, which images ``x`` always get.
 
     Returns
     -------
@@ -203,12 +212,15 @@ def write_dataset(
             _fail(path, f"missing split '{required}'")
     arrays = {s: _prepare_split(path, s, *splits[s], task) for s in SPLITS if s in splits}
     n_classes, x_scale = _check_writer_args(path, arrays, task, n_classes, x_scale, name)
+    image_shape = _image_shape(path, arrays["train"][0].shape, image_shape, what="image_shape")
     attrs = {"name": name, "task": task, "x_scale": x_scale, "source": str(source)}
     if task == "classification":
         attrs["n_classes"] = n_classes
         label_type = np.min_scalar_type(n_classes - 1)  # uint8 for up to 256 classes
         arrays = {s: (x, y.astype(label_type)) for s, (x, y) in arrays.items()}
     attrs["format_version"] = FORMAT_VERSION
+    if image_shape is not None:
+        attrs["image_shape"] = np.asarray(image_shape, dtype=np.int64)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         with h5py.File(tmp, "x") as f:
