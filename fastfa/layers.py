@@ -118,6 +118,8 @@ class Layer:
             )
         c, h, w = shape
         if self.kind == "gap":
+            if h != w:
+                raise LayerError(f"gap averages square maps, but its input is {h}x{w}")
             return (c, 1, 1)
         reach = self.kernel - 2 * self.padding
         if reach > min(h, w):
@@ -303,3 +305,133 @@ def plan_network(layers, n_inputs, n_outputs, image_shape=None):
         planned.append(layer)
         shapes.append(shape)
     return Plan(tuple(planned), tuple(shapes))
+
+
+@dataclass(frozen=True)
+class Table:
+    """A :class:`Plan` as the compiled kernels take it (:mod:`fastfa.kernels.layers`).
+
+    Attributes
+    ----------
+    ltab : numpy.ndarray
+        int64, one row per layer (flatten dropped), columns ``L_*`` of :mod:`fastfa.kernels.codes`.
+    n_weights, n_params, n_feedback : int
+        Sizes of the weight part of the parameter buffer, of the whole buffer and of the
+        feedback buffer.
+    out_size, arg_size : int
+        Per-sample entries of the activation (and delta) buffers and of the argmax buffer.
+    """
+
+    ltab: object
+    n_weights: int
+    n_params: int
+    n_feedback: int
+    out_size: int
+    arg_size: int
+
+    def buffers(self, batch, dtype, threads=1):
+        """Workspaces for batches of up to ``batch`` rows, allocated once per trainer.
+
+        Returns a dict: ``hidden`` and ``deltas`` (activations and signals of every layer),
+        ``indices`` (max-pool argmaxes), ``zeros`` (a zero vector as long as the largest layer
+        output) and ``workspace`` (the conv kernels' scratch for ``threads`` threads).
+        """
+        import numpy as np
+
+        from fastfa.kernels import codes
+        from fastfa.kernels.conv import conv_workspace_size
+
+        scratch = 1
+        for row in self.ltab:
+            if row[codes.L_KIND] == codes.KIND_CONV:
+                x_shape = (batch, int(row[codes.L_C_IN]), int(row[codes.L_H_IN]), int(row[codes.L_W_IN]))
+                k = int(row[codes.L_KERNEL])
+                w_shape = (int(row[codes.L_C_OUT]), x_shape[1], k, k)
+                need = conv_workspace_size(
+                    x_shape, w_shape, int(row[codes.L_STRIDE]), int(row[codes.L_PAD]), threads
+                )
+                scratch = max(scratch, int(need))
+        return {
+            "hidden": np.zeros(batch * self.out_size, dtype=dtype),
+            "deltas": np.zeros(batch * self.out_size, dtype=dtype),
+            "indices": np.zeros(max(1, batch * self.arg_size), dtype=np.int64),
+            "zeros": np.zeros(int(self.ltab[:, codes.L_OUT_SIZE].max()), dtype=dtype),
+            "workspace": np.zeros(scratch, dtype=dtype),
+        }
+
+    def weight_shapes(self):
+        """Shape of each parametric layer's weights, in buffer order."""
+        from fastfa.kernels import codes
+
+        shapes = []
+        for row in self.ltab:
+            if row[codes.L_KIND] == codes.KIND_DENSE:
+                shapes.append((int(row[codes.L_IN_SIZE]), int(row[codes.L_OUT_SIZE])))
+            elif row[codes.L_KIND] == codes.KIND_CONV:
+                k = int(row[codes.L_KERNEL])
+                shapes.append((int(row[codes.L_C_OUT]), int(row[codes.L_C_IN]), k, k))
+        return shapes
+
+
+def layer_table(plan, activation, output_activation, signal):
+    """The :class:`Table` of a :class:`Plan`.
+
+    Parameters
+    ----------
+    plan : Plan
+    activation, output_activation : int
+        Activation codes (:mod:`fastfa.kernels.codes`) of the hidden layers with weights and
+        of the output layer; pooling layers have none.
+    signal : int
+        The rule's ``SIGNAL_*`` code: it decides which layers own feedback. Layerwise rules
+        keep one kernel of ``W_l``'s shape for every layer with weights above the first;
+        direct rules one ``size_l x n_out`` matrix ``D_l`` for every hidden layer with weights.
+    """
+    import numpy as np
+
+    from fastfa.kernels import codes as c
+
+    layers = [(layer, shape) for layer, shape in zip(plan.layers, plan.shapes) if layer.kind != "flatten"]
+    rows = np.zeros((len(layers), c.N_LFIELDS), dtype=np.int64)
+    weights = [layer.n_params(shape) - _bias_count(layer, shape) for layer, shape in layers]
+    n_weights = sum(weights)
+    n_out = plan.shapes[-1][0]
+    w_off, b_off, fb_off, out_off, arg_off = 0, n_weights, 0, 0, 0
+    for index, (layer, shape_in) in enumerate(layers):
+        row = rows[index]
+        shape_out = layer.output_shape(shape_in)
+        image_in = shape_in if len(shape_in) == 3 else (1, 1, shape_in[0])
+        image_out = shape_out if len(shape_out) == 3 else (shape_out[0], 1, 1)
+        kind = "avgpool" if layer.kind == "gap" else layer.kind
+        row[c.L_KIND] = c.KINDS[kind]
+        last = index == len(layers) - 1
+        row[c.L_ACT] = output_activation if last else activation if layer.has_params else c.IDENTITY
+        row[c.L_C_IN : c.L_W_IN + 1] = image_in
+        row[c.L_C_OUT : c.L_W_OUT + 1] = image_out
+        row[c.L_KERNEL] = shape_in[1] if layer.kind == "gap" else layer.kernel
+        row[c.L_STRIDE] = 1 if layer.kind == "gap" else layer.stride
+        row[c.L_PAD] = layer.padding
+        row[c.L_IN_SIZE] = math.prod(shape_in)
+        row[c.L_OUT_SIZE] = math.prod(shape_out)
+        row[c.L_OUT_OFF] = out_off
+        out_off += math.prod(shape_out)
+        row[c.L_W_OFF] = row[c.L_B_OFF] = row[c.L_FB_OFF] = row[c.L_ARG_OFF] = -1
+        if layer.has_params:
+            row[c.L_W_OFF], row[c.L_B_OFF] = w_off, b_off
+            w_off += weights[index]
+            b_off += _bias_count(layer, shape_in)
+            below = w_off > weights[index]  # a layer with weights comes before this one
+            if signal == c.SIGNAL_LAYERWISE and below:
+                row[c.L_FB_OFF] = fb_off
+                fb_off += weights[index]
+            elif signal in (c.SIGNAL_DIRECT, c.SIGNAL_DIRECT_SIGN, c.SIGNAL_TARGET) and not last:
+                row[c.L_FB_OFF] = fb_off
+                fb_off += math.prod(shape_out) * n_out
+        if layer.kind == "maxpool":
+            row[c.L_ARG_OFF] = arg_off
+            arg_off += math.prod(shape_out)
+    return Table(rows, n_weights, b_off, fb_off, out_off, arg_off)
+
+
+def _bias_count(layer, shape):
+    return layer.size if layer.has_params else 0

@@ -83,3 +83,33 @@ F_MIRROR_LR = 6  # weight mirror: learning rate of the feedback
 F_MIRROR_DECAY = 7  # weight mirror: decay of the feedback
 F_MIRROR_NOISE = 8  # weight mirror: standard deviation of the injected noise
 N_FCFG = 9
+
+# layer kinds of a layer table (fastfa.kernels.layers); flatten is no layer there: an
+# N x C x H x W block of activations is already its N x (C H W) matrix
+KIND_DENSE = 0
+KIND_CONV = 1
+KIND_MAXPOOL = 2
+KIND_AVGPOOL = 3  # global average pooling is the window that covers the map
+
+KINDS = {"dense": KIND_DENSE, "conv": KIND_CONV, "maxpool": KIND_MAXPOOL, "avgpool": KIND_AVGPOOL}
+
+# columns of a layer table: one row per layer, in forward order
+L_KIND = 0
+L_ACT = 1  # activation code (IDENTITY for pooling)
+L_C_IN = 2  # input channels, height, width (dense: 1 x 1 x n_in)
+L_H_IN = 3
+L_W_IN = 4
+L_C_OUT = 5  # output channels, height, width (dense: n_out x 1 x 1)
+L_H_OUT = 6
+L_W_OUT = 7
+L_KERNEL = 8  # kernel or window side
+L_STRIDE = 9
+L_PAD = 10
+L_IN_SIZE = 11  # values per sample at the input and at the output
+L_OUT_SIZE = 12
+L_OUT_OFF = 13  # per-sample offset of the output in the activation buffers (times the batch size)
+L_W_OFF = 14  # offset of the weights in the parameter buffer (-1: no parameters)
+L_B_OFF = 15  # offset of the biases
+L_FB_OFF = 16  # offset of this layer's feedback matrix or kernel (-1: none)
+L_ARG_OFF = 17  # per-sample offset of a max-pool's argmax in the index buffer (times the batch size)
+N_LFIELDS = 18

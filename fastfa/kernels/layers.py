@@ -1,0 +1,502 @@
+"""CPU kernels for networks given as a layer table: dense, convolution and pooling layers.
+
+A network's layers are the rows of an int64 *layer table* ``ltab`` (columns
+``L_*`` of :mod:`fastfa.kernels.codes`, built by :func:`fastfa.layers.layer_table`).
+Layer ``l`` maps the output of layer ``l - 1`` (the input ``x`` for ``l = 0``) to
+its own output:
+
+- dense:    ``h_l = f(h_{l-1} W_l + b_l)``, ``W_l`` of shape ``(n_in, n_out)``;
+- conv:     ``h_l = f(conv(h_{l-1}, W_l) + b_l)``, ``W_l`` of shape ``(C_out, C_in, k, k)``
+  (:func:`fastfa.kernels.conv.conv_forward`);
+- maxpool / avgpool: ``k x k`` windows with a stride, no activation and no parameters
+  (global average pooling is the window that covers the whole map).
+
+Buffers follow :mod:`fastfa.kernels.cpu`: the parameters are one flat buffer
+``[W_0, ..., b_0, ...]`` over the layers that have them (for a dense network exactly
+the dense engine's layout), every layer's activations for a batch of ``m`` rows are
+the block ``hidden[m * off : m * (off + size)]`` (``off = ltab[l, L_OUT_OFF]``),
+read as ``m x size`` or as ``m x C x H x W`` (NCHW: the same memory), and the deltas
+mirror them in ``deltas``. Flatten is not a layer here: an image block already is its
+matrix.
+
+The learning signal ``delta_l`` (``dLoss/da_l`` for a layer with weights, the signal
+at the output of a pooling layer):
+
+- output: ``delta_L = e / m`` (:func:`~fastfa.kernels.cpu.output_error`);
+- backprop and layerwise rules send it down layer by layer: through a dense layer
+  ``delta_{l-1} = delta_l K_l^T``, through a convolution the transposed convolution
+  of ``delta_l`` with ``K_l`` (:func:`~fastfa.kernels.conv.conv_backward_input`), where
+  ``K_l`` is ``W_l`` (bp) or the layer's feedback of ``W_l``'s shape (fa, usf, frsf,
+  brsf, kp, wm; DESIGN.md section 7); through a pooling layer its own backward (there
+  is no weight to transport); then ``* f'(a_{l-1})`` when layer ``l - 1`` has an activation;
+- direct rules send the output error (its sign, the negated target) to every hidden
+  layer with weights through a fixed matrix ``D_l`` over the layer's whole output,
+  ``delta_l = (e D_l^T) * f'(a_l)`` (Nøkland 2016), as the dense kernels do.
+
+Weight gradients are shared by every rule: ``h_{l-1}^T delta_l`` (dense) or the
+correlation of the layer's input with ``delta_l`` (conv,
+:func:`~fastfa.kernels.conv.conv_weight_grad`), biases the sums of ``delta_l``.
+"""
+
+import numpy as np
+
+from fastfa.kernels.codes import (
+    DYNAMICS_SIGN,
+    DYNAMICS_SIGN_REDRAW,
+    F_WEIGHT_DECAY,
+    I_CLASSIFICATION,
+    I_DYNAMICS,
+    I_LOSS,
+    I_SEED,
+    I_SIGNAL,
+    I_THREADS,
+    IDENTITY,
+    KIND_CONV,
+    KIND_DENSE,
+    KIND_MAXPOOL,
+    L_ACT,
+    L_ARG_OFF,
+    L_B_OFF,
+    L_C_IN,
+    L_C_OUT,
+    L_FB_OFF,
+    L_H_IN,
+    L_H_OUT,
+    L_IN_SIZE,
+    L_KERNEL,
+    L_KIND,
+    L_OUT_OFF,
+    L_OUT_SIZE,
+    L_PAD,
+    L_STRIDE,
+    L_W_IN,
+    L_W_OFF,
+    L_W_OUT,
+    SIGNAL_BACKPROP,
+    SIGNAL_DIRECT,
+    SIGNAL_DIRECT_SIGN,
+    SIGNAL_LAYERWISE,
+    SIGNAL_NONE,
+    SIGNAL_TARGET,
+)
+from fastfa.kernels.conv import (
+    avgpool_backward,
+    avgpool_forward,
+    conv_backward_input,
+    conv_forward,
+    conv_weight_grad,
+    maxpool_backward,
+    maxpool_forward,
+)
+from fastfa.kernels.cpu import (
+    activate,
+    column_sums,
+    count_nonzero,
+    counter_uniform,
+    derive,
+    gather_batch,
+    is_sparse,
+    kernel,
+    optimise_range,
+    output_error,
+    product,
+    sparse_gradient,
+    sparse_product,
+)
+
+# --------------------------------------------------------------------------- views
+
+
+@kernel
+def output_rows(buffer, ltab, layer, m):
+    """Layer ``layer``'s block of an activation buffer as ``m x size``."""
+    start = m * ltab[layer, L_OUT_OFF]
+    return buffer[start : start + m * ltab[layer, L_OUT_SIZE]].reshape((m, ltab[layer, L_OUT_SIZE]))
+
+
+@kernel
+def output_images(buffer, ltab, layer, m):
+    """Layer ``layer``'s block of an activation buffer as ``m x C x H x W``."""
+    start = m * ltab[layer, L_OUT_OFF]
+    size = ltab[layer, L_OUT_SIZE]
+    return buffer[start : start + m * size].reshape(
+        (m, ltab[layer, L_C_OUT], ltab[layer, L_H_OUT], ltab[layer, L_W_OUT])
+    )
+
+
+@kernel
+def as_input_images(rows, ltab, layer):
+    """The rows a layer reads (``m x size``, C-contiguous) as ``m x C_in x H_in x W_in``."""
+    return rows.reshape((rows.shape[0], ltab[layer, L_C_IN], ltab[layer, L_H_IN], ltab[layer, L_W_IN]))
+
+
+@kernel
+def input_rows(x, hidden, ltab, layer, m):
+    """What layer ``layer`` reads: ``x`` for the first layer, else the block of the layer below."""
+    if layer == 0:
+        return x
+    return output_rows(hidden, ltab, layer - 1, m)
+
+
+@kernel
+def argmax_images(indices, ltab, layer, m):
+    """A max-pool layer's argmax block as ``m x C x H_out x W_out``."""
+    start = m * ltab[layer, L_ARG_OFF]
+    size = ltab[layer, L_OUT_SIZE]
+    return indices[start : start + m * size].reshape(
+        (m, ltab[layer, L_C_OUT], ltab[layer, L_H_OUT], ltab[layer, L_W_OUT])
+    )
+
+
+@kernel
+def dense_matrix(buffer, ltab, layer, offset):
+    """``buffer[offset:]`` as a dense layer's ``n_in x n_out`` weight matrix."""
+    n_in, n_out = ltab[layer, L_IN_SIZE], ltab[layer, L_OUT_SIZE]
+    return buffer[offset : offset + n_in * n_out].reshape((n_in, n_out))
+
+
+@kernel
+def conv_kernel(buffer, ltab, layer, offset):
+    """``buffer[offset:]`` as a convolution's ``C_out x C_in x k x k`` kernel."""
+    c_out, c_in, k = ltab[layer, L_C_OUT], ltab[layer, L_C_IN], ltab[layer, L_KERNEL]
+    return buffer[offset : offset + c_out * c_in * k * k].reshape((c_out, c_in, k, k))
+
+
+@kernel
+def layer_bias(buffer, ltab, layer):
+    """A layer's bias (``n_out`` entries for dense, ``C_out`` for conv)."""
+    start = ltab[layer, L_B_OFF]
+    n = ltab[layer, L_OUT_SIZE] if ltab[layer, L_KIND] == KIND_DENSE else ltab[layer, L_C_OUT]
+    return buffer[start : start + n]
+
+
+@kernel
+def direct_matrix(feedback, ltab, layer, n_out):
+    """A hidden layer's direct feedback ``D_l`` (``size x n_out``; the paper's ``B`` is its transpose)."""
+    start = ltab[layer, L_FB_OFF]
+    size = ltab[layer, L_OUT_SIZE]
+    return feedback[start : start + size * n_out].reshape((size, n_out))
+
+
+@kernel
+def has_params(ltab, layer):
+    return ltab[layer, L_KIND] == KIND_DENSE or ltab[layer, L_KIND] == KIND_CONV
+
+
+# --------------------------------------------------------------------------- passes
+
+
+@kernel
+def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, threads):
+    """Every layer's output for the batch ``x`` (``m x n_in``) into ``hidden``; returns the last block.
+
+    ``indices`` receives the max-pool argmaxes, ``zeros`` is a zero vector at least as long as
+    a conv layer's output (the activation pass after a convolution adds no bias), and
+    ``workspace`` is the conv kernels' scratch (:func:`fastfa.kernels.conv.conv_workspace_size`).
+    """
+    m = x.shape[0]
+    out = x
+    for layer in range(ltab.shape[0]):
+        kind = ltab[layer, L_KIND]
+        h_in = input_rows(x, hidden, ltab, layer, m)
+        out = output_rows(hidden, ltab, layer, m)
+        if kind == KIND_DENSE:
+            w = dense_matrix(params, ltab, layer, ltab[layer, L_W_OFF])
+            nonzero = count_nonzero(x) if layer == 0 else 0
+            if layer == 0 and is_sparse(x, nonzero):
+                sparse_product(x, w, out, nonzero, threads)
+            else:
+                product(1.0, h_in, False, w, False, 0.0, out, threads)
+            activate(out, layer_bias(params, ltab, layer), ltab[layer, L_ACT], threads)
+        elif kind == KIND_CONV:
+            conv_forward(
+                as_input_images(h_in, ltab, layer),
+                conv_kernel(params, ltab, layer, ltab[layer, L_W_OFF]),
+                layer_bias(params, ltab, layer),
+                ltab[layer, L_STRIDE],
+                ltab[layer, L_PAD],
+                output_images(hidden, ltab, layer, m),
+                workspace,
+                threads,
+            )
+            if ltab[layer, L_ACT] != IDENTITY:
+                activate(out, zeros[: out.shape[1]], ltab[layer, L_ACT], threads)
+        elif kind == KIND_MAXPOOL:
+            maxpool_forward(
+                as_input_images(h_in, ltab, layer),
+                ltab[layer, L_KERNEL],
+                ltab[layer, L_STRIDE],
+                output_images(hidden, ltab, layer, m),
+                argmax_images(indices, ltab, layer, m),
+                threads,
+            )
+        else:  # KIND_AVGPOOL
+            avgpool_forward(
+                as_input_images(h_in, ltab, layer),
+                ltab[layer, L_KERNEL],
+                ltab[layer, L_STRIDE],
+                output_images(hidden, ltab, layer, m),
+                threads,
+            )
+    return out
+
+
+@kernel
+def send_down(params, feedback, ltab, layer, signal, hidden, deltas, indices, workspace, m, threads):
+    """``delta_{layer-1}`` from ``delta_layer`` through layer ``layer`` (see the module notes)."""
+    kind = ltab[layer, L_KIND]
+    src = output_rows(deltas, ltab, layer, m)
+    dst = output_rows(deltas, ltab, layer - 1, m)
+    source = params if signal == SIGNAL_BACKPROP else feedback
+    offset = ltab[layer, L_W_OFF] if signal == SIGNAL_BACKPROP else ltab[layer, L_FB_OFF]
+    if kind == KIND_DENSE:
+        product(1.0, src, False, dense_matrix(source, ltab, layer, offset), True, 0.0, dst, threads)
+    elif kind == KIND_CONV:
+        conv_backward_input(
+            output_images(deltas, ltab, layer, m),
+            conv_kernel(source, ltab, layer, offset),
+            ltab[layer, L_STRIDE],
+            ltab[layer, L_PAD],
+            output_images(deltas, ltab, layer - 1, m),
+            workspace,
+            threads,
+        )
+    elif kind == KIND_MAXPOOL:
+        maxpool_backward(
+            output_images(deltas, ltab, layer, m),
+            argmax_images(indices, ltab, layer, m),
+            output_images(deltas, ltab, layer - 1, m),
+            threads,
+        )
+    else:  # KIND_AVGPOOL
+        avgpool_backward(
+            output_images(deltas, ltab, layer, m),
+            ltab[layer, L_KERNEL],
+            ltab[layer, L_STRIDE],
+            output_images(deltas, ltab, layer - 1, m),
+            threads,
+        )
+    if has_params(ltab, layer - 1):
+        derive(dst, output_rows(hidden, ltab, layer - 1, m), ltab[layer - 1, L_ACT], threads)
+    return src
+
+
+@kernel
+def backward_layers(params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace):
+    """Forward pass, output error and the rule's signal ``delta_l`` at every layer that learns.
+
+    Returns ``(summed loss, error count)`` of the forward pass.
+    """
+    m = x.shape[0]
+    last = ltab.shape[0] - 1
+    threads = icfg[I_THREADS]
+    signal = icfg[I_SIGNAL]
+    y = forward_layers(params, ltab, x, hidden, indices, zeros, workspace, threads)
+    e = output_rows(deltas, ltab, last, m)
+    loss, errors = output_error(y, t, ltab[last, L_ACT], icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0 / m)
+    if signal == SIGNAL_NONE:
+        return loss, errors
+    if signal == SIGNAL_BACKPROP or signal == SIGNAL_LAYERWISE:
+        for layer in range(last, 0, -1):
+            send_down(params, feedback, ltab, layer, signal, hidden, deltas, indices, workspace, m, threads)
+        return loss, errors
+    n_out = e.shape[1]
+    for layer in range(last):
+        if not has_params(ltab, layer):
+            continue
+        delta = output_rows(deltas, ltab, layer, m)
+        d = direct_matrix(feedback, ltab, layer, n_out)
+        if signal == SIGNAL_DIRECT:
+            product(1.0, e, False, d, True, 0.0, delta, threads)
+        elif signal == SIGNAL_DIRECT_SIGN:
+            product(1.0 / m, np.sign(e), False, d, True, 0.0, delta, threads)
+        elif signal == SIGNAL_TARGET:
+            product(-1.0 / m, t, False, d, True, 0.0, delta, threads)
+        derive(delta, output_rows(hidden, ltab, layer, m), ltab[layer, L_ACT], threads)
+    return loss, errors
+
+
+@kernel
+def first_learning_layer(ltab, icfg):
+    """The first layer whose weights learn: the output layer alone when hidden layers get no signal."""
+    if icfg[I_SIGNAL] == SIGNAL_NONE:
+        return ltab.shape[0] - 1
+    return 0
+
+
+@kernel
+def layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, threads):
+    """Weight and bias gradients of every layer with parameters from ``first`` on, into ``grads``."""
+    m = x.shape[0]
+    for layer in range(first, ltab.shape[0]):
+        kind = ltab[layer, L_KIND]
+        if kind == KIND_DENSE:
+            delta = output_rows(deltas, ltab, layer, m)
+            grad = dense_matrix(grads, ltab, layer, ltab[layer, L_W_OFF])
+            nonzero = count_nonzero(x) if layer == 0 else 0
+            if layer == 0 and is_sparse(x, nonzero):
+                sparse_gradient(x, delta, grad, nonzero, threads)
+            else:
+                product(1.0, input_rows(x, hidden, ltab, layer, m), True, delta, False, 0.0, grad, threads)
+            column_sums(delta, layer_bias(grads, ltab, layer))
+        elif kind == KIND_CONV:
+            conv_weight_grad(
+                as_input_images(input_rows(x, hidden, ltab, layer, m), ltab, layer),
+                output_images(deltas, ltab, layer, m),
+                ltab[layer, L_STRIDE],
+                ltab[layer, L_PAD],
+                conv_kernel(grads, ltab, layer, ltab[layer, L_W_OFF]),
+                layer_bias(grads, ltab, layer),
+                workspace,
+                threads,
+            )
+
+
+@kernel
+def refresh_layer_feedback(params, feedback, magnitude, ltab, icfg, step):
+    """Sign-concordant feedback before a batch: ``K_l = |B0_l| * sign(W_l)`` entry by entry.
+
+    For dense and conv layers alike (the feedback has ``W_l``'s shape); with ``sign-redraw``
+    each entry is further scaled by a fresh ``U[0, 1)`` draw (Liao et al. 2016). The draws
+    are keyed by ``(seed, step, index)`` with the index running over the feedback buffer, so
+    a dense network draws what :func:`fastfa.kernels.cpu.refresh_feedback` draws.
+    """
+    dynamics = icfg[I_DYNAMICS]
+    if (dynamics != DYNAMICS_SIGN and dynamics != DYNAMICS_SIGN_REDRAW) or icfg[I_SIGNAL] != SIGNAL_LAYERWISE:
+        return
+    seed = icfg[I_SEED]
+    for layer in range(1, ltab.shape[0]):
+        if not has_params(ltab, layer):
+            continue
+        start, w_start = ltab[layer, L_FB_OFF], ltab[layer, L_W_OFF]
+        size = weight_count(ltab, layer)
+        for i in range(size):
+            v = magnitude[start + i] * np.sign(params[w_start + i])
+            if dynamics == DYNAMICS_SIGN_REDRAW:
+                v *= counter_uniform(seed, step, start + i)
+            feedback[start + i] = v
+
+
+@kernel
+def weight_count(ltab, layer):
+    """Entries of a layer's weight matrix or kernel (0 for pooling)."""
+    kind = ltab[layer, L_KIND]
+    if kind == KIND_DENSE:
+        return ltab[layer, L_IN_SIZE] * ltab[layer, L_OUT_SIZE]
+    if kind == KIND_CONV:
+        k = ltab[layer, L_KERNEL]
+        return ltab[layer, L_C_OUT] * ltab[layer, L_C_IN] * k * k
+    return 0
+
+
+@kernel
+def update_layers(params, grads, state, ltab, icfg, fcfg, step):
+    """One optimiser step on the layers that learn (weight decay on weights only).
+
+    Weights occupy ``params[:n_w]`` and biases the rest, layer after layer, so the
+    layers from the first that learns to the last are two contiguous ranges.
+    """
+    first = first_learning_layer(ltab, icfg)
+    while not has_params(ltab, first):
+        first += 1
+    last = ltab.shape[0] - 1
+    n_weights = ltab[last, L_W_OFF] + weight_count(ltab, last)
+    decay = fcfg[F_WEIGHT_DECAY]
+    optimise_range(params, grads, state, ltab[first, L_W_OFF], n_weights, icfg, fcfg, decay, step)
+    optimise_range(params, grads, state, ltab[first, L_B_OFF], params.size, icfg, fcfg, 0.0, step)
+
+
+@kernel
+def train_batch_layers(
+    params,
+    feedback,
+    magnitude,
+    grads,
+    state,
+    ltab,
+    icfg,
+    fcfg,
+    x,
+    t,
+    hidden,
+    deltas,
+    indices,
+    zeros,
+    workspace,
+    step,
+):
+    """One training step on batch ``(x, t)``: refresh feedback, signals, gradients, update.
+
+    Returns ``(summed loss, error count)`` measured before the update.
+    """
+    refresh_layer_feedback(params, feedback, magnitude, ltab, icfg, step)
+    loss, errors = backward_layers(
+        params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace
+    )
+    first = first_learning_layer(ltab, icfg)
+    layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, icfg[I_THREADS])
+    update_layers(params, grads, state, ltab, icfg, fcfg, step)
+    return loss, errors
+
+
+@kernel
+def train_epoch_layers(
+    x_all, labels, targets, order, batch_size, params, feedback, magnitude, grads, state, ltab, icfg, fcfg,
+    hidden, deltas, indices, zeros, workspace, xbuf, tbuf, step,
+):  # fmt: skip
+    """Train on the rows ``order`` of ``x_all`` in batches, entirely in compiled code.
+
+    As :func:`fastfa.kernels.cpu.train_epoch`: ``step`` counts the updates made before
+    this call; returns ``(summed loss, error count)``, each batch measured before its update.
+    """
+    n_in = ltab[0, L_IN_SIZE]
+    n_out = ltab[ltab.shape[0] - 1, L_OUT_SIZE]
+    total_loss = 0.0
+    total_errors = 0
+    n = order.size
+    for start in range(0, n, batch_size):
+        m = min(batch_size, n - start)
+        xb = xbuf[: m * n_in].reshape((m, n_in))
+        tb = tbuf[: m * n_out].reshape((m, n_out))
+        gather_batch(x_all, labels, targets, order, start, m, xb, tb)
+        step += 1
+        loss, errors = train_batch_layers(
+            params, feedback, magnitude, grads, state, ltab, icfg, fcfg, xb, tb, hidden, deltas, indices,
+            zeros, workspace, step,
+        )  # fmt: skip
+        total_loss += loss
+        total_errors += errors
+    return total_loss, total_errors
+
+
+@kernel
+def evaluate_layers(x_all, labels, targets, params, ltab, icfg, hidden, deltas, indices, zeros, workspace,
+                    xbuf, tbuf, outputs):  # fmt: skip
+    """Summed loss and error count on every row of ``x_all`` (as :func:`fastfa.kernels.cpu.evaluate`)."""
+    n_in = ltab[0, L_IN_SIZE]
+    last = ltab.shape[0] - 1
+    n_out = ltab[last, L_OUT_SIZE]
+    capacity = xbuf.size // n_in
+    n = x_all.shape[0]
+    order = np.arange(n)
+    total_loss = 0.0
+    total_errors = 0
+    for start in range(0, n, capacity):
+        m = min(capacity, n - start)
+        xb = xbuf[: m * n_in].reshape((m, n_in))
+        tb = tbuf[: m * n_out].reshape((m, n_out))
+        if labels.size > 0 or targets.size > 0:
+            gather_batch(x_all, labels, targets, order, start, m, xb, tb)
+        else:
+            xb[:, :] = x_all[start : start + m]
+        y = forward_layers(params, ltab, xb, hidden, indices, zeros, workspace, icfg[I_THREADS])
+        if outputs.shape[0] > 0:
+            outputs[start : start + m] = y
+        if labels.size > 0 or targets.size > 0:
+            e = output_rows(deltas, ltab, last, m)
+            loss, errors = output_error(
+                y, tb, ltab[last, L_ACT], icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0
+            )
+            total_loss += loss
+            total_errors += errors
+    return total_loss, total_errors
