@@ -5,7 +5,9 @@ The simulator runs kernels as Python, so it accepts code that numba's CUDA compi
 types and compiles each kernel with the argument types :mod:`fastfa.cuda_engine` launches it
 with, for compute capability CC (default 9.0, Hopper), and the fused kernel in configurations
 that together take all its branches (:func:`fused_configurations`); with DIR it also writes
-each kernel's PTX there. It needs libNVVM, found through
+each kernel's PTX there. The convolution and pooling kernels of
+:mod:`fastfa.kernels.cuda_conv` compile for float32 and float64 images
+(:func:`conv_kernel_signatures`). It needs libNVVM, found through
 ``CUDA_HOME`` (the ``nvidia-cuda-nvcc-cu12`` wheel has it), and must run without
 ``NUMBA_ENABLE_CUDASIM``. Prints one line per kernel; exits 1 on the first failure.
 """
@@ -47,6 +49,24 @@ def kernel_signatures():
     }
 
 
+def conv_kernel_signatures(dtype):
+    """``{kernel name: argument types}`` of :mod:`fastfa.kernels.cuda_conv` for images of ``dtype``
+    (``"float32"`` or ``"float64"``), as its launch helpers pass them."""
+    from numba import types
+
+    images, vector = types.Array(getattr(types, dtype), 4, "C"), types.Array(getattr(types, dtype), 1, "C")
+    index, i = types.Array(types.int64, 4, "C"), types.int64
+    return {
+        "conv_forward_kernel": (images, images, vector, i, i, images),
+        "conv_backward_input_kernel": (images, images, i, i, images),
+        "conv_weight_grad_kernel": (images, images, i, i, images, vector),
+        "maxpool_forward_kernel": (images, i, i, images, index),
+        "maxpool_backward_kernel": (images, index, images),
+        "avgpool_forward_kernel": (images, i, i, images),
+        "avgpool_backward_kernel": (images, i, i, images),
+    }
+
+
 def fused_configurations():
     """``{label: (signal, dynamics, adam, output activation, loss)}``: configurations of the
     fused kernel that between them take every branch of its signals, feedback dynamics,
@@ -83,6 +103,7 @@ def main(argv=None):
     # device functions ask the current device for its compute capability; there is none here
     dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=cc)
     from fastfa.kernels import cuda as kernels
+    from fastfa.kernels import cuda_conv
 
     fused = {
         f"fused_chunk_kernel ({label})": kernels.fused_chunk_kernel(*config)
@@ -95,6 +116,11 @@ def main(argv=None):
         for name, sig in signatures.items()
         if name != "fused_chunk_kernel"
     ]
+    for dtype in ("float32", "float64"):
+        jobs += [
+            (f"{name} ({dtype})", getattr(cuda_conv, name), sig)
+            for name, sig in conv_kernel_signatures(dtype).items()
+        ]
     for name, kernel, signature in jobs:
         try:
             ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=cc)

@@ -19,11 +19,11 @@ import pytest
 
 from fastfa import TrainConfig, Trainer
 from fastfa.datasets import ArraySplit, write_dataset
-from fastfa.kernels import codes
+from fastfa.kernels import codes, cuda_conv
 from fastfa.kernels import cuda as kernels
 from fastfa.rules import Rule
 from tests.conftest import assert_close
-from tests.ptx_compile import fused_configurations, kernel_signatures
+from tests.ptx_compile import conv_kernel_signatures, fused_configurations, kernel_signatures
 from tests.test_cli import cli, ok
 from tests.test_kernels import OUTPUT_ERROR_CASES
 
@@ -416,7 +416,10 @@ def test_kernels_compile_for_a_real_gpu():
     assert done.returncode == 0, done.stdout + done.stderr
     every_kernel = {name for name in dir(kernels) if name.endswith("_kernel")}
     assert set(kernel_signatures()) == every_kernel  # none left out of the check
-    assert done.stdout.count("lines of PTX") == len(every_kernel) - 1 + len(fused_configurations())
+    conv_kernels = {name for name in dir(cuda_conv) if name.endswith("_kernel")}
+    assert set(conv_kernel_signatures("float32")) == conv_kernels
+    compiled = len(every_kernel) - 1 + len(fused_configurations()) + 2 * len(conv_kernels)
+    assert done.stdout.count("lines of PTX") == compiled
 
 
 def test_a_run_with_validation_rows_and_standardisation_trains_on_cuda_as_on_the_cpu(tmp_path, rng):
