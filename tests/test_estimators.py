@@ -281,8 +281,8 @@ def test_bad_data_in_fit(cls, blobs, linear):
     est = small(cls)
     with pytest.raises(ValueError, match=r"got a 1D array.*Reshape your data"):
         est.fit(X[:, 0], y)
-    with pytest.raises(ValueError, match=r"Expected a 2D array for X.*got a 3D array"):
-        est.fit(X[:, :, None], y)
+    with pytest.raises(ValueError, match=r"Expected a 2D array for X.*got a 5D array"):
+        est.fit(X[:, :, None, None, None], y)  # 3-D and 4-D X are images (tests/test_estimators_conv.py)
     with pytest.raises(ValueError, match=r"inconsistent numbers of samples: X has \d+ rows, y has \d+"):
         est.fit(X, y[:-1])
     with pytest.raises(ValueError, match=r"0 sample\(s\)"):

@@ -3,7 +3,8 @@
 They follow scikit-learn's estimator contract (``get_params``/``set_params``,
 ``fit``, ``partial_fit``, ``predict``, ``score``, fitted attributes ending in
 ``_``) and its MLP's parameter names where the meaning is the same, plus
-``rule=`` -- without importing scikit-learn. Both train through
+``rule=`` and ``layers=`` (conv and pooling layers over images ``(n_samples,
+C, H, W)``) -- without importing scikit-learn. Both train through
 :class:`fastfa.train.Trainer`, the engine the command line uses.
 
 Differences from scikit-learn's MLP: the default activation is ``tanh``, the

@@ -10,11 +10,12 @@ subclasses'.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 
-from fastfa.estimators.checks import _as_float_matrix, _feature_names, _random_seed
+from fastfa.estimators.checks import _as_float_samples, _feature_names, _image_shape, _random_seed
 from fastfa.estimators.compat import _compat
 from fastfa.estimators.params import _MLPParams
 from fastfa.estimators.split import validation_split
@@ -72,39 +73,92 @@ class _BaseMLP(_MLPParams):
             message += "Feature names must be in the same order as they were in fit.\n"
         raise ValueError(message)
 
-    def _check_features(self, x):
+    def _check_features(self, x, sample_shape):
+        """Compare rows ``x`` (samples of ``sample_shape`` as passed) with those seen in ``fit``.
+
+        Images must have the fitted ``image_shape_`` (``(H, W)`` standing for
+        ``(1, H, W)``); flat rows, the fitted number of features.
+        """
+        fitted = getattr(self, "image_shape_", None)  # None in pickles from before images
+        if len(sample_shape) > 1 and _image_shape(sample_shape) != fitted:
+            expected = f"images of shape {fitted}" if fitted else f"rows of shape ({self.n_features_in_},)"
+            raise ValueError(
+                f"X has samples of shape {tuple(sample_shape)}, but {type(self).__name__} was fitted on "
+                f"{expected}; pass samples of that shape or flat rows of {self.n_features_in_} features"
+            )
         if x.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {x.shape[1]} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input."
             )
 
+    def _fit_image_shape(self, p, x, sample_shape):
+        """``(C, H, W)`` of the samples of a first fit, or None for flat rows of a dense network.
+
+        Images bring their shape; flat rows take the ``image_shape`` parameter.
+        Raises ValueError (one line) when the two disagree, when the shape does
+        not hold the rows' features, or when conv or pooling layers get no shape.
+        """
+        given, passed = p["image_shape"], _image_shape(sample_shape)
+        if passed is not None and given is not None and passed != given:
+            raise ValueError(
+                f"X has images of shape {tuple(sample_shape)}, but image_shape={self.image_shape!r}; "
+                "leave image_shape at None for image arrays, or make the two agree"
+            )
+        shape = passed or given
+        if shape is None and any(layer.spatial for layer in p["layers"] or ()):
+            raise ValueError(
+                f"layers={self.layers!r} need images: pass X of shape (n_samples, H, W) or "
+                f"(n_samples, C, H, W), or set image_shape=(C, H, W) for the {x.shape[1]} features of flat X"
+            )
+        if shape is not None and math.prod(shape) != x.shape[1]:
+            raise ValueError(
+                f"image_shape={self.image_shape!r} has {math.prod(shape)} values, "
+                f"but X has {x.shape[1]} features"
+            )
+        return shape
+
     @property
     def coefs_(self):
-        """Weight matrices ``W_l``, shape ``(n_l, n_{l+1})`` (live views, in ``dtype``)."""
+        """Weights of each layer that has some (live views, in ``dtype``).
+
+        A dense layer's is a matrix ``W_l`` of shape ``(n_l, n_{l+1})``; a
+        convolution's, a 4-D kernel of shape ``(C_out, C_in, k, k)``.
+        """
         self._check_fitted()
         return self._trainer.weights
 
     @property
     def intercepts_(self):
-        """Bias vectors ``b_l``, length ``n_{l+1}`` (live views, in ``dtype``)."""
+        """Bias vectors, one per entry of ``coefs_`` (live views, in ``dtype``).
+
+        Length ``n_{l+1}`` for a dense layer, ``C_out`` (one per channel) for a convolution.
+        """
         self._check_fitted()
         return self._trainer.biases
 
     @property
     def feedback_(self):
-        """Feedback matrices ``B`` of the rule, one per hidden layer, shape ``(n_src, n_l)``.
+        """Feedback of the rule; empty for rules without feedback of their own (bp, shallow).
 
-        ``n_src`` is the width of the layer above (layerwise rules: fa, usf,
-        frsf, brsf) or of the output (direct rules: dfa). Empty for rules
-        without feedback matrices of their own (bp, shallow).
+        Dense networks: one matrix ``B`` per hidden layer, shape ``(n_src, n_l)``,
+        ``n_src`` the width of the layer above (layerwise rules: fa, usf, frsf,
+        brsf) or of the output (direct rules: dfa). With ``layers``, layerwise
+        rules have one per layer with weights above the first -- ``(n_out, n_in)``
+        for a dense layer, a kernel of its weights' shape ``(C_out, C_in, k, k)``
+        for a convolution -- and direct rules one ``(n_outputs, size_l)`` per
+        hidden layer with weights, ``size_l`` its flattened output.
         """
         self._check_fitted()
         return self._trainer.feedback_matrices
 
     @property
     def n_layers_(self):
-        """Number of layers, input and output included (scikit-learn's convention)."""
+        """Number of layers, input and output included (scikit-learn's convention).
+
+        With ``layers``, pooling layers count too (a flatten does not: it moves no
+        data), so there can be more than ``len(coefs_) + 1``.
+        """
         self._check_fitted()
         return len(self._trainer.arch.sizes)
 
@@ -137,11 +191,13 @@ class _BaseMLP(_MLPParams):
             )
         reuse = hasattr(self, "_trainer") and (incremental or p["warm_start"])
         names = self._check_feature_names(x) if reuse else _feature_names(x)
-        x = _as_float_matrix(x)
+        x, sample_shape = _as_float_samples(x)
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         if reuse:
-            self._check_features(x)
+            self._check_features(x, sample_shape)
+        else:
+            image_shape = self._fit_image_shape(p, x, sample_shape)
         y_enc, attrs = self._encode_targets(y, first_call=not reuse, classes=classes, n_rows=len(x))
         seed = None if reuse else _random_seed(self.random_state)
         x_train, y_train, x_val, y_val = x, y_enc, None, None
@@ -152,7 +208,7 @@ class _BaseMLP(_MLPParams):
             train, val = validation_split(len(x), p["validation_fraction"], split_seed, labels)
             x_train, y_train, x_val, y_val = x[train], y_enc[train], x[val], y_enc[val]
         if not reuse:
-            config = self._config(p, len(x_train), seed)
+            config = self._config(p, len(x_train), seed, image_shape)
             trainer = Trainer(config, x.shape[1], self._n_outputs(y_enc, attrs), self._task)
             trainer.use_device(p["device"])
             # set the fitted state only once everything has been checked
@@ -160,6 +216,7 @@ class _BaseMLP(_MLPParams):
                 setattr(self, key, value)
             self._trainer = trainer
             self.n_features_in_ = x.shape[1]
+            self.image_shape_ = image_shape
             if names is not None:
                 self.feature_names_in_ = names
             elif hasattr(self, "feature_names_in_"):
@@ -297,6 +354,6 @@ class _BaseMLP(_MLPParams):
         """
         self._check_fitted()
         self._check_feature_names(X)
-        x = _as_float_matrix(X)
-        self._check_features(x)
+        x, sample_shape = _as_float_samples(X)
+        self._check_features(x, sample_shape)
         return self._trainer.predict_outputs(x, dtype=np.float64)

@@ -1,6 +1,6 @@
 """Checks of the estimators' input and parameters.
 
-Input: ``X`` as a finite 2-D float64 array, data-frame column names, sample
+Input: ``X`` as finite float64 rows (images flattened), data-frame column names, sample
 weights, the length of ``y`` and scikit-learn's ``random_state`` conventions.
 Parameters: positive integers, bounded reals, booleans and choices, each raising
 a ValueError that names the parameter.
@@ -20,8 +20,30 @@ def _is_sparse(x):
     return hasattr(x, "tocsr") or type(x).__module__.startswith("scipy.sparse")
 
 
-def _as_float_matrix(x, name="X"):
-    """``x`` as a finite float64 2-D array, or a ValueError/TypeError saying what is wrong."""
+def _as_float_samples(x, name="X"):
+    """``x`` as finite float64 rows and the shape of one of its samples.
+
+    Parameters
+    ----------
+    x : array-like
+        ``(n_samples, n_features)``, or images ``(n_samples, H, W)`` or
+        ``(n_samples, C, H, W)``.
+    name : str
+        The argument's name in error messages.
+
+    Returns
+    -------
+    rows : ndarray
+        float64 ``(n_samples, n_features)``; images flattened in C order.
+    sample_shape : tuple of int
+        ``x.shape[1:]`` as given.
+
+    Raises
+    ------
+    ValueError or TypeError
+        Saying what is wrong (sparse, complex, non-numeric, wrong number of
+        dimensions, empty, not finite).
+    """
     if x is None:
         raise ValueError(f"{name} is None; pass an array of shape (n_samples, n_features)")
     if _is_sparse(x):
@@ -36,19 +58,28 @@ def _as_float_matrix(x, name="X"):
             f"data either using {name}.reshape(-1, 1) if it has a single feature or "
             f"{name}.reshape(1, -1) if it contains a single sample."
         )
-    if x.ndim != 2:
+    if x.ndim not in (2, 3, 4):
         raise ValueError(
-            f"Expected a 2D array for {name} of shape (n_samples, n_features), got a {x.ndim}D array "
-            f"of shape {x.shape} instead"
+            f"Expected a 2D array for {name} of shape (n_samples, n_features), or images of shape "
+            f"(n_samples, H, W) or (n_samples, C, H, W); got a {x.ndim}D array of shape {x.shape} instead"
         )
     if x.shape[0] == 0:
         raise ValueError(f"Found array with 0 sample(s) (shape={x.shape}) while a minimum of 1 is required.")
+    sample_shape = x.shape[1:]
+    x = x.reshape(x.shape[0], math.prod(sample_shape))
     if x.shape[1] == 0:
         raise ValueError(f"Found array with 0 feature(s) (shape={x.shape}) while a minimum of 1 is required.")
     if not np.all(np.isfinite(x)):
         kind = "NaN" if np.isnan(x).any() else "infinity"
         raise ValueError(f"Input {name} contains {kind}; remove or impute the non-finite values")
-    return x
+    return x, sample_shape
+
+
+def _image_shape(sample_shape):
+    """``(C, H, W)`` of a sample of shape ``(H, W)`` (one channel) or ``(C, H, W)``; None for a flat row."""
+    if len(sample_shape) == 1:
+        return None
+    return (1, *sample_shape) if len(sample_shape) == 2 else tuple(sample_shape)
 
 
 def _feature_names(x):
@@ -109,9 +140,6 @@ def _random_seed(random_state):
 # ----------------------------------------------------------- parameter checks
 
 
-# ----------------------------------------------------------- parameter checks
-
-
 def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -154,3 +182,16 @@ def _choice(name, value, choices):
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(map(repr, choices))}")
     return value
+
+
+def _shape(name, value):
+    """``(C, H, W)`` from None or a sequence of 2 (one channel) or 3 positive integers."""
+    if value is None:
+        return None
+    try:
+        shape = tuple(value) if not isinstance(value, (str, bytes)) else ()
+    except TypeError:
+        shape = ()
+    if len(shape) not in (2, 3) or not all(_is_int(s) and s >= 1 for s in shape):
+        raise ValueError(f"{name} must be None, (H, W) or (C, H, W) with positive integers, got {value!r}")
+    return _image_shape(tuple(int(s) for s in shape))

@@ -24,6 +24,22 @@ class MLPClassifier(_BaseMLP):
     hidden_layer_sizes : int or tuple of int, default (100,)
         Width of each hidden layer (``()`` for none: a softmax regression).
     activation : {"tanh", "logistic", "relu", "identity"}, default "tanh"
+    layers : str or None, default None
+        The hidden layers as a layer list (:mod:`fastfa.layers`) instead of
+        ``hidden_layer_sizes``: comma-separated ``conv:C:K[:S[:P]]``,
+        ``maxpool:K[:S]``, ``avgpool:K[:S]``, ``gap``, ``flatten``, ``dense:N``,
+        e.g. ``"conv:6:3,maxpool:2,dense:32"``, or a preset name
+        (``"lenet-mnist"``, ``"lenet-cifar"``); the dense output layer is added.
+        Conv and pooling layers need images (see ``image_shape``); a list of
+        dense layers only trains exactly as the same ``hidden_layer_sizes``.
+        Giving a non-default ``hidden_layer_sizes`` too is a ValueError. With
+        conv or pooling layers, rules that learn their feedback (kp, wm) and
+        ``device="cuda"`` raise ValueError in ``fit`` (dense networks only, for now).
+    image_shape : tuple of int or None, default None
+        ``(C, H, W)``, or ``(H, W)`` for one channel, of the samples when ``X``
+        is passed flat, ``(n_samples, C * H * W)`` (C order). Images passed as
+        ``(n_samples, H, W)`` (one channel) or ``(n_samples, C, H, W)`` bring
+        their own shape.
     rule : str or fastfa.Rule, default "fa"
         Learning rule (``fastfa.available_rules()``): bp, fa, dfa, usf, frsf,
         brsf, shallow, or one from a plugin.
@@ -88,6 +104,15 @@ class MLPClassifier(_BaseMLP):
     classes_, coefs_, intercepts_, feedback_, loss_, loss_curve_, best_loss_,
     n_iter_, t_, n_features_in_, feature_names_in_ (fitted on a data frame with string
     column names), n_layers_, n_outputs_, out_activation_
+    coefs_, intercepts_ : list of ndarray
+        Weights and biases of each layer that has some: ``(n_in, n_out)`` and
+        ``(n_out,)`` for a dense layer, a kernel ``(C_out, C_in, k, k)`` and
+        ``(C_out,)`` for a convolution (live views, in ``dtype``).
+    n_features_in_ : int
+        Features of a flat row; ``C * H * W`` for images.
+    image_shape_ : tuple of int or None
+        ``(C, H, W)`` of the samples seen in the first ``fit`` (from image ``X``
+        or ``image_shape``); None for flat rows without ``image_shape``.
     loss_, loss_curve_ :
         Mean training loss of the last / each epoch, each batch measured before
         its own update, plus scikit-learn's L2 term (see below).
@@ -102,6 +127,12 @@ class MLPClassifier(_BaseMLP):
     Notes
     -----
     Output layer: softmax with cross-entropy (two outputs for binary problems).
+
+    ``X`` may be ``(n_samples, n_features)``, ``(n_samples, H, W)`` or
+    ``(n_samples, C, H, W)``; images are flattened in C order, so ``n_features_in_``
+    is ``C * H * W``. After ``fit``, images must have the fitted ``image_shape_``
+    (``(H, W)`` and ``(1, H, W)`` are the same); flat rows of ``n_features_in_``
+    features are accepted too. Dense networks take images as well (flattened).
 
     No input scaling is done: like scikit-learn's MLP, the network sees ``X`` as
     given, and SGD on unscaled features (e.g. pixel values 0-255 or features of

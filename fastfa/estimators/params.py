@@ -1,7 +1,7 @@
 """The estimators' parameters: constructor, scikit-learn's parameter contract, checks.
 
 :class:`_MLPParams` holds what concerns the parameters alone: ``__init__`` with
-scikit-learn's MLP names (plus ``rule=``), ``get_params``/``set_params``,
+scikit-learn's MLP names (plus ``rule=``, ``layers=`` and ``image_shape=``), ``get_params``/``set_params``,
 ``repr`` listing the changed ones, their validation at ``fit`` (a ValueError
 naming the parameter) and their translation into a :class:`fastfa.config.TrainConfig`
 or, for a warm start, into the settings that follow changed parameters.
@@ -15,13 +15,15 @@ from collections.abc import Mapping
 import numpy as np
 
 from fastfa.config import DTYPES, TrainConfig
-from fastfa.estimators.checks import _boolean, _choice, _is_int, _positive_int, _real
+from fastfa.estimators.checks import _boolean, _choice, _is_int, _positive_int, _real, _shape
 from fastfa.kernels import codes
+from fastfa.layers import PRESETS, layers_text, parse_layers
 from fastfa.network import check_init
 from fastfa.optim import SCHEDULES
 from fastfa.rules import Rule, available_rules, get_rule
 
 SOLVERS = ("sgd", "adam")
+_DEFAULT_HIDDEN = (100,)
 
 
 class _MLPParams:
@@ -29,9 +31,11 @@ class _MLPParams:
 
     def __init__(
         self,
-        hidden_layer_sizes=(100,),
+        hidden_layer_sizes=_DEFAULT_HIDDEN,
         activation="tanh",
         *,
+        layers=None,
+        image_shape=None,
         rule="fa",
         rule_options=None,
         solver="sgd",
@@ -61,6 +65,8 @@ class _MLPParams:
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.layers = layers
+        self.image_shape = image_shape
         self.rule = rule
         self.rule_options = rule_options
         self.solver = solver
@@ -139,6 +145,7 @@ class _MLPParams:
                 f"hidden_layer_sizes must be a positive integer or a sequence of positive integers, "
                 f"got {self.hidden_layer_sizes!r}"
             )
+        layers = self._check_layers(hidden)
         rule = self.rule
         if not isinstance(rule, (str, Rule)):
             raise ValueError(
@@ -181,6 +188,8 @@ class _MLPParams:
             )
         return {
             "hidden": hidden,
+            "layers": layers,
+            "image_shape": _shape("image_shape", self.image_shape),
             "activation": _choice("activation", self.activation, tuple(codes.ACTIVATIONS)),
             "rule": self.rule,
             "rule_options": dict(options or {}),
@@ -210,15 +219,39 @@ class _MLPParams:
             "device": _choice("device", self.device, ("cpu", "cuda")),
         }
 
+    def _check_layers(self, hidden):
+        """The parsed ``layers`` (None when not given), ``hidden`` the checked ``hidden_layer_sizes``.
+
+        Raises ValueError (one line) for a list that does not parse, and when a
+        non-default ``hidden_layer_sizes`` is given too.
+        """
+        layers = self.layers
+        if layers is None:
+            return None
+        if not isinstance(layers, str):
+            raise ValueError(
+                "layers must be None, a layer list such as 'conv:6:3,maxpool:2,dense:32' or a preset "
+                f"name ({', '.join(PRESETS)}), got {layers!r}"
+            )
+        if hidden != _DEFAULT_HIDDEN:
+            raise ValueError(
+                f"give the hidden layers once: hidden_layer_sizes={self.hidden_layer_sizes!r} and "
+                f"layers={layers!r} are both set; write dense layers into layers as dense:N"
+            )
+        return parse_layers(layers)  # LayerError, a ValueError with a one-line message
+
     @staticmethod
     def _batch(p, n_samples):
         return min(200, n_samples) if p["batch_size"] == "auto" else int(p["batch_size"])
 
-    def _config(self, p, n_samples, seed):
-        """A :class:`TrainConfig` from checked parameters ``p`` and the drawn ``seed``."""
+    def _config(self, p, n_samples, seed, image_shape):
+        """A :class:`TrainConfig` from checked parameters ``p``, the drawn ``seed`` and the
+        ``(C, H, W)`` of the samples (None for flat rows)."""
         batch = self._batch(p, n_samples)
         return TrainConfig(
             hidden=p["hidden"],
+            layers=layers_text(p["layers"]) if p["layers"] else "",
+            image_shape=image_shape or (),
             rule=p["rule"],
             rule_options=p["rule_options"],
             activation=p["activation"],

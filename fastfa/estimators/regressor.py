@@ -28,7 +28,8 @@ def _r2(y, pred, w=None):
 class MLPRegressor(_BaseMLP):
     """Multi-layer perceptron regressor trained by a rule of the feedback-alignment family.
 
-    Parameters are those of :class:`MLPClassifier`; with ``early_stopping``
+    Parameters are those of :class:`MLPClassifier` (``layers`` and image
+    inputs included); with ``early_stopping``
     the validation score is R^2. The output layer is linear and the loss, as
     scikit-learn's, is the squared error averaged over rows and outputs,
     ``((y - t) ** 2).mean() / 2``, plus the L2 term (trained on the gradient of
@@ -43,8 +44,8 @@ class MLPRegressor(_BaseMLP):
     Attributes
     ----------
     coefs_, intercepts_, feedback_, loss_, loss_curve_, best_loss_, n_iter_,
-    t_, n_features_in_, feature_names_in_, n_layers_, n_outputs_, out_activation_,
-    validation_scores_, best_validation_score_ (as :class:`MLPClassifier`)
+    t_, n_features_in_, feature_names_in_, image_shape_, n_layers_, n_outputs_,
+    out_activation_, validation_scores_, best_validation_score_ (as :class:`MLPClassifier`)
 
     Differences from scikit-learn
     -----------------------------
