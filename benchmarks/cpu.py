@@ -50,6 +50,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 
 import numpy as np  # noqa: E402
 
+from benchmarks.contenders import Contenders, torch_note  # noqa: E402
 from benchmarks.torch_rules import make_model  # noqa: E402
 from fastfa import TrainConfig, Trainer  # noqa: E402
 
@@ -209,7 +210,6 @@ def samples_for(batch, quick):
 
 
 EPOCHS_PER_ASK = 2  # every contender runs faster on its second pass over the same model
-IDLE_SECONDS = 0.5  # OpenBLAS threads spin ~2^28 cycles after their last call before sleeping
 
 
 def serve(who):
@@ -229,62 +229,6 @@ def serve(who):
         x, y = x_all[: int(samples)], y_all[: int(samples)]
         sizes = {"mnist": MNIST_SIZES, "deep": DEEP_SIZES}[net]
         print(rate(sizes, rule, int(batch), x, y, EPOCHS_PER_ASK), flush=True)
-
-
-class Contenders:
-    """One long-lived worker process per contender, asked in turn.
-
-    Repeats alternate between the contenders, so a burst of load on the shared machine
-    hits them alike, and each contender's thread pools sit idle in their own process
-    while another one runs.
-    """
-
-    def __init__(self, names):
-        import subprocess
-
-        self.workers = {
-            name: subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.cpu", "--threads", str(ARGS.threads), "--serve", name],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            )
-            for name in names
-        }  # fmt: skip
-        for name, worker in self.workers.items():  # start timing only once every worker has loaded
-            if worker.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"the {name} worker failed to start")
-
-    def ask(self, name, net, rule, batch, samples):
-        time.sleep(IDLE_SECONDS)  # let the last worker's BLAS/OpenMP threads stop spinning
-        worker = self.workers[name]
-        worker.stdin.write(f"{net} {rule} {batch} {samples}\n")
-        worker.stdin.flush()
-        answer = worker.stdout.readline()
-        if not answer:
-            raise RuntimeError(f"the {name} worker died on {net} {rule} batch {batch}")
-        return float(answer)
-
-    def best(self, names, net, rule, batch, samples, repeats):
-        """Best samples/s of each contender over ``repeats`` alternating timings."""
-        rates = {name: 0.0 for name in names}
-        for _ in range(repeats):
-            for name in names:
-                rates[name] = max(rates[name], self.ask(name, net, rule, batch, samples))
-        return rates
-
-    def close(self):
-        for worker in self.workers.values():
-            worker.stdin.close()
-            worker.wait()
-
-
-def torch_note(disabled):
-    if disabled:
-        return False, "PyTorch disabled with --no-torch"
-    try:
-        import torch
-    except ImportError:
-        return False, "PyTorch is not installed (pip install torch): its columns are skipped"
-    return True, f"PyTorch {torch.__version__}"
 
 
 def main():
@@ -307,13 +251,13 @@ def main():
     print(f"{'rule':<6}{'batch':>6}{'fastfa':>10}{'torch':>10}{'numpy':>10}{'bound':>10}"
           f"{'fastfa/torch':>14}{'fastfa/bound':>14}")  # fmt: skip
     names = ["fastfa", "torch"] if has_torch else ["fastfa"]
-    pool = Contenders(names + ["numpy"])
+    pool = Contenders("benchmarks.cpu", names + ["numpy"], args.threads)
     try:
         for batch in batches:
             n = samples_for(batch, args.quick)
             for rule in rules:
                 bound = gflops * 1e9 / flops_per_sample(MNIST_SIZES, rule)
-                rates = pool.best(names, "mnist", rule, batch, n, args.repeats)
+                rates = pool.best(names, "mnist", rule, batch, n, repeats=args.repeats)
                 plain = pool.ask("numpy", "mnist", rule, batch, min(n, 4096))
                 ours, theirs = rates["fastfa"], rates.get("torch", float("nan"))
                 print(
@@ -325,8 +269,8 @@ def main():
         print()
         n = samples_for(128, args.quick) // 2
         for batch in (32, 128):
-            fa = pool.best(["fastfa"], "deep", "fa", batch, n, args.repeats)["fastfa"]
-            dfa = pool.best(["fastfa"], "deep", "dfa", batch, n, args.repeats)["fastfa"]
+            fa = pool.best(["fastfa"], "deep", "fa", batch, n, repeats=args.repeats)["fastfa"]
+            dfa = pool.best(["fastfa"], "deep", "dfa", batch, n, repeats=args.repeats)["fastfa"]
             print(f"784-1000x4-10 batch {batch}: fa {fa:,.0f}/s, dfa {dfa:,.0f}/s, dfa/fa {dfa / fa:.2f}x")
     finally:
         pool.close()

@@ -8,6 +8,7 @@ import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from fastfa.kernels import codes
+from fastfa.layers import dense_sizes, layers_text, parse_layers
 from fastfa.network import check_init
 from fastfa.optim import SCHEDULES
 
@@ -91,6 +92,13 @@ class TrainConfig:
         Per-feature standardisation with statistics of the training rows, kept with the
         model (:mod:`fastfa.standardize`); ``auto`` standardises float inputs and leaves
         ``uint8`` inputs with ``x_scale`` (images) as they are.
+    layers : str
+        The hidden layers as a layer list or preset name (:mod:`fastfa.layers`), e.g.
+        ``"conv:6:5,maxpool:2,dense:84"``; empty for a dense network of ``hidden``. Stored in
+        canonical form; a list of dense layers only is stored as ``hidden`` instead, so it
+        trains exactly as ``--hidden`` does.
+    image_shape : tuple of int
+        ``(C, H, W)`` of the inputs, needed by conv and pooling layers; empty otherwise.
     """
 
     hidden: tuple = (100,)
@@ -121,10 +129,13 @@ class TrainConfig:
     valid_fraction: float = 0.0
     early_stopping: int = 0
     standardize: str = "auto"
+    layers: str = ""
+    image_shape: tuple = ()
 
     def __post_init__(self):
         hidden = (self.hidden,) if isinstance(self.hidden, numbers.Integral) else tuple(self.hidden)
         object.__setattr__(self, "hidden", tuple(_positive_int("hidden layer size", h) for h in hidden))
+        self._check_layers()
         object.__setattr__(self, "rule_options", dict(self.rule_options or {}))
         if self.activation not in codes.ACTIVATIONS:
             raise ValueError(
@@ -167,6 +178,32 @@ class TrainConfig:
         checks["shuffle"] = bool(self.shuffle)
         for name, value in checks.items():
             object.__setattr__(self, name, value)
+
+    def _check_layers(self):
+        """Canonical ``layers`` (dense-only lists become ``hidden``) and a valid ``image_shape``."""
+        if not isinstance(self.layers, str):
+            raise ValueError(
+                f"layers must be a layer list such as conv:6:5,maxpool:2,dense:84, got {self.layers!r}"
+            )
+        shape = tuple(self.image_shape or ())
+        if shape and (
+            len(shape) != 3
+            or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in shape)
+        ):
+            raise ValueError(
+                f"image shape must be three positive integers (C, H, W), got {self.image_shape!r}"
+            )
+        object.__setattr__(self, "image_shape", tuple(int(s) for s in shape))
+        if not self.layers:
+            return
+        layers = parse_layers(self.layers)  # LayerError is a ValueError with a one-line message
+        sizes = dense_sizes(layers)
+        if sizes is not None:
+            object.__setattr__(self, "hidden", sizes)
+            object.__setattr__(self, "layers", "")
+        else:
+            object.__setattr__(self, "hidden", ())
+            object.__setattr__(self, "layers", layers_text(layers))
 
     def replace(self, **changes):
         """A copy with some fields changed (validated again)."""

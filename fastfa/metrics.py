@@ -12,7 +12,10 @@ Per hidden layer ``l`` (Lillicrap et al. 2016, Fig. 2; Nøkland 2016, Fig. 3):
 - **norm ratio**: ``||B||_F / ||that matrix||_F``.
 
 For bp the feedback angle is 0 and the norm ratio 1 by definition; for rules
-without hidden signals (shallow) all three are NaN.
+without hidden signals (shallow) all three are NaN. In a layer list, the hidden layers
+are those with weights (conv and dense) below the output layer; a convolution's
+feedback is a kernel compared with the next layer's kernel, and a direct rule's feedback
+angle is NaN where a convolution or pooling layer lies above.
 """
 
 from __future__ import annotations
@@ -34,18 +37,38 @@ def angle(a, b):
 
 
 def backprop_counterparts(trainer):
-    """The matrices backprop uses where the rule uses ``B``, in paper orientation."""
+    """The arrays backprop uses where the rule uses ``B``, in paper orientation, per hidden layer.
+
+    Layerwise rules: ``W_{l+1}^T`` for a dense layer, the kernel ``W_{l+1}`` itself for a
+    convolution (its transposed convolution is what bp applies). Direct rules:
+    ``(W_{l+1} ... W_{L-1})^T`` when every layer above is dense; ``None`` where a convolution
+    or pooling layer lies above (no single matrix carries the error there).
+    """
     weights = [w.astype(np.float64) for w in trainer.weights]
-    n_hidden = trainer.arch.n_layers - 1
+    n_hidden = len(weights) - 1
     if trainer.rule.signal in ("backprop", "layerwise"):
-        return [weights[layer + 1].T for layer in range(n_hidden)]
+        return [w.T if w.ndim == 2 else w for w in weights[1:]]
     out = []
     for layer in range(n_hidden):
+        if not _dense_above(trainer, layer):
+            out.append(None)
+            continue
         product = weights[layer + 1]
         for w in weights[layer + 2 :]:
             product = product @ w
         out.append(product.T)
     return out
+
+
+def _dense_above(trainer, layer):
+    """Whether every layer above the ``layer``-th layer with weights is dense."""
+    if trainer.arch.is_dense:
+        return True
+    from fastfa.kernels import codes
+
+    ltab = trainer.arch.table.ltab
+    rows = [i for i, row in enumerate(ltab) if row[codes.L_W_OFF] >= 0]
+    return bool(np.all(ltab[rows[layer] + 1 :, codes.L_KIND] == codes.KIND_DENSE))
 
 
 def alignment(trainer, x, y):
@@ -64,7 +87,7 @@ def alignment(trainer, x, y):
         One dict per hidden layer with keys ``update_angle``,
         ``feedback_angle`` and ``norm_ratio`` (floats, degrees for angles).
     """
-    n_hidden = trainer.arch.n_layers - 1
+    n_hidden = len(trainer.weights) - 1  # the layers with weights below the output layer
     if n_hidden == 0:
         return []
     rule_grads = trainer.arch.weights(trainer.gradients(x, y))  # also refreshes sign feedback
@@ -79,6 +102,8 @@ def alignment(trainer, x, y):
             continue
         if signal == "backprop":
             fb_angle, ratio = 0.0, 1.0
+        elif counterparts[layer] is None:
+            fb_angle, ratio = np.nan, np.nan
         else:
             b, ref = feedback[layer], counterparts[layer]
             fb_angle = angle(b, ref)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastfa.kernels import codes
+from fastfa.layers import layer_table, parse_layers, plan_network
 
 INIT_SCHEMES = ("uniform", "glorot", "he", "zeros")
 
@@ -67,6 +68,23 @@ def init_bound(scheme, fan_in, fan_out):
     return 0.0
 
 
+def check_activations(activation, output_activation, loss):
+    """Raise ``ValueError`` unless the hidden and output activations and the loss go together."""
+    if activation not in codes.ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(codes.ACTIVATIONS)}")
+    if output_activation not in codes.OUTPUT_ACTIVATIONS:
+        raise ValueError(
+            f"unknown output activation {output_activation!r}; "
+            f"choose one of {', '.join(codes.OUTPUT_ACTIVATIONS)}"
+        )
+    if loss not in codes.LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(codes.LOSSES)}")
+    if loss == "cross_entropy" and output_activation not in ("softmax", "logistic"):
+        raise ValueError("cross_entropy needs a softmax or logistic output activation")
+    if loss == "squared_error" and output_activation == "softmax":
+        raise ValueError("squared_error with a softmax output is not supported; use logistic or identity")
+
+
 @dataclass(frozen=True)
 class Architecture:
     """Shape and nonlinearities of a dense network.
@@ -88,26 +106,14 @@ class Architecture:
     output_activation: str = "softmax"
     loss: str = "cross_entropy"
 
+    is_dense = True  # every layer dense: the dense kernels (and CUDA) train it
+
     def __post_init__(self):
         sizes = tuple(int(s) for s in self.sizes)
         if len(sizes) < 2 or any(s < 1 for s in sizes):
             raise ValueError(f"layer sizes must be two or more positive integers, got {self.sizes!r}")
         object.__setattr__(self, "sizes", sizes)
-        if self.activation not in codes.ACTIVATIONS:
-            raise ValueError(
-                f"unknown activation {self.activation!r}; choose one of {', '.join(codes.ACTIVATIONS)}"
-            )
-        if self.output_activation not in codes.OUTPUT_ACTIVATIONS:
-            raise ValueError(
-                f"unknown output activation {self.output_activation!r}; "
-                f"choose one of {', '.join(codes.OUTPUT_ACTIVATIONS)}"
-            )
-        if self.loss not in codes.LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(codes.LOSSES)}")
-        if self.loss == "cross_entropy" and self.output_activation not in ("softmax", "logistic"):
-            raise ValueError("cross_entropy needs a softmax or logistic output activation")
-        if self.loss == "squared_error" and self.output_activation == "softmax":
-            raise ValueError("squared_error with a softmax output is not supported; use logistic or identity")
+        check_activations(self.activation, self.output_activation, self.loss)
 
     @property
     def n_layers(self):
@@ -147,4 +153,83 @@ class Architecture:
         params = np.zeros(self.n_params, dtype=dtype)
         for w in self.weights(params):
             w[...] = init_matrix(rng, w.shape, init, fan_in=w.shape[0], fan_out=w.shape[1])
+        return params
+
+
+class LayerNetwork:
+    """A network given as a layer list (:mod:`fastfa.layers`): conv, pooling and dense layers.
+
+    The counterpart of :class:`Architecture` for :mod:`fastfa.kernels.layers`, with the same
+    attributes the trainer and run files use: ``sizes`` is ``(n_inputs, size of every layer's
+    output...)``, the last being the number of outputs; :meth:`weights` gives ``W_l`` of shape
+    ``(n_in, n_out)`` for dense layers and ``(C_out, C_in, k, k)`` for convolutions.
+
+    Parameters
+    ----------
+    layers : str
+        Canonical layer text (:attr:`fastfa.config.TrainConfig.layers`).
+    image_shape : tuple of int
+        ``(C, H, W)`` of the inputs.
+    n_inputs, n_outputs : int
+    activation, output_activation, loss : str
+        As for :class:`Architecture`.
+    signal : str
+        The rule's signal (:data:`fastfa.kernels.codes.SIGNALS`): it decides which layers own
+        feedback (:func:`fastfa.layers.layer_table`).
+    """
+
+    is_dense = False
+
+    def __init__(self, layers, image_shape, n_inputs, n_outputs, activation, output_activation, loss, signal):
+        check_activations(activation, output_activation, loss)
+        self.layers = layers
+        self.activation, self.output_activation, self.loss = activation, output_activation, loss
+        self.plan = plan_network(parse_layers(layers), n_inputs, n_outputs, image_shape or None)
+        self.table = layer_table(
+            self.plan,
+            codes.ACTIVATIONS[activation],
+            codes.OUTPUT_ACTIVATIONS[output_activation],
+            codes.SIGNALS[signal],
+        )
+        ltab = self.table.ltab
+        self.sizes = (int(n_inputs), *(int(n) for n in ltab[:, codes.L_OUT_SIZE]))
+        self.n_layers = len(ltab)
+        self.n_weights, self.n_params = self.table.n_weights, self.table.n_params
+
+    def codes(self):
+        """Activation codes per layer (identity for pooling), as the kernels take them."""
+        return self.table.ltab[:, codes.L_ACT].copy()
+
+    def param_layers(self):
+        """``(row, weight shape, fan_in, fan_out)`` of every layer with weights, in buffer order."""
+        out = []
+        for row, shape in zip(self.table.ltab, self.table.weight_shapes()):
+            fans = (
+                (shape[0], shape[1])
+                if len(shape) == 2
+                else (shape[1] * shape[2] ** 2, shape[0] * shape[2] ** 2)
+            )
+            out.append((row, shape, *fans))
+        return out
+
+    def weights(self, params):
+        """Views ``W_l`` into a flat parameter buffer, one per layer with weights."""
+        rows = [row for row in self.table.ltab if row[codes.L_W_OFF] >= 0]
+        return [
+            params[row[codes.L_W_OFF] : row[codes.L_W_OFF] + int(np.prod(shape))].reshape(shape)
+            for row, shape in zip(rows, self.table.weight_shapes())
+        ]
+
+    def biases(self, params):
+        """Views ``b_l`` (``n_out`` entries for dense layers, ``C_out`` for conv)."""
+        rows = [row for row in self.table.ltab if row[codes.L_W_OFF] >= 0]
+        return [params[row[codes.L_B_OFF] : row[codes.L_B_OFF] + shape[0 if len(shape) == 4 else 1]]
+                for row, shape in zip(rows, self.table.weight_shapes())]  # fmt: skip
+
+    def init_params(self, rng, init, dtype):
+        """A new flat parameter buffer: weights from ``init`` with each layer's fans
+        (conv: ``C_in k^2`` and ``C_out k^2``, as PyTorch counts them), biases zero."""
+        params = np.zeros(self.n_params, dtype=dtype)
+        for w, (_, shape, fan_in, fan_out) in zip(self.weights(params), self.param_layers()):
+            w[...] = init_matrix(rng, shape, init, fan_in=fan_in, fan_out=fan_out)
         return params

@@ -198,6 +198,13 @@ class Run:
         return selection.final_test
 
 
+def _with_image_shape(config, ds):
+    """``config`` with the dataset's image shape when its layer list needs one and gives none."""
+    if not config.layers or config.image_shape or ds.image_shape is None:
+        return config
+    return config.replace(image_shape=tuple(ds.image_shape))
+
+
 def _standardize_new_run(run, train_split, warn):
     """Give a new run's trainer the training rows' feature statistics, when its setting asks for them;
     warn (``warn(message)``) when it does not and the inputs look unscaled."""
@@ -248,6 +255,7 @@ def fit(run, *, in_memory=False, record_start=False, device="cpu", should_stop=N
         shape = (ds.n_features, ds.n_outputs, ds.task)
         new = run.trainer is None
         if new:
+            run.config = _with_image_shape(run.config, ds)
             run.trainer = Trainer(run.config, ds.n_features, ds.n_outputs, ds.task)
         trainer = run.trainer
         if shape != (trainer.arch.sizes[0], trainer.arch.sizes[-1], trainer.task):

@@ -12,6 +12,7 @@ generator keyed by the seed and the update count.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from fastfa import standardize
@@ -19,7 +20,8 @@ from fastfa.config import TrainConfig
 from fastfa.cuda_engine import DeviceRows
 from fastfa.kernels import codes
 from fastfa.kernels import cpu as kernels
-from fastfa.network import Architecture
+from fastfa.kernels import layers as layer_kernels
+from fastfa.network import Architecture, LayerNetwork
 from fastfa.optim import float_config, learning_rate
 from fastfa.rules import DIRECT_SIGNALS, get_rule
 from fastfa.threads import kernel_threads
@@ -36,19 +38,36 @@ def with_threads(icfg, threads):
 
 
 class Workspace:
-    """Activation, delta and batch buffers for up to ``capacity`` rows."""
+    """Activation, delta and batch buffers for up to ``capacity`` rows.
 
-    def __init__(self, sizes, capacity, dtype):
+    For a :class:`~fastfa.network.LayerNetwork` also the max-pool indices, a zero vector and
+    the conv kernels' scratch for as many threads as numba may use
+    (:meth:`fastfa.layers.Table.buffers`).
+    """
+
+    def __init__(self, arch, capacity, dtype):
+        sizes = arch.sizes
         width = sum(sizes[1:])
         self.capacity = capacity
         self.hidden = np.zeros(capacity * width, dtype=dtype)
         self.deltas = np.zeros(capacity * width, dtype=dtype)
         self.x = np.zeros(capacity * sizes[0], dtype=dtype)
         self.t = np.zeros(capacity * sizes[-1], dtype=dtype)
+        if not arch.is_dense:
+            buffers = arch.table.buffers(capacity, dtype, threads=numba.config.NUMBA_NUM_THREADS)
+            self.indices, self.zeros, self.scratch = (
+                buffers["indices"],
+                buffers["zeros"],
+                buffers["workspace"],
+            )
+
+    def layer_buffers(self):
+        """The buffers every :mod:`fastfa.kernels.layers` pass takes, in its argument order."""
+        return self.hidden, self.deltas, self.indices, self.zeros, self.scratch
 
 
 class Trainer:
-    """Train a dense network with one learning rule.
+    """Train a network (dense, or a layer list with conv and pooling layers) with one learning rule.
 
     Parameters
     ----------
@@ -78,7 +97,14 @@ class Trainer:
         classification = task == "classification"
         out_act = config.output_activation or ("softmax" if classification else "identity")
         loss = config.loss or ("cross_entropy" if classification else "squared_error")
-        self.arch = Architecture((n_inputs, *config.hidden, n_outputs), config.activation, out_act, loss)
+        if config.layers:
+            self._check_layer_rule()
+            self.arch = LayerNetwork(
+                config.layers, config.image_shape, n_inputs, n_outputs, config.activation, out_act, loss,
+                self.rule.signal,
+            )  # fmt: skip
+        else:
+            self.arch = Architecture((n_inputs, *config.hidden, n_outputs), config.activation, out_act, loss)
         self.dtype = np.dtype(config.dtype)
         self.sizes = np.array(self.arch.sizes, dtype=np.int64)
         self.acts = self.arch.codes()
@@ -90,7 +116,7 @@ class Trainer:
         self.state = np.zeros((2, self.params.size), dtype=self.dtype)
         self.step = 0
         self.epoch = 0
-        self._train_ws = Workspace(self.arch.sizes, config.batch_size, self.dtype)
+        self._train_ws = Workspace(self.arch, config.batch_size, self.dtype)
         self._eval_ws = {}
         self.device = "cpu"
         self._cuda = None
@@ -106,6 +132,10 @@ class Trainer:
         if device == "cuda":
             from fastfa.cuda_engine import CudaEngine
 
+            if not self.arch.is_dense:
+                raise ValueError(
+                    "conv and pooling layers have no CUDA kernels yet; train them with --device cpu"
+                )
             self._cuda = CudaEngine(self)
         elif device != "cpu":
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
@@ -125,7 +155,7 @@ class Trainer:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._train_ws = Workspace(self.arch.sizes, self.config.batch_size, self.dtype)
+        self._train_ws = Workspace(self.arch, self.config.batch_size, self.dtype)
 
     # ------------------------------------------------------------------ set-up
 
@@ -141,10 +171,25 @@ class Trainer:
         icfg[codes.I_SEED] = self.config.seed
         return icfg
 
+    def _check_layer_rule(self):
+        """Rules whose feedback learns run on dense networks only (for now); say so in one line."""
+        if self.rule.dynamics in ("kolen-pollack", "mirror"):
+            raise ValueError(
+                f"rule {self.rule.name!r} learns its feedback ({self.rule.dynamics}), which the conv engine "
+                "does not do yet; use it on dense layers (--hidden, hidden_layer_sizes)"
+            )
+
     def feedback_shapes(self):
-        """Paper-orientation shapes ``(n_src, n_l)`` of the feedback matrices, per hidden layer."""
+        """Paper-orientation shapes of the feedback, one per layer that owns some.
+
+        Dense networks: ``(n_src, n_l)`` per hidden layer. Layer lists: ``(n_out, n_in)`` for a
+        dense layer's ``B``, the kernel shape ``(C_out, C_in, k, k)`` for a convolution's, and
+        ``(n_outputs, size_l)`` for a direct rule's ``D_l``.
+        """
         if not self.rule.has_feedback:
             return []
+        if not self.arch.is_dense:
+            return [view.shape for view in self.feedback_views(np.zeros(self.arch.table.n_feedback))]
         sizes = self.arch.sizes
         layerwise = self.rule.signal == "layerwise"
         return [
@@ -154,17 +199,20 @@ class Trainer:
 
     def _init_feedback(self):
         shapes = self.feedback_shapes()
-        feedback = np.zeros(sum(a * b for a, b in shapes), dtype=self.dtype)
+        feedback = np.zeros(sum(int(np.prod(shape)) for shape in shapes), dtype=self.dtype)
         sign_dynamics = self.rule.dynamics in ("sign", "sign-redraw")
         magnitude = np.zeros(feedback.size if sign_dynamics else 0, dtype=self.dtype)
         for layer, (view, shape) in enumerate(zip(self.feedback_views(feedback), shapes)):
-            n_src, n_l = shape
+            # (n_src, n_l): fan-in n_l; a conv kernel (C_out, C_in, k, k): fan-in C_in k^2, as its W's
+            fan_in, fan_out = (
+                (shape[1], shape[0]) if len(shape) == 2 else (np.prod(shape[1:]), shape[0] * shape[2] ** 2)
+            )
             b = np.asarray(
                 self.rule.init_feedback(
                     self.rng,
                     shape,
-                    fan_in=n_l,
-                    fan_out=n_src,
+                    fan_in=int(fan_in),
+                    fan_out=int(fan_out),
                     init=self.config.init,
                     options=self.rule_options,
                 ),
@@ -175,15 +223,46 @@ class Trainer:
             view[...] = b
         if magnitude.size:
             np.abs(feedback, out=magnitude)
-            kernels.refresh_feedback(self.params, feedback, magnitude, self.sizes, self.icfg, 0)
+            self._refresh_feedback(feedback, magnitude, 0)
         return feedback, magnitude
 
+    def _refresh_feedback(self, feedback, magnitude, step):
+        """Sign-concordant feedback from the current weights (a no-op for other rules)."""
+        if self.arch.is_dense:
+            kernels.refresh_feedback(self.params, feedback, magnitude, self.sizes, self.icfg, step)
+        else:
+            layer_kernels.refresh_layer_feedback(
+                self.params, feedback, magnitude, self.arch.table.ltab, self.icfg, step
+            )
+
     def feedback_views(self, flat):
-        """Per-hidden-layer paper-orientation views ``(n_src, n_l)`` of a flat feedback-layout buffer."""
+        """Paper-orientation views (:meth:`feedback_shapes`) of a flat feedback-layout buffer."""
+        if not self.arch.is_dense:
+            return self._layer_feedback_views(flat)
         views, off = [], 0
         for n_src, n_l in self.feedback_shapes():
             views.append(flat[off : off + n_src * n_l].reshape(n_l, n_src).T)
             off += n_src * n_l
+        return views
+
+    def _layer_feedback_views(self, flat):
+        ltab = self.arch.table.ltab
+        n_out = self.arch.sizes[-1]
+        views = []
+        for row in ltab:
+            off = row[codes.L_FB_OFF]
+            if off < 0:
+                continue
+            if self.rule.signal != "layerwise":  # D_l, stored size_l x n_out
+                size = row[codes.L_OUT_SIZE]
+                views.append(flat[off : off + size * n_out].reshape(size, n_out).T)
+            elif row[codes.L_KIND] == codes.KIND_CONV:
+                k = row[codes.L_KERNEL]
+                shape = (row[codes.L_C_OUT], row[codes.L_C_IN], k, k)
+                views.append(flat[off : off + int(np.prod(shape))].reshape(shape))
+            else:  # a dense layer's B, stored in W's orientation n_in x n_out
+                n_in, n_l = row[codes.L_IN_SIZE], row[codes.L_OUT_SIZE]
+                views.append(flat[off : off + n_in * n_l].reshape(n_in, n_l).T)
         return views
 
     # ------------------------------------------------------------------- views
@@ -252,7 +331,7 @@ class Trainer:
     def _eval_workspace(self, dtype):
         dtype = np.dtype(dtype)
         if dtype not in self._eval_ws:
-            self._eval_ws[dtype] = Workspace(self.arch.sizes, max(EVAL_ROWS, self.config.batch_size), dtype)
+            self._eval_ws[dtype] = Workspace(self.arch, max(EVAL_ROWS, self.config.batch_size), dtype)
         return self._eval_ws[dtype]
 
     # ---------------------------------------------------------------- training
@@ -351,6 +430,15 @@ class Trainer:
             self.step += -(-len(order) // batch)
             return loss, errors
         ws = self._train_ws
+        if not self.arch.is_dense:
+            with kernel_threads() as threads:
+                loss, errors = layer_kernels.train_epoch_layers(
+                    x, labels, targets, order, batch, self.params, self.feedback, self.magnitude, self.grads,
+                    self.state, self.arch.table.ltab, with_threads(self.icfg, threads), self._fcfg(),
+                    *ws.layer_buffers(), ws.x, ws.t, self.step,
+                )  # fmt: skip
+            self.step += -(-len(order) // batch)
+            return loss, errors
         with kernel_threads() as threads:
             loss, errors = kernels.train_epoch(
                 x, labels, targets, order, batch, self.params, self.feedback, self.magnitude, self.grads,
@@ -368,10 +456,9 @@ class Trainer:
         ws = self._eval_workspace(self.dtype)
         none = np.zeros((0, self.arch.sizes[-1]), dtype=self.dtype)
         with kernel_threads() as threads:
-            loss, errors = kernels.evaluate(
-                x, labels, targets, self.params, self.sizes, self.acts, with_threads(self.icfg, threads),
-                ws.hidden, ws.deltas, ws.x, ws.t, none,
-            )  # fmt: skip
+            loss, errors = self._evaluate(
+                x, labels, targets, self.params, with_threads(self.icfg, threads), ws, none
+            )
         n = max(len(x), 1)
         return loss / n, errors / n
 
@@ -389,11 +476,29 @@ class Trainer:
         out = np.zeros((len(x), self.arch.sizes[-1]), dtype=dtype)
         none = np.zeros(0, dtype=np.int64), np.zeros((0, self.arch.sizes[-1]), dtype=dtype)
         with kernel_threads() as threads:
-            icfg = with_threads(self.icfg, threads)
-            kernels.evaluate(
-                x, *none, params, self.sizes, self.acts, icfg, ws.hidden, ws.deltas, ws.x, ws.t, out
-            )
+            self._evaluate(x, *none, params, with_threads(self.icfg, threads), ws, out)
         return out
+
+    def _evaluate(self, x, labels, targets, params, icfg, ws, outputs):
+        """The compiled evaluation pass of the network's engine (dense or layer table)."""
+        if self.arch.is_dense:
+            return kernels.evaluate(
+                x,
+                labels,
+                targets,
+                params,
+                self.sizes,
+                self.acts,
+                icfg,
+                ws.hidden,
+                ws.deltas,
+                ws.x,
+                ws.t,
+                outputs,
+            )
+        return layer_kernels.evaluate_layers(
+            x, labels, targets, params, self.arch.table.ltab, icfg, *ws.layer_buffers(), ws.x, ws.t, outputs
+        )
 
     def gradients(self, x, y, signal=None):
         """Loss gradient estimate of the rule (or of ``signal``, e.g. ``"backprop"``) on one batch.
@@ -410,11 +515,23 @@ class Trainer:
             self._check_signal(signal)
             icfg[codes.I_SIGNAL] = codes.SIGNALS[signal]
             icfg[codes.I_FIRST_TRAINABLE] = self.arch.n_layers - 1 if signal == "none" else 0
-        ws = Workspace(self.arch.sizes, len(x), self.dtype)
+        ws = Workspace(self.arch, len(x), self.dtype)
         xb, tb = ws.x.reshape(len(x), -1), ws.t.reshape(len(x), -1)
         kernels.gather_batch(x, labels, targets, np.arange(len(x)), 0, len(x), xb, tb)
-        kernels.refresh_feedback(self.params, self.feedback, self.magnitude, self.sizes, self.icfg, self.step)
+        self._refresh_feedback(self.feedback, self.magnitude, self.step)
         grads = np.zeros_like(self.params)
+        if not self.arch.is_dense:
+            ltab = self.arch.table.ltab
+            with kernel_threads() as threads:
+                icfg = with_threads(icfg, threads)
+                layer_kernels.backward_layers(
+                    self.params, self.feedback, ltab, icfg, xb, tb, *ws.layer_buffers()
+                )
+                first = layer_kernels.first_learning_layer(ltab, icfg)
+                layer_kernels.layer_gradients(
+                    xb, ws.hidden, ws.deltas, grads, ltab, first, ws.scratch, threads
+                )
+            return grads
         with kernel_threads() as threads:
             kernels.compute_gradients(
                 self.params, self.feedback, grads, self.sizes, self.acts, with_threads(icfg, threads), xb, tb,

@@ -146,16 +146,23 @@ def test_dfa_on_one_conv_layer_is_fa_with_matching_feedback():
     np.testing.assert_array_equal(dfa, fa)
 
 
-def test_dense_table_is_the_dense_engine():
-    """A dense layer list trains, update for update, as the dense kernels do."""
+RULE_OF_SIGNAL = {
+    c.SIGNAL_BACKPROP: "bp", c.SIGNAL_LAYERWISE: "fa", c.SIGNAL_DIRECT: "dfa", c.SIGNAL_DIRECT_SIGN: "sdfa",
+    c.SIGNAL_TARGET: "drtp", c.SIGNAL_NONE: "shallow",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("signal", list(RULE_OF_SIGNAL))
+def test_dense_table_is_the_dense_engine(signal):
+    """A dense layer list gets, bit for bit, the dense kernels' gradients under every signal."""
     sizes = (12, 7, 5, N_OUT)
-    trainer = make_trainer(sizes, "fa", "float64", lr=0.1, momentum=0.0)
-    table, _, _, bufs, x, t, icfg = build("dense:7,dense:5", (1, 3, 4), signal=c.SIGNAL_LAYERWISE)
+    trainer = make_trainer(sizes, RULE_OF_SIGNAL[signal], "float64")
+    table, _, _, bufs, x, t, _ = build("dense:7,dense:5", (1, 3, 4), signal=signal)
     assert table.n_params == trainer.params.size and table.n_feedback == trainer.feedback.size
     icfg = trainer.icfg.copy()
     icfg[c.I_THREADS] = 1
     width = sum(sizes[1:])
-    hidden, deltas, grads = np.zeros(M * width), np.zeros(M * width), np.zeros(trainer.params.size)
+    hidden, deltas, grads = np.zeros(M * width), np.zeros(M * width), np.full(trainer.params.size, 7.0)
     loss, errors = cpu.compute_gradients(
         trainer.params, trainer.feedback, grads, trainer.sizes, trainer.acts, icfg, x, t, hidden, deltas
     )

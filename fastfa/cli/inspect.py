@@ -279,7 +279,7 @@ def _describe_run(path):
     desc["best_epoch"] = selection.best_epoch if selection.best_params is not None else None
     desc["stopped_early"] = selection.stopped_early
     desc["final_test"] = selection.final_test or None
-    sizes = "-".join(str(s) for s in trainer.arch.sizes)
+    sizes = config.layers or "-".join(str(s) for s in trainer.arch.sizes)
     state = "complete" if meta["complete"] else "in progress"
     lines = [
         f"run ({path}): rule {config.rule}, {sizes} {config.activation}, {trainer.task}",

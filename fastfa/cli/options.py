@@ -40,6 +40,18 @@ def user_errors(func):
     return wrapper
 
 
+def parse_shape(ctx, param, value):
+    """``"1x28x28"`` (or ``"28x28"``) -> ``(1, 28, 28)``; ``None`` stays ``None``."""
+    from fastfa.layers import LayerError, parse_image_shape
+
+    if value is None:
+        return None
+    try:
+        return parse_image_shape(value)
+    except LayerError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def parse_sizes(ctx, param, value):
     """``"800,800"`` -> ``(800, 800)``; ``""`` -> ``()``."""
     if value is None:

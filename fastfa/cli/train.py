@@ -11,8 +11,17 @@ from pathlib import Path
 
 import click
 
-from fastfa.cli.options import CONTEXT, echo_json, fail, parse_key_values, parse_sizes, user_errors
+from fastfa.cli.options import (
+    CONTEXT,
+    echo_json,
+    fail,
+    parse_key_values,
+    parse_shape,
+    parse_sizes,
+    user_errors,
+)
 from fastfa.kernels import codes
+from fastfa.layers import PRESETS
 from fastfa.optim import SCHEDULES
 
 # Options that define the run; on --resume they come from the run file.
@@ -20,6 +29,9 @@ RUN_OPTIONS = (
     "rule",
     "rule_opts",
     "hidden",
+    "layers",
+    "model",
+    "image_shape",
     "activation",
     "output_activation",
     "loss",
@@ -46,7 +58,8 @@ RUN_OPTIONS = (
     "standardize",
     "chunk_rows",
 )
-OPTION_FIELDS = {"rule_opts": "rule_options"}  # option name -> TrainConfig field, where they differ
+# option name -> TrainConfig field, where they differ (--model is a named --layers)
+OPTION_FIELDS = {"rule_opts": "rule_options", "model": "layers"}
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -168,6 +181,28 @@ class ProgressBar:
     callback=parse_sizes,
     help="Hidden layer sizes, comma-separated (e.g. 800,800); empty for none.",
 )
+@click.option(
+    "--layers",
+    default="",
+    metavar="LIST",
+    help="The hidden layers as a list instead of --hidden: conv:C:K[:S[:P]] (C channels, KxK kernel, "
+    "stride S, padding P), maxpool:K[:S], avgpool:K[:S], gap (global average pool), flatten, dense:N; "
+    "e.g. conv:6:5,maxpool:2,conv:16:5,maxpool:2,dense:84. The output layer is added from the data. "
+    "Conv and pooling layers need image data (fastfa data mnist --images) or --image-shape.",
+)
+@click.option(
+    "--model",
+    type=click.Choice(sorted(PRESETS)),
+    default=None,
+    help="A named layer list: " + "; ".join(f"{name} = {text}" for name, text in PRESETS.items()) + ".",
+)
+@click.option(
+    "--image-shape",
+    default=None,
+    callback=parse_shape,
+    metavar="CxHxW",
+    help="Shape of each input image, for flat data with no recorded shape (default: the dataset's).",
+)
 @click.option("--activation", type=click.Choice(sorted(codes.ACTIVATIONS)), default="tanh", show_default=True)
 @click.option(
     "--output-activation",
@@ -279,6 +314,7 @@ def train(ctx, data, **opts):
       fastfa train mnist.h5 --rule fa --hidden 1000 --epochs 20 -o fa.h5
       fastfa train mnist.h5 -o fa.h5 --resume       # continue an interrupted run
       fastfa train data.h5 --valid-fraction 0.1 --early-stopping 5 -o run.h5
+      fastfa train mnist32.h5 --model lenet-mnist --activation relu -o lenet.h5
     """
     from fastfa.fitting import Interrupted
     from fastfa.rules import load_plugin_file
@@ -295,11 +331,15 @@ def train(ctx, data, **opts):
         fail(f"--chunk-rows must be a positive integer, got {opts['chunk_rows']}")
     out = opts["out"]
     _check_selection_options(opts)
+    if opts["layers"] and opts["model"]:
+        fail("--layers and --model both give the layer list; use one")
     given = {
         name
         for name in RUN_OPTIONS
         if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)
     }
+    if "hidden" in given and given & {"layers", "model"}:
+        fail("--hidden and --layers/--model both describe the hidden layers; use one")
     if opts["resume"]:
         if out is None:
             fail("--resume needs --out RUN.h5, the run to continue")
@@ -384,10 +424,19 @@ def _config(opts):
     """The :class:`~fastfa.config.TrainConfig` the options describe."""
     from fastfa.config import TrainConfig
 
-    names = set(RUN_OPTIONS) - {"chunk_rows", "init", "valid_fraction", "early_stopping"}
+    names = set(RUN_OPTIONS) - {
+        "chunk_rows",
+        "init",
+        "valid_fraction",
+        "early_stopping",
+        "model",
+        "image_shape",
+    }
     settings = {OPTION_FIELDS.get(name, name): opts[name] for name in names}
+    settings["layers"] = opts["model"] or opts["layers"]
     return TrainConfig(
         **settings,
+        image_shape=opts["image_shape"] or (),
         init=_number_or_name(opts["init"]),
         epochs=opts["epochs"],
         valid_fraction=opts["valid_fraction"] or 0.0,

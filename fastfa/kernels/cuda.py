@@ -1,4 +1,7 @@
-"""CUDA kernels (numba ``@cuda.jit``): the only module of fastfa that imports numba's CUDA target.
+"""CUDA kernels (numba ``@cuda.jit``) of the dense engine.
+
+With :mod:`fastfa.kernels.cuda_conv` (the conv and pooling twins, which builds on this module's
+helpers), the only modules of fastfa that import numba's CUDA target.
 
 The same conventions as :mod:`fastfa.kernels.cpu` (row vectors, ``a = h W + b``,
 feedback in forward orientation, the output error carrying the batch's ``1/m``), so a
