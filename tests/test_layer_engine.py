@@ -23,6 +23,8 @@ from tests import naive_layers as ref
 from tests.conftest import assert_close, make_trainer
 
 NET = "conv:3:3:1:1,maxpool:2,conv:4:2,gap,dense:5"
+#: a convolution whose window covers its input (LeNet's conv3), run as a dense layer
+FULL_WINDOW = "conv:3:3:1:1,avgpool:2:1,conv:5:8,dense:4"
 IMAGE = (2, 9, 9)
 N_OUT = 3
 M = 4
@@ -88,9 +90,10 @@ def test_forward_matches_the_reference():
     ]
 
 
+@pytest.mark.parametrize("net", [NET, FULL_WINDOW])
 @pytest.mark.parametrize("signal", [c.SIGNAL_BACKPROP, c.SIGNAL_LAYERWISE, c.SIGNAL_DIRECT, c.SIGNAL_NONE])
-def test_signals_and_gradients_match_the_reference(signal):
-    table, params, feedback, bufs, x, t, icfg = build(signal=signal)
+def test_signals_and_gradients_match_the_reference(signal, net):
+    table, params, feedback, bufs, x, t, icfg = build(net, signal=signal)
     grads, loss, errors = engine_gradients(table, params, feedback, bufs, x, t, icfg)
     deltas, _, post = ref.signals(table.ltab, params, feedback, x, t, signal)
     expected = ref.gradients(table.ltab, params, x, deltas, post)
@@ -109,8 +112,9 @@ def test_signals_and_gradients_match_the_reference(signal):
         assert learned.sum() == last[c.L_IN_SIZE] * last[c.L_OUT_SIZE] + last[c.L_OUT_SIZE]
 
 
-def test_backprop_equals_finite_differences():
-    table, params, feedback, bufs, x, t, icfg = build()
+@pytest.mark.parametrize("net", [NET, FULL_WINDOW])
+def test_backprop_equals_finite_differences(net):
+    table, params, feedback, bufs, x, t, icfg = build(net)
     grads, _, _ = engine_gradients(table, params, feedback, bufs, x, t, icfg)
     rng = np.random.default_rng(1)
     h = 1e-6
@@ -199,3 +203,10 @@ def test_training_steps_lower_the_loss_for_every_signal():
                 step,
             )
         assert ref.mean_loss(table.ltab, params, x, t) < 0.85 * before, signal
+
+
+def test_a_convolution_covering_its_input_takes_the_dense_path():
+    """The FULL_WINDOW net's second convolution (5 x 1 x 1 out of 3 x 8 x 8) runs as one GEMM."""
+    table = build(FULL_WINDOW)[0]
+    convs = [layer for layer in range(len(table.ltab)) if table.ltab[layer, c.L_KIND] == c.KIND_CONV]
+    assert [bool(lk.covers_input(table.ltab, layer)) for layer in convs] == [False, True]

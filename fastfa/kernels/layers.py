@@ -163,6 +163,27 @@ def conv_kernel(buffer, ltab, layer, offset):
 
 
 @kernel
+def kernel_matrix(buffer, ltab, layer, offset):
+    """``buffer[offset:]`` as a convolution's kernel flattened to ``C_out x (C_in k k)``."""
+    c_out, c_in, k = ltab[layer, L_C_OUT], ltab[layer, L_C_IN], ltab[layer, L_KERNEL]
+    return buffer[offset : offset + c_out * c_in * k * k].reshape((c_out, c_in * k * k))
+
+
+@kernel
+def covers_input(ltab, layer):
+    """A convolution whose one window covers its whole input (no padding; output ``C_out x 1 x 1``).
+
+    It is a dense layer with the weight matrix ``W.reshape(C_out, C_in k k)^T``: the engine runs
+    it as one GEMM over the batch instead of one matrix-vector product per sample (LeNet's conv3).
+    """
+    return (
+        ltab[layer, L_PAD] == 0
+        and ltab[layer, L_KERNEL] == ltab[layer, L_H_IN]
+        and ltab[layer, L_KERNEL] == ltab[layer, L_W_IN]
+    )
+
+
+@kernel
 def layer_bias(buffer, ltab, layer):
     """A layer's bias (``n_out`` entries for dense, ``C_out`` for conv)."""
     start = ltab[layer, L_B_OFF]
@@ -208,6 +229,10 @@ def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, threads):
             else:
                 product(1.0, h_in, False, w, False, 0.0, out, threads)
             activate(out, layer_bias(params, ltab, layer), ltab[layer, L_ACT], threads)
+        elif kind == KIND_CONV and covers_input(ltab, layer):  # out = h_in W^T + b, as a dense layer
+            w = kernel_matrix(params, ltab, layer, ltab[layer, L_W_OFF])
+            product(1.0, h_in, False, w, True, 0.0, out, threads)
+            activate(out, layer_bias(params, ltab, layer), ltab[layer, L_ACT], threads)
         elif kind == KIND_CONV:
             conv_forward(
                 as_input_images(h_in, ltab, layer),
@@ -251,6 +276,8 @@ def send_down(params, feedback, ltab, layer, signal, hidden, deltas, indices, wo
     offset = ltab[layer, L_W_OFF] if signal == SIGNAL_BACKPROP else ltab[layer, L_FB_OFF]
     if kind == KIND_DENSE:
         product(1.0, src, False, dense_matrix(source, ltab, layer, offset), True, 0.0, dst, threads)
+    elif kind == KIND_CONV and covers_input(ltab, layer):
+        product(1.0, src, False, kernel_matrix(source, ltab, layer, offset), False, 0.0, dst, threads)
     elif kind == KIND_CONV:
         conv_backward_input(
             output_images(deltas, ltab, layer, m),
@@ -338,6 +365,20 @@ def layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, threads):
                 sparse_gradient(x, delta, grad, nonzero, threads)
             else:
                 product(1.0, input_rows(x, hidden, ltab, layer, m), True, delta, False, 0.0, grad, threads)
+            column_sums(delta, layer_bias(grads, ltab, layer))
+        elif kind == KIND_CONV and covers_input(ltab, layer):  # dW = delta^T h_in, C_out x (C_in k k)
+            delta = output_rows(deltas, ltab, layer, m)
+            h_in = input_rows(x, hidden, ltab, layer, m)
+            product(
+                1.0,
+                delta,
+                True,
+                h_in,
+                False,
+                0.0,
+                kernel_matrix(grads, ltab, layer, ltab[layer, L_W_OFF]),
+                threads,
+            )
             column_sums(delta, layer_bias(grads, ltab, layer))
         elif kind == KIND_CONV:
             conv_weight_grad(
