@@ -98,7 +98,6 @@ class Trainer:
         out_act = config.output_activation or ("softmax" if classification else "identity")
         loss = config.loss or ("cross_entropy" if classification else "squared_error")
         if config.layers:
-            self._check_layer_rule()
             self.arch = LayerNetwork(
                 config.layers, config.image_shape, n_inputs, n_outputs, config.activation, out_act, loss,
                 self.rule.signal,
@@ -170,14 +169,6 @@ class Trainer:
         icfg[codes.I_CLASSIFICATION] = int(self.task == "classification")
         icfg[codes.I_SEED] = self.config.seed
         return icfg
-
-    def _check_layer_rule(self):
-        """Rules whose feedback learns run on dense networks only (for now); say so in one line."""
-        if self.rule.dynamics in ("kolen-pollack", "mirror"):
-            raise ValueError(
-                f"rule {self.rule.name!r} learns its feedback ({self.rule.dynamics}), which the conv engine "
-                "does not do yet; use it on dense layers (--hidden, hidden_layer_sizes)"
-            )
 
     def feedback_shapes(self):
         """Paper-orientation shapes of the feedback, one per layer that owns some.

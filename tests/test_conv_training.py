@@ -19,6 +19,7 @@ import pytest
 from fastfa.config import TrainConfig
 from fastfa.datasets import open_dataset, write_dataset
 from fastfa.kernels import codes
+from fastfa.metrics import alignment
 from fastfa.runs import load_run
 from fastfa.session import default_dataset_path
 from fastfa.train import Trainer
@@ -122,10 +123,25 @@ def test_direct_feedback_reaches_the_whole_conv_output(trained):
     assert [b.shape for b in tr.feedback_matrices] == [(10, 6 * 6 * 6), (10, 32)]
 
 
-def test_rules_that_learn_their_feedback_say_they_need_dense_layers():
-    for rule in ("kp", "wm"):
-        with pytest.raises(ValueError, match="does not do yet"):
-            Trainer(TrainConfig(rule=rule, **SETTINGS), 64, 10)
+def test_learned_feedback_aligns_with_the_kernels(digits):
+    """kp and wm: every feedback kernel and matrix ends closer to its weights than fa's fixed ones
+    (measured after 10 epochs: fa 85 and 48 degrees, kp 53 and 29, wm 73 and 36)."""
+    x_train, y_train, _, _ = digits
+
+    def angles(rule, **extra):
+        tr = Trainer(TrainConfig(rule=rule, epochs=EPOCHS, **SETTINGS, **extra), 64, 10)
+        rows = tr.training_rows(x_train, y_train)
+        for _ in range(EPOCHS):
+            tr.train_epoch_on(rows)
+        return [layer["feedback_angle"] for layer in alignment(tr, x_train[:256], y_train[:256])]
+
+    fa = angles("fa")
+    for rule, extra in (("kp", {"weight_decay": 1e-3}), ("wm", {})):
+        learned = angles(rule, **extra)
+        assert all(a < b - 5 for a, b in zip(learned, fa)), f"{rule}: {learned} vs fa {fa}"
+
+
+def test_cuda_says_conv_layers_need_the_cpu():
     tr = Trainer(TrainConfig(rule="fa", **SETTINGS), 64, 10)
     with pytest.raises(ValueError, match="no CUDA kernels yet"):
         tr.use_device("cuda")

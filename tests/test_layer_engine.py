@@ -210,3 +210,31 @@ def test_a_convolution_covering_its_input_takes_the_dense_path():
     table = build(FULL_WINDOW)[0]
     convs = [layer for layer in range(len(table.ltab)) if table.ltab[layer, c.L_KIND] == c.KIND_CONV]
     assert [bool(lk.covers_input(table.ltab, layer)) for layer in convs] == [False, True]
+
+
+def test_kolen_pollack_feedback_receives_the_kernels_update():
+    """kp on conv and dense layers alike: ``K - W`` shrinks by exactly ``(1 - lr wd)`` every step."""
+    table, params, feedback, bufs, x, t, icfg = build(signal=c.SIGNAL_LAYERWISE)
+    icfg[c.I_DYNAMICS] = c.DYNAMICS_KOLEN_POLLACK
+    fcfg = np.zeros(c.N_FCFG)
+    fcfg[c.F_LR], fcfg[c.F_MOMENTUM], fcfg[c.F_WEIGHT_DECAY] = 0.05, 0.9, 0.01
+    grads, state = np.zeros(table.n_params), np.zeros((2, table.n_params))
+    owners = [row for row in table.ltab if row[c.L_FB_OFF] >= 0]
+    assert any(row[c.L_KIND] == c.KIND_CONV for row in owners)
+
+    def gaps():
+        out = []
+        for row in owners:
+            n = int(np.prod(ref.weight(params, row, row[c.L_W_OFF]).shape))
+            out.append(
+                feedback[row[c.L_FB_OFF] : row[c.L_FB_OFF] + n] - params[row[c.L_W_OFF] : row[c.L_W_OFF] + n]
+            )
+        return out
+
+    for step in range(1, 4):
+        before = gaps()
+        lk.train_batch_layers(
+            params, feedback, np.zeros(0), grads, state, table.ltab, icfg, fcfg, x, t, *bufs.values(), step
+        )
+        for old, new in zip(before, gaps()):
+            np.testing.assert_allclose(new, (1 - 0.05 * 0.01) * old, rtol=1e-12, atol=1e-14)

@@ -38,11 +38,19 @@ correlation of the layer's input with ``delta_l`` (conv,
 :func:`~fastfa.kernels.conv.conv_weight_grad`), biases the sums of ``delta_l``.
 """
 
+import math
+
 import numpy as np
 
 from fastfa.kernels.codes import (
+    DYNAMICS_KOLEN_POLLACK,
+    DYNAMICS_MIRROR,
     DYNAMICS_SIGN,
     DYNAMICS_SIGN_REDRAW,
+    F_LR,
+    F_MIRROR_DECAY,
+    F_MIRROR_LR,
+    F_MIRROR_NOISE,
     F_WEIGHT_DECAY,
     I_CLASSIFICATION,
     I_DYNAMICS,
@@ -89,6 +97,7 @@ from fastfa.kernels.conv import (
     maxpool_forward,
 )
 from fastfa.kernels.cpu import (
+    MIRROR_STREAM,
     activate,
     column_sums,
     count_nonzero,
@@ -431,6 +440,88 @@ def weight_count(ltab, layer):
 
 
 @kernel
+def shift_layer_feedback(params, feedback, ltab, keep, weight):
+    """``K_l <- keep * K_l + weight * W_l`` for every layer that owns layerwise feedback.
+
+    Kolen-Pollack's bookkeeping, as :func:`fastfa.kernels.cpu.shift_feedback` does it for dense
+    layers: ``K <- K - W`` before the update and ``K <- (1 - lr wd) K + W`` after it give each
+    feedback kernel exactly its weights' update plus its own decay (Akrout et al. 2019), so
+    ``K - W`` shrinks by ``(1 - lr wd)`` every step, kernel entry by kernel entry.
+    """
+    for layer in range(1, ltab.shape[0]):
+        start, w_start = ltab[layer, L_FB_OFF], ltab[layer, L_W_OFF]
+        if start < 0:
+            continue
+        for i in range(weight_count(ltab, layer)):
+            feedback[start + i] = keep * feedback[start + i] + weight * params[w_start + i]
+
+
+@kernel
+def mirror_layer_feedback(
+    params, feedback, grads, ltab, fcfg, seed, step, m, hidden, deltas, workspace, threads
+):
+    """Weight mirror: every feedback kernel learns its layer's weights from injected noise.
+
+    With noise ``xi`` at layer ``l``'s input (``m`` samples, independent uniform entries of mean
+    0 and standard deviation ``sigma``) and the response ``y`` of the layer's linear part
+    (``xi W_l`` dense, ``conv(xi, W_l)`` conv, no bias), ``K_l <- (1 - eta lam) K_l + (eta / m) g``
+    where ``g`` is the weight gradient of input ``xi`` and signal ``y`` (``xi^T y``, or the
+    correlation of ``xi`` with ``y``): in expectation ``sigma^2 W_l`` per position, so ``K_l``
+    tends to a multiple of ``W_l`` (Akrout et al. 2019's mirror mode, the dense version in
+    :func:`fastfa.kernels.cpu.mirror_feedback`). ``xi``, ``y`` and ``g`` use the activation, delta
+    and gradient buffers, which the batch no longer needs once its update is done.
+    """
+    eta, lam = fcfg[F_MIRROR_LR], fcfg[F_MIRROR_DECAY]
+    half_width = fcfg[F_MIRROR_NOISE] * math.sqrt(3.0)
+    base = 0
+    for layer in range(1, ltab.shape[0]):
+        start = ltab[layer, L_FB_OFF]
+        if start < 0:
+            continue
+        xi = output_rows(hidden, ltab, layer - 1, m)
+        n_in = xi.shape[1]
+        for i in range(m):
+            for j in range(n_in):
+                u = counter_uniform(seed ^ MIRROR_STREAM, step, base + i * n_in + j)
+                xi[i, j] = half_width * (2.0 * u - 1.0)
+        base += m * n_in
+        w_off = ltab[layer, L_W_OFF]
+        y = output_rows(deltas, ltab, layer, m)
+        if ltab[layer, L_KIND] == KIND_DENSE:
+            product(1.0, xi, False, dense_matrix(params, ltab, layer, w_off), False, 0.0, y, threads)
+            product(
+                eta / m,
+                xi,
+                True,
+                y,
+                False,
+                1.0 - eta * lam,
+                dense_matrix(feedback, ltab, layer, start),
+                threads,
+            )
+            continue
+        images = as_input_images(xi, ltab, layer)
+        no_bias = grads[ltab[layer, L_B_OFF] : ltab[layer, L_B_OFF] + ltab[layer, L_C_OUT]]
+        no_bias[:] = 0.0
+        stride, pad = ltab[layer, L_STRIDE], ltab[layer, L_PAD]
+        response = output_images(deltas, ltab, layer, m)
+        conv_forward(
+            images,
+            conv_kernel(params, ltab, layer, w_off),
+            no_bias,
+            stride,
+            pad,
+            response,
+            workspace,
+            threads,
+        )
+        g = conv_kernel(grads, ltab, layer, w_off)
+        conv_weight_grad(images, response, stride, pad, g, no_bias, workspace, threads)
+        for i in range(weight_count(ltab, layer)):
+            feedback[start + i] = (1.0 - eta * lam) * feedback[start + i] + (eta / m) * grads[w_off + i]
+
+
+@kernel
 def update_layers(params, grads, state, ltab, icfg, fcfg, step):
     """One optimiser step on the layers that learn (weight decay on weights only).
 
@@ -475,16 +566,46 @@ def train_batch_layers(
         params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace
     )
     first = first_learning_layer(ltab, icfg)
-    layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, icfg[I_THREADS])
+    threads = icfg[I_THREADS]
+    layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, threads)
+    dynamics = icfg[I_DYNAMICS]
+    if dynamics == DYNAMICS_KOLEN_POLLACK:
+        shift_layer_feedback(params, feedback, ltab, 1.0, -1.0)
     update_layers(params, grads, state, ltab, icfg, fcfg, step)
+    if dynamics == DYNAMICS_KOLEN_POLLACK:
+        shift_layer_feedback(params, feedback, ltab, 1.0 - fcfg[F_LR] * fcfg[F_WEIGHT_DECAY], 1.0)
+    elif dynamics == DYNAMICS_MIRROR:
+        m = x.shape[0]
+        mirror_layer_feedback(
+            params, feedback, grads, ltab, fcfg, icfg[I_SEED], step, m, hidden, deltas, workspace, threads
+        )
     return loss, errors
 
 
 @kernel
 def train_epoch_layers(
-    x_all, labels, targets, order, batch_size, params, feedback, magnitude, grads, state, ltab, icfg, fcfg,
-    hidden, deltas, indices, zeros, workspace, xbuf, tbuf, step,
-):  # fmt: skip
+    x_all,
+    labels,
+    targets,
+    order,
+    batch_size,
+    params,
+    feedback,
+    magnitude,
+    grads,
+    state,
+    ltab,
+    icfg,
+    fcfg,
+    hidden,
+    deltas,
+    indices,
+    zeros,
+    workspace,
+    xbuf,
+    tbuf,
+    step,
+):
     """Train on the rows ``order`` of ``x_all`` in batches, entirely in compiled code.
 
     As :func:`fastfa.kernels.cpu.train_epoch`: ``step`` counts the updates made before
@@ -502,17 +623,32 @@ def train_epoch_layers(
         gather_batch(x_all, labels, targets, order, start, m, xb, tb)
         step += 1
         loss, errors = train_batch_layers(
-            params, feedback, magnitude, grads, state, ltab, icfg, fcfg, xb, tb, hidden, deltas, indices,
-            zeros, workspace, step,
-        )  # fmt: skip
+            params,
+            feedback,
+            magnitude,
+            grads,
+            state,
+            ltab,
+            icfg,
+            fcfg,
+            xb,
+            tb,
+            hidden,
+            deltas,
+            indices,
+            zeros,
+            workspace,
+            step,
+        )
         total_loss += loss
         total_errors += errors
     return total_loss, total_errors
 
 
 @kernel
-def evaluate_layers(x_all, labels, targets, params, ltab, icfg, hidden, deltas, indices, zeros, workspace,
-                    xbuf, tbuf, outputs):  # fmt: skip
+def evaluate_layers(
+    x_all, labels, targets, params, ltab, icfg, hidden, deltas, indices, zeros, workspace, xbuf, tbuf, outputs
+):
     """Summed loss and error count on every row of ``x_all`` (as :func:`fastfa.kernels.cpu.evaluate`)."""
     n_in = ltab[0, L_IN_SIZE]
     last = ltab.shape[0] - 1
