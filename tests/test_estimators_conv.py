@@ -166,7 +166,6 @@ def one_line_error(est, x, y, match):
         ({"layers": LAYERS, "image_shape": (2, 8, 8)}, r"X has images of shape \(8, 8\), but image_shape="),
         ({"image_shape": (8,)}, r"image_shape must be None, \(H, W\) or \(C, H, W\)"),
         ({"image_shape": "1x8x8"}, r"image_shape must be None"),
-        ({"layers": LAYERS, "rule": "kp"}, r"rule 'kp' learns its feedback"),
         ({"layers": LAYERS, "device": "cuda"}, r"conv and pooling layers have no CUDA kernels"),
     ],
 )
