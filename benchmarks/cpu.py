@@ -282,18 +282,9 @@ def startup():
     The whole command (start-up, data, one epoch of 1,258 rows, evaluation) bounds the time
     to the first batch from above; the cold run's extra time is the kernels' compile time.
     """
-    import subprocess
-    import tempfile
+    from benchmarks.timing import cold_and_warm_seconds
 
-    cmd = [sys.executable, "-m", "fastfa", "train", "--epochs", "1", "--quiet"]
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        times = []
-        for _ in ("cold", "warm", "warm"):
-            start = time.perf_counter()
-            subprocess.run(cmd, env=env, check=True, capture_output=True)
-            times.append(time.perf_counter() - start)
-    cold, warm = times[0], min(times[1:])
+    cold, warm = cold_and_warm_seconds([sys.executable, "-m", "fastfa", "train", "--epochs", "1", "--quiet"])
     print(
         f"fastfa train --epochs 1 (bundled digits), whole command: warm cache {warm:.2f} s, "
         f"cold cache {cold:.2f} s (compile about {cold - warm:.1f} s)"

@@ -62,6 +62,11 @@ LENET = (
     ("dense", 84, 10),
 )
 EPOCHS_PER_ASK = 2
+#: runs the command in argv and prints its peak resident set size (KiB, Linux)
+PEAK_OF_CHILD = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
 
 
 def load_images(n):
@@ -159,45 +164,48 @@ def serve(who):
         print(rate(rule, int(batch), x_all[:n], y_all[:n], EPOCHS_PER_ASK), flush=True)
 
 
+def lenet_command(data, batch):
+    """``fastfa train DATA --model lenet-mnist`` for one epoch at ``batch``, as a subprocess command."""
+    return [
+        sys.executable,
+        "-m",
+        "fastfa",
+        "train",
+        str(data),
+        "--model",
+        "lenet-mnist",
+        "--activation",
+        "relu",
+        "--epochs",
+        "1",
+        "--batch-size",
+        str(batch),
+        "--quiet",
+    ]
+
+
+def write_images(path, n_train, n_test):
+    """The first ``n_train + n_test`` images of :func:`load_images` as a 1x32x32 uint8 dataset file."""
+    from fastfa.datasets import write_dataset
+
+    x, y, source = load_images(n_train + n_test)
+    images = np.round(x * 255).astype(np.uint8).reshape(-1, 1, 32, 32)
+    splits = {"train": (images[:n_train], y[:n_train]), "test": (images[n_train:], y[n_train:])}
+    write_dataset(path, splits, name="mnist32", task="classification", n_classes=10, x_scale=1 / 255)
+    return source
+
+
 def startup():
-    """Wall time of a one-epoch LeNet run on 2,000 padded images: cold kernel cache, then warm."""
-    import subprocess
+    """Wall time of a one-epoch LeNet run on 2,000 images: cold kernel cache, then warm."""
     import tempfile
     from pathlib import Path
 
-    from fastfa.datasets import write_dataset
+    from benchmarks.timing import cold_and_warm_seconds
 
-    x, y, _ = load_images(2500)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "lenet.h5"
-        splits = {
-            "train": (x[:2000].reshape(-1, 1, 32, 32), y[:2000]),
-            "test": (x[2000:].reshape(-1, 1, 32, 32), y[2000:]),
-        }
-        write_dataset(data, splits, name="lenet-startup", task="classification", n_classes=10)
-        cmd = [
-            sys.executable,
-            "-m",
-            "fastfa",
-            "train",
-            str(data),
-            "--model",
-            "lenet-mnist",
-            "--activation",
-            "relu",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "64",
-            "--quiet",
-        ]
-        env = dict(os.environ, NUMBA_CACHE_DIR=str(Path(tmp) / "cache"))
-        times = []
-        for _ in ("cold", "warm", "warm"):
-            start = time.perf_counter()
-            subprocess.run(cmd, env=env, check=True, capture_output=True)
-            times.append(time.perf_counter() - start)
-    cold, warm = times[0], min(times[1:])
+        write_images(data, 2000, 500)
+        cold, warm = cold_and_warm_seconds(lenet_command(data, 64))
     print(
         f"fastfa train --model lenet-mnist --epochs 1 (2,000 images): warm cache {warm:.2f} s, "
         f"cold cache {cold:.2f} s (compiling everything a LeNet run needs: about {cold - warm:.1f} s)"
@@ -205,46 +213,24 @@ def startup():
 
 
 def peak_memory():
-    """Peak RSS of ``fastfa train --model lenet-mnist -b 128`` streaming a 60,000-image MNIST file."""
-    import resource
+    """Peak RSS of ``fastfa train --model lenet-mnist -b 128`` streaming a 55,000-image file."""
     import subprocess
     import tempfile
     from pathlib import Path
 
-    from fastfa.datasets import write_dataset
-
-    x, y, source = load_images(60000)
-    images = np.round(x * 255).astype(np.uint8).reshape(-1, 1, 32, 32)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "mnist32.h5"
-        write_dataset(
-            data,
-            {"train": (images[:55000], y[:55000]), "test": (images[55000:], y[55000:])},
-            name="mnist32",
-            task="classification",
-            n_classes=10,
-            x_scale=1 / 255,
-        )
-        cmd = [
-            sys.executable,
-            "-m",
-            "fastfa",
-            "train",
-            str(data),
-            "--model",
-            "lenet-mnist",
-            "--activation",
-            "relu",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "128",
-            "--quiet",
-        ]
+        source = write_images(data, 55000, 5000)
         start = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
+        # a fresh parent, so that the peak is this command's alone (not the benchmark workers')
+        report = subprocess.run(
+            [sys.executable, "-c", PEAK_OF_CHILD, *lenet_command(data, 128)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak = float(report.stdout.split()[-1]) / 1024
     print(
         f"peak RSS of fastfa train --model lenet-mnist -b 128, one epoch over 55,000 images ({source}) "
         f"streamed from an HDF5 file: {peak:.0f} MiB ({seconds:.0f} s)"

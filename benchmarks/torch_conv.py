@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from benchmarks.torch_rules import autograd_functions
+
 LENET_MNIST = ((1, 6, 5), (6, 16, 5), (16, 120, 5))  # (C_in, C_out, k); pools after the first two
 DENSE = ((120, 84), (84, 10))
 
@@ -41,27 +43,7 @@ def make_lenet(rule, seed=0):
             grad_w = torch.nn.grad.conv2d_weight(inp, weight.shape, grad_out)
             return grad_in, grad_w, grad_out.sum((0, 2, 3)), None
 
-    class LinearFeedback(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, inp, weight, bias, feedback):
-            ctx.save_for_backward(inp, feedback)
-            return inp @ weight.t() + bias
-
-        @staticmethod
-        def backward(ctx, grad_out):
-            inp, feedback = ctx.saved_tensors
-            grad_in = grad_out @ feedback if ctx.needs_input_grad[0] else None
-            return grad_in, grad_out.t() @ inp, grad_out.sum(0), None
-
-    class DirectFeedback(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, h, projection, store):
-            ctx.projection, ctx.store = projection, store
-            return h.view_as(h)
-
-        @staticmethod
-        def backward(ctx, grad):
-            return (ctx.store["e"] @ ctx.projection).view_as(grad), None, None
+    LinearFeedback, DirectFeedback = autograd_functions()
 
     def xavier(*shape):
         fan_in = shape[1] * (shape[2] * shape[3] if len(shape) == 4 else 1)

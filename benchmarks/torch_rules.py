@@ -8,15 +8,15 @@ fixed ``D``. PyTorch is imported when :func:`make_model` is called, never by fas
 from __future__ import annotations
 
 
-def make_model(sizes, rule, device="cpu"):
-    """``(model, parameters)`` of a tanh network ``sizes`` trained by ``rule`` (bp, fa or dfa).
+def autograd_functions():
+    """``(LinearFeedback, DirectFeedback)``: the two ``torch.autograd.Function`` s peers write.
 
-    Weights and feedback are drawn U[-1/sqrt(fan_in), 1/sqrt(fan_in)] with seed 0;
-    ``model(x)`` returns the output pre-activations (logits).
+    ``LinearFeedback.apply(x, W, b, B)`` is ``x W^T + b`` whose backward sends ``grad_out B``
+    down (``B = W`` for bp, fixed random for fa); ``DirectFeedback.apply(h, D, store)`` is the
+    identity whose backward replaces the incoming gradient by ``store["e"] D`` (dfa), shaped
+    like ``h``.
     """
     import torch
-
-    torch.manual_seed(0)
 
     class LinearFeedback(torch.autograd.Function):
         """y = x W^T + b; backward sends grad_out @ B down (B = W for bp, fixed random for fa)."""
@@ -42,7 +42,22 @@ def make_model(sizes, rule, device="cpu"):
 
         @staticmethod
         def backward(ctx, grad):
-            return ctx.store["e"] @ ctx.projection, None, None
+            return (ctx.store["e"] @ ctx.projection).view_as(grad), None, None
+
+    return LinearFeedback, DirectFeedback
+
+
+def make_model(sizes, rule, device="cpu"):
+    """``(model, parameters)`` of a tanh network ``sizes`` trained by ``rule`` (bp, fa or dfa).
+
+    Weights and feedback are drawn U[-1/sqrt(fan_in), 1/sqrt(fan_in)] with seed 0;
+    ``model(x)`` returns the output pre-activations (logits).
+    """
+    import torch
+
+    torch.manual_seed(0)
+
+    LinearFeedback, DirectFeedback = autograd_functions()
 
     def uniform(rows, cols):
         return (torch.empty(rows, cols).uniform_(-1, 1) / cols**0.5).to(device)

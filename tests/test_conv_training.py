@@ -7,11 +7,6 @@ The bundled digits are 8x8 images: with ``--image-shape 1x8x8`` they train a sma
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
-
 import h5py
 import numpy as np
 import pytest
@@ -23,7 +18,7 @@ from fastfa.metrics import alignment
 from fastfa.runs import load_run
 from fastfa.session import default_dataset_path
 from fastfa.train import Trainer
-from tests.test_resume import assert_same_run, cli, start, wait_for
+from tests.test_resume import assert_same_run, cli, kill_then_resume
 
 LAYERS = "conv:6:3,maxpool:2,dense:32"
 SETTINGS = dict(
@@ -254,17 +249,5 @@ def test_sigkill_then_resume_is_exact_for_a_conv_run(image_data, tmp_path):
     with h5py.File(reference, "r") as f:  # kill a quarter of an epoch after the first checkpoint
         pause = 0.25 * float(np.min(f["history/seconds"][1:]))
     out = tmp_path / "b.h5"
-    proc = start("train", image_data, *settings, "-o", out)
-    wait_for(out, proc)
-    time.sleep(pause)
-    proc.kill()
-    proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
-    done = subprocess.run(
-        [sys.executable, "-m", "fastfa", "train", str(image_data), "-o", str(out), "--resume"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
+    kill_then_resume(image_data, settings, out, pause, 3)
     assert_same_run(out, reference)

@@ -157,16 +157,17 @@ def pause(reference):
     return min(max(0.25 * seconds, 0.01), 0.5)
 
 
-def test_sigkill_then_resume_is_exact(data, reference, pause, tmp_path):
-    out = tmp_path / "b.h5"
-    proc = start("train", data, *SETTINGS, "-o", out)
+def kill_then_resume(data, settings, out, pause, epochs):
+    """``fastfa train DATA SETTINGS -o OUT`` killed with SIGKILL ``pause`` seconds after its first
+    checkpoint, which must hold whole epochs short of ``epochs``; then ``--resume`` (its result)."""
+    proc = start("train", data, *settings, "-o", out)
     wait_for(out, proc)
     time.sleep(pause)
     proc.kill()
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     with h5py.File(out, "r") as f:  # the last checkpoint: a whole epoch, and not the last one
-        assert 1 <= int(f.attrs["epoch"]) < EPOCHS and not f.attrs["complete"]
+        assert 1 <= int(f.attrs["epoch"]) < epochs and not f.attrs["complete"]
         assert json.loads(f.attrs["progress"]) == {}
     done = subprocess.run(
         [sys.executable, "-m", "fastfa", "train", str(data), "-o", str(out), "--resume"],
@@ -175,6 +176,12 @@ def test_sigkill_then_resume_is_exact(data, reference, pause, tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_sigkill_then_resume_is_exact(data, reference, pause, tmp_path):
+    out = tmp_path / "b.h5"
+    done = kill_then_resume(data, SETTINGS, out, pause, EPOCHS)
     assert "Traceback" not in done.stdout + done.stderr
     epochs = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("epoch")]
     assert epochs and epochs[-1] == f"{EPOCHS}/{EPOCHS}"

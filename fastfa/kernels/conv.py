@@ -229,11 +229,10 @@ def col2im_batch(cols, k, stride, padding, x, threads):
 
 
 @kernel
-def _check_conv(x_shape, w_shape, a_shape, stride, padding, workspace, threads):
-    """Raise unless ``a_shape`` is the convolution of ``x_shape`` by ``w_shape``; return the parts to use.
+def check_conv_shapes(x_shape, w_shape, a_shape, stride, padding):
+    """Raise ``ValueError`` unless ``a_shape`` is the convolution of ``x_shape`` by ``w_shape``.
 
-    The parts are at most ``threads``, the samples, one per :data:`GEMM_GRAIN`
-    multiply-adds and as many as ``workspace`` holds blocks for.
+    Shared with the CUDA twins (:mod:`fastfa.kernels.cuda_conv`). Returns ``(H_out, W_out)``.
     """
     if stride < 1 or padding < 0:
         raise ValueError("conv: stride must be >= 1 and padding >= 0")
@@ -247,6 +246,17 @@ def _check_conv(x_shape, w_shape, a_shape, stride, padding, workspace, threads):
         raise ValueError("conv: the kernel is larger than the padded input")
     if a_shape[0] != x_shape[0] or a_shape[1] != w_shape[0] or a_shape[2] != h_out or a_shape[3] != w_out:
         raise ValueError("conv: the output must be (N, C_out, H_out, W_out)")
+    return h_out, w_out
+
+
+@kernel
+def _check_conv(x_shape, w_shape, a_shape, stride, padding, workspace, threads):
+    """:func:`check_conv_shapes` and the workspace's size; return the parts to use and the block size.
+
+    The parts are at most ``threads``, the samples, one per :data:`GEMM_GRAIN`
+    multiply-adds and as many as ``workspace`` holds blocks for.
+    """
+    h_out, w_out = check_conv_shapes(x_shape, w_shape, a_shape, stride, padding)
     block = _block_size(x_shape[1], x_shape[2], x_shape[3], w_shape[0], w_shape[2], stride, padding)
     if workspace.size < block:
         raise ValueError("conv: workspace smaller than conv_workspace_size(..., threads=1)")
@@ -424,8 +434,11 @@ def conv_weight_grad(x, delta, stride, padding, grad_w, grad_b, workspace, threa
 
 
 @kernel
-def _check_pool(x_shape, a_shape, k, stride, threads):
-    """Raise unless ``a_shape`` is ``k x k`` pooling of ``x_shape``; return the parts to use."""
+def check_pool_shapes(x_shape, a_shape, k, stride):
+    """Raise ``ValueError`` unless ``a_shape`` is ``k x k`` pooling of ``x_shape``; return ``(H_out, W_out)``.
+
+    Shared with the CUDA twins (:mod:`fastfa.kernels.cuda_conv`).
+    """
     if k < 1 or stride < 1:
         raise ValueError("pool: k and stride must be >= 1")
     if k > x_shape[2] or k > x_shape[3]:
@@ -434,6 +447,13 @@ def _check_pool(x_shape, a_shape, k, stride, threads):
     w_out = pool_output_size(x_shape[3], k, stride)
     if a_shape[0] != x_shape[0] or a_shape[1] != x_shape[1] or a_shape[2] != h_out or a_shape[3] != w_out:
         raise ValueError("pool: the output must be (N, C, H_out, W_out)")
+    return h_out, w_out
+
+
+@kernel
+def _check_pool(x_shape, a_shape, k, stride, threads):
+    """:func:`check_pool_shapes`; return the parts to use."""
+    h_out, w_out = check_pool_shapes(x_shape, a_shape, k, stride)
     work = x_shape[0] * x_shape[1] * h_out * w_out * k * k
     return parts_for(threads, work, PASS_GRAIN, x_shape[0])
 

@@ -1004,6 +1004,31 @@ def gather_batch(x_all, labels, targets, order, start, m, xb, tb):
 
 
 @kernel
+def load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out):
+    """Views ``(xb, tb)`` of the first ``m`` rows of the batch buffers, filled with rows
+    ``order[start:start+m]`` and their targets (:func:`gather_batch`); without labels or
+    targets (prediction) ``xb`` gets ``x_all[start:start+m]`` and ``tb`` is left alone."""
+    xb = xbuf[: m * n_in].reshape((m, n_in))
+    tb = tbuf[: m * n_out].reshape((m, n_out))
+    if labels.size > 0 or targets.size > 0:
+        gather_batch(x_all, labels, targets, order, start, m, xb, tb)
+    else:
+        xb[:, :] = x_all[start : start + m]
+    return xb, tb
+
+
+@kernel
+def score_rows(y, tb, e, act, icfg, has_targets, outputs, start):
+    """Copy the outputs ``y`` of rows ``start...`` into ``outputs`` (when it has rows) and return
+    their summed loss and error count (zeros without targets); ``e`` is scratch for the error."""
+    if outputs.shape[0] > 0:
+        outputs[start : start + y.shape[0]] = y
+    if not has_targets:
+        return 0.0, 0
+    return output_error(y, tb, act, icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0)
+
+
+@kernel
 def train_batch(
     params, feedback, magnitude, grads, state, sizes, acts, icfg, fcfg, x, t, hidden, deltas, step
 ):
@@ -1067,9 +1092,7 @@ def train_epoch(
     n = order.size
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
-        xb = xbuf[: m * n_in].reshape((m, n_in))
-        tb = tbuf[: m * n_out].reshape((m, n_out))
-        gather_batch(x_all, labels, targets, order, start, m, xb, tb)
+        xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
         step += 1
         loss, errors = train_batch(
             params, feedback, magnitude, grads, state, sizes, acts, icfg, fcfg, xb, tb, hidden, deltas, step
@@ -1093,22 +1116,13 @@ def evaluate(x_all, labels, targets, params, sizes, acts, icfg, hidden, deltas, 
     order = np.arange(n)
     total_loss = 0.0
     total_errors = 0
+    has_targets = labels.size > 0 or targets.size > 0
     for start in range(0, n, capacity):
         m = min(capacity, n - start)
-        xb = xbuf[: m * n_in].reshape((m, n_in))
-        tb = tbuf[: m * n_out].reshape((m, n_out))
-        if labels.size > 0 or targets.size > 0:
-            gather_batch(x_all, labels, targets, order, start, m, xb, tb)
-        else:
-            xb[:, :] = x_all[start : start + m]
+        xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
         y = forward(params, sizes, acts, xb, hidden, icfg[I_THREADS])
-        if outputs.shape[0] > 0:
-            outputs[start : start + m] = y
-        if labels.size > 0 or targets.size > 0:
-            e = activation_view(deltas, sizes, sizes.size - 2, m)
-            loss, errors = output_error(
-                y, tb, acts[sizes.size - 2], icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0
-            )
-            total_loss += loss
-            total_errors += errors
+        e = activation_view(deltas, sizes, sizes.size - 2, m)
+        loss, errors = score_rows(y, tb, e, acts[sizes.size - 2], icfg, has_targets, outputs, start)
+        total_loss += loss
+        total_errors += errors
     return total_loss, total_errors

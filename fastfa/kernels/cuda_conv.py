@@ -103,28 +103,13 @@ def _inside(i, stride, padding, h, h_out):
 
 
 def _check_conv(x_shape, w_shape, a_shape, stride, padding):
-    """Raise ``ValueError`` unless ``a_shape`` is the convolution of ``x_shape`` by ``w_shape``."""
-    if stride < 1 or padding < 0:
-        raise ValueError("conv: stride must be >= 1 and padding >= 0")
-    if w_shape[2] != w_shape[3]:
-        raise ValueError("conv: the kernel must be square (C_out, C_in, k, k)")
-    if x_shape[1] != w_shape[1]:
-        raise ValueError("conv: the input's channels differ from the kernel's C_in")
-    expected = conv.conv_output_shape(tuple(x_shape), tuple(w_shape), stride, padding)
-    if expected[2] < 1 or expected[3] < 1:
-        raise ValueError("conv: the kernel is larger than the padded input")
-    if tuple(a_shape) != expected:
-        raise ValueError("conv: the output must be (N, C_out, H_out, W_out)")
+    """:func:`fastfa.kernels.conv.check_conv_shapes` on the device arrays' shapes (same messages)."""
+    conv.check_conv_shapes(tuple(x_shape), tuple(w_shape), tuple(a_shape), stride, padding)
 
 
 def _check_pool(x_shape, a_shape, k, stride):
-    """Raise ``ValueError`` unless ``a_shape`` is ``k x k`` pooling of ``x_shape`` with ``stride``."""
-    if k < 1 or stride < 1:
-        raise ValueError("pool: k and stride must be >= 1")
-    if k > x_shape[2] or k > x_shape[3]:
-        raise ValueError("pool: the window is larger than the input")
-    if tuple(a_shape) != conv.pool_output_shape(tuple(x_shape), k, stride):
-        raise ValueError("pool: the output must be (N, C, H_out, W_out)")
+    """:func:`fastfa.kernels.conv.check_pool_shapes` on the device arrays' shapes (same messages)."""
+    conv.check_pool_shapes(tuple(x_shape), tuple(a_shape), k, stride)
 
 
 # ------------------------------------------------------------------------- convolution

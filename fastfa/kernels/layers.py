@@ -103,12 +103,13 @@ from fastfa.kernels.cpu import (
     count_nonzero,
     counter_uniform,
     derive,
-    gather_batch,
     is_sparse,
     kernel,
+    load_rows,
     optimise_range,
     output_error,
     product,
+    score_rows,
     sparse_gradient,
     sparse_product,
 )
@@ -618,9 +619,7 @@ def train_epoch_layers(
     n = order.size
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
-        xb = xbuf[: m * n_in].reshape((m, n_in))
-        tb = tbuf[: m * n_out].reshape((m, n_out))
-        gather_batch(x_all, labels, targets, order, start, m, xb, tb)
+        xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
         step += 1
         loss, errors = train_batch_layers(
             params,
@@ -658,22 +657,13 @@ def evaluate_layers(
     order = np.arange(n)
     total_loss = 0.0
     total_errors = 0
+    has_targets = labels.size > 0 or targets.size > 0
     for start in range(0, n, capacity):
         m = min(capacity, n - start)
-        xb = xbuf[: m * n_in].reshape((m, n_in))
-        tb = tbuf[: m * n_out].reshape((m, n_out))
-        if labels.size > 0 or targets.size > 0:
-            gather_batch(x_all, labels, targets, order, start, m, xb, tb)
-        else:
-            xb[:, :] = x_all[start : start + m]
+        xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
         y = forward_layers(params, ltab, xb, hidden, indices, zeros, workspace, icfg[I_THREADS])
-        if outputs.shape[0] > 0:
-            outputs[start : start + m] = y
-        if labels.size > 0 or targets.size > 0:
-            e = output_rows(deltas, ltab, last, m)
-            loss, errors = output_error(
-                y, tb, ltab[last, L_ACT], icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0
-            )
-            total_loss += loss
-            total_errors += errors
+        e = output_rows(deltas, ltab, last, m)
+        loss, errors = score_rows(y, tb, e, ltab[last, L_ACT], icfg, has_targets, outputs, start)
+        total_loss += loss
+        total_errors += errors
     return total_loss, total_errors
