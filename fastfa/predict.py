@@ -27,6 +27,7 @@ import numpy as np
 
 from fastfa.datasets.csvfile import _is_number, _open_text
 from fastfa.fitting import default_chunk_rows
+from fastfa.layers import layers_text
 from fastfa.runs import atomic_path
 
 OUTPUT_SUFFIXES = (".csv", ".npy", ".h5")
@@ -235,8 +236,10 @@ def write_predictions(trainer, inputs, out, *, proba=False):
 def export_npz(trainer, out, meta=None):
     """Write the model in ``trainer`` as a NumPy ``.npz`` archive (atomically).
 
-    Keys: ``W0 .. W{L-1}`` (``n_l x n_{l+1}``), ``b0 ..``, ``B0 ..`` (feedback matrices in
-    paper orientation, one per hidden layer, when the rule has them), ``mean`` and ``std``
+    Keys: ``W0 .. W{L-1}`` (``n_l x n_{l+1}``; conv kernels ``C_out x C_in x k x k``), ``b0 ..``,
+    ``B0 ..`` (feedback in paper orientation, one per hidden layer, when the rule has them),
+    ``layers`` and ``image_shape`` (conv networks: every layer, the output layer and an implied
+    flatten included, in :mod:`fastfa.layers` text, and the inputs' ``(C, H, W)``), ``mean`` and ``std``
     (standardisation, when the run has it), ``sizes``, ``activation`` (hidden layers),
     ``output_activation``, ``loss``, ``task``, ``rule``, ``classes`` (class names, or their
     indices), ``config`` (the run's settings as JSON), ``format`` and ``format_version``.
@@ -263,6 +266,9 @@ def export_npz(trainer, out, meta=None):
         arrays[f"B{layer}"] = np.array(fb)
     if trainer.standardization is not None:
         arrays["mean"], arrays["std"] = trainer.standardization
+    if not arch.is_dense:  # the layer list and the input images' shape (C, H, W)
+        arrays["layers"] = np.array(layers_text(arch.plan.layers))
+        arrays["image_shape"] = np.asarray(arch.plan.shapes[0], dtype=np.int64)
     with atomic_path(out, suffix=".npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
 
@@ -280,18 +286,64 @@ def numpy_forward(model, x):
 
     ``h_0 = (x - mean) / std`` (when standardised), ``h_l = f(h_{l-1} W_l + b_l)``, with
     softmax (row-wise, max subtracted) on the output when ``output_activation`` is softmax.
-    This is the code docs/models.md shows; tests check it against ``fastfa predict``.
+    Conv networks (an archive with ``layers``) go through :func:`numpy_layers`. This is the
+    code docs/models.md shows; tests check it against ``fastfa predict``.
     """
     h = np.asarray(x, dtype=np.float64)
     if "mean" in model:
         h = (h - model["mean"]) / model["std"]
+    if "layers" in model:
+        return numpy_layers(model, h)
     n_layers = len(model["sizes"]) - 1
     for layer in range(n_layers):
         a = h @ model[f"W{layer}"].astype(np.float64) + model[f"b{layer}"].astype(np.float64)
-        name = str(model["activation"] if layer < n_layers - 1 else model["output_activation"])
-        if name == "softmax":
-            e = np.exp(a - a.max(axis=1, keepdims=True))
-            h = e / e.sum(axis=1, keepdims=True)
+        h = _activation(model, a, last=layer == n_layers - 1)
+    return h
+
+
+def _activation(model, a, last):
+    """The hidden activation, or the output one (softmax row-wise, max subtracted) when ``last``."""
+    name = str(model["output_activation"] if last else model["activation"])
+    if name == "softmax":
+        e = np.exp(a - a.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return ACTIVATIONS[name](a)
+
+
+def numpy_layers(model, h):
+    """A conv network's forward pass in plain NumPy, layer by layer as ``model["layers"]`` lists them.
+
+    conv ``C:K:S:P``: ``a[n, o, y, x] = b[o] + sum_{c,i,j} W[o, c, i, j] x_pad[n, c, y S + i, x S + j]``
+    (PyTorch's ``Conv2d``), then the hidden activation; ``maxpool``/``avgpool`` ``K:S``: the max or
+    mean of each ``K x K`` window; ``gap``: the mean of each map; ``flatten``; ``dense``.
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from fastfa.layers import parse_layers
+
+    layers = parse_layers(str(model["layers"]))
+    h = h.reshape(len(h), *(int(s) for s in model["image_shape"]))
+    index = 0
+    for position, layer in enumerate(layers):
+        last = position == len(layers) - 1
+        if layer.kind in ("conv", "dense"):
+            w, b = model[f"W{index}"].astype(np.float64), model[f"b{index}"].astype(np.float64)
+            index += 1
+        if layer.kind == "conv":
+            p, s = layer.padding, layer.stride
+            padded = np.pad(h, ((0, 0), (0, 0), (p, p), (p, p)))
+            windows = sliding_window_view(padded, (layer.kernel, layer.kernel), axis=(2, 3))[:, :, ::s, ::s]
+            a = np.einsum("ncyxij,ocij->noyx", windows, w) + b[:, None, None]
+            h = _activation(model, a, last)
+        elif layer.kind in ("maxpool", "avgpool"):
+            windows = sliding_window_view(h, (layer.kernel, layer.kernel), axis=(2, 3))[
+                :, :, :: layer.stride, :: layer.stride
+            ]
+            h = windows.max(axis=(4, 5)) if layer.kind == "maxpool" else windows.mean(axis=(4, 5))
+        elif layer.kind == "gap":
+            h = h.mean(axis=(2, 3), keepdims=True)
+        elif layer.kind == "flatten":
+            h = h.reshape(len(h), -1)
         else:
-            h = ACTIVATIONS[name](a)
+            h = _activation(model, h.reshape(len(h), -1) @ w + b, last)
     return h

@@ -15,7 +15,8 @@ from fastfa.config import TrainConfig
 from fastfa.datasets import open_dataset, write_dataset
 from fastfa.kernels import codes
 from fastfa.metrics import alignment
-from fastfa.runs import load_run
+from fastfa.predict import numpy_forward
+from fastfa.runs import load_model, load_run
 from fastfa.session import default_dataset_path
 from fastfa.train import Trainer
 from tests.test_resume import assert_same_run, cli, kill_then_resume
@@ -251,3 +252,19 @@ def test_sigkill_then_resume_is_exact_for_a_conv_run(image_data, tmp_path):
     out = tmp_path / "b.h5"
     kill_then_resume(image_data, settings, out, pause, 3)
     assert_same_run(out, reference)
+
+
+@pytest.mark.parametrize("layers", [LAYERS, "conv:4:3:2:1,avgpool:2:1,conv:3:2,gap,dense:8"])
+def test_export_then_numpy_forward_reproduces_predict(layers, digits, tmp_path):
+    """The archive of a conv run holds its layer list, and docs/models.md's NumPy forward pass
+    (strided, padded convolutions, max/average/global pooling) gives the engine's outputs."""
+    _, _, x_test, _ = digits
+    out, archive = tmp_path / "run.h5", tmp_path / "model.npz"
+    result = cli("train", "--layers", layers, "--image-shape", "1x8x8", "-e", "1", "-o", out, "-q")
+    assert result.exit_code == 0, result.stderr
+    assert cli("export", out, "-o", archive).exit_code == 0
+    model = np.load(archive)
+    assert tuple(model["image_shape"]) == (1, 8, 8) and str(model["layers"]).endswith("dense:10")
+    trainer, _ = load_model(out)
+    expected = trainer.predict_outputs(x_test, dtype="float64")
+    np.testing.assert_allclose(numpy_forward(model, x_test), expected, rtol=1e-12, atol=1e-14)
