@@ -40,7 +40,9 @@ def load(run, model="best"):
     c = trainer.config
     classification = trainer.task == "classification"
     estimator = (MLPClassifier if classification else MLPRegressor)(
-        hidden_layer_sizes=c.hidden,
+        hidden_layer_sizes=c.hidden if not c.layers else (100,),
+        layers=c.layers or None,
+        image_shape=c.image_shape or None,
         activation=c.activation,
         rule=c.rule,
         rule_options=dict(c.rule_options),
@@ -64,6 +66,7 @@ def load(run, model="best"):
     )
     estimator._trainer = trainer
     estimator.n_features_in_ = trainer.arch.sizes[0]
+    estimator.image_shape_ = c.image_shape or None
     losses = [float(v) for v in history.get("train_loss", [])]
     estimator.loss_curve_ = losses
     estimator.loss_ = losses[-1] if losses else None

@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
+import fastfa
 from fastfa.config import TrainConfig
 from fastfa.datasets import open_dataset, write_dataset
 from fastfa.kernels import codes
@@ -153,6 +154,10 @@ def test_run_file_round_trip_predicts_the_same(digits, trained, tmp_path):
     assert [w.shape for w in trainer.weights] == [(6, 1, 3, 3), (54, 32), (32, 10)]
     again, _, _ = load_run(out)
     np.testing.assert_array_equal(trainer.predict_outputs(x_test), again.predict_outputs(x_test))
+    clf = fastfa.load(out)  # a fitted estimator with the layer list, taking images or rows
+    assert clf.layers == LAYERS and clf.image_shape_ == (1, 8, 8)
+    expected = trainer.predict_outputs(x_test, dtype="float64").argmax(axis=1)
+    np.testing.assert_array_equal(clf.predict(x_test.reshape(-1, 1, 8, 8)), expected)
     assert len(history["test_error"]) == 2
 
 
