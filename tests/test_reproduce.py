@@ -3,8 +3,9 @@
 The quick variants assert the direction of each published result: fa and bp far below
 shallow on the linear task with the fa/bp angle falling below 90 degrees, the deeper
 student not losing to the shallower one, fa and bp beating shallow on MNIST, dfa learning
-at every depth. The MNIST experiments use the first rows of MNIST when ``../shared/data``
-has it, and the bundled digits otherwise.
+at every depth, LeNet's sign-concordant rules ahead of fa and dfa. The MNIST experiments use
+the first rows of MNIST when ``../shared/data`` has it, and the bundled digits otherwise
+(LeNet's test is skipped then: it needs digits that pad to 1x32x32).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from fastfa.datasets import default_dataset_path, read_idx, write_dataset
+from fastfa.datasets import default_dataset_path, open_dataset, read_idx, write_dataset
+from fastfa.runs import read_outcome
 from tests.test_cli import cli, ok
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -42,7 +44,8 @@ def mnist_rows(tmp_path_factory):
     path = tmp_path_factory.mktemp("mnist") / "mnist-rows.h5"
     splits = {"train": (images["train"][:10000], labels["train"][:10000]),
               "test": (images["t10k"][:2000], labels["t10k"][:2000])}  # fmt: skip
-    return write_dataset(path, splits, name="mnist-rows", task="classification", x_scale=1 / 255)
+    return write_dataset(path, splits, name="mnist-rows", task="classification", x_scale=1 / 255,
+                         image_shape=(28, 28))  # fmt: skip
 
 
 def check_quick(name, tmp_path, *extra):
@@ -85,6 +88,38 @@ def test_quick_nokland(tmp_path, mnist_rows):
     epochs = ["--epochs", "10"] if mnist_rows == default_dataset_path() else []
     _, text = check_quick("nokland-depth", tmp_path, "--data", mnist_rows, *epochs)
     assert text.count("dfa learns") == 4
+
+
+def test_quick_biotorch_lenet(tmp_path, mnist_rows):
+    if mnist_rows == default_dataset_path():
+        pytest.skip("needs MNIST in ../shared/data/mnist: LeNet takes 1x32x32 digits")
+    out, text = check_quick("biotorch-lenet-mnist", tmp_path, "--data", mnist_rows)
+    for rule in ("bp", "fa", "dfa", "usf", "brsf", "frsf"):
+        assert text.count(f"| lenet-mnist | {rule} |") == 2  # the test errors and the validation curves
+    assert "selected model's test error" in text and "| 0.91% |" in text
+    assert "valid error at epoch 2 (end)" in text and "below fa" in text
+    # the flat 28x28 rows, padded with two zero pixels each side, then the quick subset of them
+    with open_dataset(mnist_rows) as flat, open_dataset(out / "mnist-rows-1x32x32-quick.h5") as images:
+        assert images.image_shape == (1, 32, 32) and images.x_scale == flat.x_scale
+        assert images.split("train").n_rows == 6000 and images.split("test").n_rows == 2000
+        padded, original = images.split("train").read_raw()[0][:3], flat.split("train").read_raw()[0][:3]
+    padded = padded.reshape(3, 32, 32)
+    assert (padded[:, 2:30, 2:30] == original.reshape(3, 28, 28)).all() and padded.sum() == original.sum()
+    for run in sorted(out.glob("rule-*.h5")):
+        outcome = read_outcome(run)
+        assert outcome["config"]["valid_fraction"] == 0.1 and outcome["config"]["milestones"] == [1, 2]
+        assert "test_error" not in outcome["history"] and "valid_error" in outcome["history"]
+        assert outcome["final_test"]["epoch"] == outcome["best_epoch"] and "error" in outcome["final_test"]
+    # a rerun finds its runs finished (their settings hold the image shape) and trains nothing
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("rule-*.h5")}
+    ok(cli("reproduce", "biotorch-lenet-mnist", "--quick", "-o", out, "-q", "--data", mnist_rows))
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("rule-*.h5")} == stamps
+
+
+def test_lenet_needs_images(tmp_path):
+    result = cli("reproduce", "biotorch-lenet-mnist", "--quick", "--data", default_dataset_path(),
+                 "-o", tmp_path / "lenet")  # fmt: skip
+    assert result.exit_code == 1 and "needs 1x32x32 images or images that pad to them" in result.stderr
 
 
 def test_mnist_experiment_needs_data(tmp_path):

@@ -2,7 +2,8 @@
 
 :data:`~fastfa.reproduce.experiments.EXPERIMENTS` lists what can be reproduced;
 :func:`reproduce` trains the runs (as a sweep), then writes ``results.md`` (the table next to
-the published numbers, and the paper's claims checked) and the figures.
+the published numbers, the validation error at the last learning-rate milestone and at the
+end for runs selected on validation data, and the paper's claims checked) and the figures.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def reproduce(name, out_dir, *, seeds=None, epochs=None, quick=False, data=None,
         exp.note,
         "",
         report.table(exp, res),
+        *filter(None, [report.convergence(runs, tasks[0].settings.get("milestones") or [])]),
         "Claims:",
         "",
         *[f"- {'PASS' if ok else 'FAIL'}: {claim}" for claim, ok in claims],

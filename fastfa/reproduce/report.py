@@ -51,9 +51,8 @@ def load_runs(exp, tasks, dataset):
     ``valid_nse`` history for runs with validation curves."""
     runs = load([t.out for t in tasks])
     energy = target_energy(dataset) if exp.metric == "nse" else None
-    nets = {tuple(h): label for label, h in exp.nets.items()}
-    for run in runs:
-        run["net"] = nets[run["hidden"]]
+    for run, task in zip(runs, tasks, strict=True):
+        run["net"] = task.point.get("net", next(iter(exp.nets)))
         if energy is not None:
             if "test_loss" in run["history"]:
                 run["history"]["nse"] = 2 * run["history"]["test_loss"] / energy
@@ -98,11 +97,40 @@ def fmt(values, metric):
 def table(exp, res):
     """Markdown: one row per network and rule, mean ± std over seeds next to the published number."""
     what = "final test NSE" if exp.metric == "nse" else "final test error"
+    if exp.base.get("valid_fraction"):
+        what = what.replace("final", "selected model's")
     lines = [f"| network | rule | {what} (mean ± std) | seeds | published |", "|---|---|---|---|---|"]
     for (net, rule), values in res.items():
         published = exp.published.get((net, rule), NOT_PUBLISHED)
         lines.append(f"| {net} | {rule} | {fmt(values, exp.metric)} | {len(values)} | {published} |")
     return "\n".join(lines) + "\n"
+
+
+def convergence(runs, milestones):
+    """Markdown: per network and rule, the validation error (mean over seeds) at the last
+    learning-rate milestone and at the last epoch, and the epochs selected -- whether the curves
+    had settled; ``""`` for runs without validation curves."""
+    runs = [r for r in runs if "valid_error" in r["history"]]
+    if not runs:
+        return ""
+    end = int(max(r["history"]["epoch"][-1] for r in runs))
+    epochs = sorted(m for m in milestones if m < end)[-1:] + [end]
+    heads = [f"valid error at epoch {e}{' (end)' if e == end else ' (last milestone)'}" for e in epochs]
+    lines = [f"| network | rule | {' | '.join(heads)} | selected epochs |", "|---" * (len(heads) + 3) + "|"]
+    groups = {}
+    for run in runs:
+        groups.setdefault((run["net"], run["rule"]), []).append(run)
+    for (net, rule), group in groups.items():
+        cells = [f"{100 * np.mean([_at_epoch(r, 'valid_error', e) for r in group]):.2f}%" for e in epochs]
+        selected = ", ".join(str(r["best_epoch"]) for r in group)
+        lines.append(f"| {net} | {rule} | {' | '.join(cells)} | {selected} |")
+    return "\n".join(lines) + "\n"
+
+
+def _at_epoch(run, key, epoch):
+    """History ``key`` of ``run`` at ``epoch`` (NaN when the run did not record it)."""
+    index = np.flatnonzero(run["history"]["epoch"] == epoch)
+    return float(run["history"][key][index[0]]) if len(index) else float("nan")
 
 
 # ---------------------------------------------------------------------- checks
@@ -158,6 +186,31 @@ def checks(exp, res, runs, quick):
             else:
                 out.append((f"{net}: dfa {dfa:.2f}% within 0.5 points of bp {bp:.2f}% (fa {fa:.2f}%)",
                             abs(dfa - bp) <= 0.5))  # fmt: skip
+    elif exp.name == "biotorch-lenet-mnist":
+        out += _lenet_checks(exp, {rule: value for (_, rule), value in mean.items()}, quick)
+    return out
+
+
+def _lenet_checks(exp, mean, quick):
+    """BioTorch's LeNet MNIST findings on the measured mean test errors (percent) per rule."""
+    concordant = ("bp", "usf", "brsf", "frsf")
+    lowest_random = min(mean["fa"], mean["dfa"])
+    if quick:
+        worst = max(mean[r] for r in concordant)
+        return [(f"{', '.join(f'{r} {mean[r]:.1f}%' for r in concordant)} below 50% and below fa "
+                 f"{mean['fa']:.1f}% and dfa {mean['dfa']:.1f}% (chance 90%)",
+                 worst < min(50.0, lowest_random))]  # fmt: skip
+    worst_sign = max(mean[r] for r in ("usf", "brsf", "frsf"))
+    out = [
+        (f"{', '.join(f'{r} {mean[r]:.2f}%' for r in concordant)}: each at or below 1.2%",
+         max(mean[r] for r in concordant) <= 1.2),
+        (f"fa {mean['fa']:.2f}% and dfa {mean['dfa']:.2f}% above every sign-concordant rule "
+         f"(worst: {worst_sign:.2f}%)", lowest_random > worst_sign),
+    ]  # fmt: skip
+    for rule, value in mean.items():
+        published = float(exp.published[(next(iter(exp.nets)), rule)].rstrip("%"))
+        out.append((f"{rule} {value:.2f}% within 0.4 points of BioTorch's {published:.2f}% or better",
+                    value <= published + 0.4))  # fmt: skip
     return out
 
 
@@ -204,7 +257,7 @@ def figures(exp, runs, out_dir, examples_per_epoch):
         return paths
     percent = lambda run, v: 100 * v  # noqa: E731
     nets = list(exp.nets)
-    fig, axes = plt.subplots(1, len(nets), figsize=(4.6 * len(nets), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(nets), figsize=(max(6.0, 4.6 * len(nets)), 3.8), squeeze=False)
     for ax, net in zip(axes[0], nets, strict=True):
         group = label_runs([r for r in runs if r["net"] == net])
         draw(ax, group, "test_error", ylabel="test error (%)", log=True, transform=percent)
@@ -226,10 +279,11 @@ def figures(exp, runs, out_dir, examples_per_epoch):
 
 def alignment_figure(exp, learners, nets, out_dir, plt):
     """Update and W^T-vs-B angles per network (columns): the first and the last hidden layer of each rule."""
-    fig, axes = plt.subplots(2, len(nets), figsize=(4.6 * len(nets), 7.0), squeeze=False)
+    fig, axes = plt.subplots(2, len(nets), figsize=(max(6.0, 4.6 * len(nets)), 7.0), squeeze=False)
     for column, net in enumerate(nets):
         group = label_runs([r for r in learners if r["net"] == net], lambda r: r["rule"])
-        n_hidden = len(exp.nets[net])
+        n_hidden = max((r["history"]["update_angle"].shape[1] for r in group
+                        if "update_angle" in r["history"]), default=1)  # fmt: skip
         layers = sorted({0, n_hidden - 1})
         for row, key in enumerate(ANGLES):
             ax = axes[row][column]
