@@ -43,8 +43,8 @@ accumulator). The kernels check the shapes they are given (BLAS does not) and ra
 import numpy as np
 from numba import prange
 
+from fastfa.kernels.base import GEMM_GRAIN, PASS_GRAIN, kernel, parallel_kernel, parts_for, split
 from fastfa.kernels.blas import gemm
-from fastfa.kernels.cpu import GEMM_GRAIN, PASS_GRAIN, kernel, parallel_kernel, parts_for, split
 
 # --------------------------------------------------------------------------- shapes
 

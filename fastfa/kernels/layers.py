@@ -42,6 +42,7 @@ import math
 
 import numpy as np
 
+from fastfa.kernels.base import kernel
 from fastfa.kernels.codes import (
     DYNAMICS_KOLEN_POLLACK,
     DYNAMICS_MIRROR,
@@ -96,23 +97,11 @@ from fastfa.kernels.conv import (
     maxpool_backward,
     maxpool_forward,
 )
-from fastfa.kernels.cpu import (
-    MIRROR_STREAM,
-    activate,
-    column_sums,
-    count_nonzero,
-    counter_uniform,
-    derive,
-    is_sparse,
-    kernel,
-    load_rows,
-    optimise_range,
-    output_error,
-    product,
-    score_rows,
-    sparse_gradient,
-    sparse_product,
-)
+from fastfa.kernels.cpu import load_rows, score_rows
+from fastfa.kernels.elementwise import activate, column_sums, derive, output_error
+from fastfa.kernels.feedback import MIRROR_STREAM, counter_uniform
+from fastfa.kernels.optimisers import optimise_range
+from fastfa.kernels.products import count_nonzero, is_sparse, product, sparse_gradient, sparse_product
 
 # --------------------------------------------------------------------------- views
 

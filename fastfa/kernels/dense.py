@@ -1,0 +1,135 @@
+"""A dense network's forward pass, its learning signals and its weight gradients (CPU kernels)."""
+
+import numpy as np
+
+from fastfa.kernels.base import kernel
+from fastfa.kernels.codes import (
+    I_CLASSIFICATION,
+    I_FIRST_TRAINABLE,
+    I_LOSS,
+    I_SIGNAL,
+    I_THREADS,
+    SIGNAL_BACKPROP,
+    SIGNAL_DIRECT,
+    SIGNAL_DIRECT_SIGN,
+    SIGNAL_LAYERWISE,
+    SIGNAL_NONE,
+    SIGNAL_TARGET,
+)
+from fastfa.kernels.elementwise import activate, column_sums, derive, output_error
+from fastfa.kernels.layout import activation_view, bias_view, feedback_view, weight_view
+from fastfa.kernels.products import count_nonzero, is_sparse, product, sparse_gradient, sparse_product
+
+# ------------------------------------------------------------------------- forward
+
+
+@kernel
+def forward(params, sizes, acts, x, hidden, threads):
+    """Forward pass of ``x`` (``(m, sizes[0])``); activations go to ``hidden``.
+
+    ``a_l = h_{l-1} W_l`` is one product per layer (:func:`sparse_product` for
+    sparse inputs, else BLAS), then bias and activation in one fused pass.
+    Returns the output view ``h_{L-1}`` (``(m, sizes[-1])``).
+    """
+    m = x.shape[0]
+    h_in = x
+    for layer in range(sizes.size - 1):
+        h = activation_view(hidden, sizes, layer, m)
+        w = weight_view(params, sizes, layer)
+        nonzero = count_nonzero(x) if layer == 0 else 0
+        if layer == 0 and is_sparse(x, nonzero):
+            sparse_product(x, w, h, nonzero, threads)
+        else:
+            product(1.0, h_in, False, w, False, 0.0, h, threads)
+        activate(h, bias_view(params, sizes, layer), acts[layer], threads)
+        h_in = h
+    return h_in
+
+
+# ----------------------------------------------------------------------- gradients
+
+
+@kernel
+def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas):
+    """Forward pass, output error and the rule's hidden signals ``delta_l``.
+
+    For hidden layer ``l`` (0 <= l < L-1):
+
+    - backprop:  ``delta_l = (delta_{l+1} W_{l+1}^T) * f'(a_l)``
+    - layerwise: ``delta_l = (delta_{l+1} B_{l+1}) * f'(a_l)``
+    - direct:    ``delta_l = (e D_l) * f'(a_l)``
+    - direct-sign: ``delta_l = (sign(e) D_l / m) * f'(a_l)``
+    - target:    ``delta_l = (-t D_l) * f'(a_l)``
+    - none:      no signal; hidden deltas are not computed.
+
+    ``delta_{L-1} = e / m`` carries the ``1/m`` of the batch mean. Deltas go to
+    ``deltas`` (layout of ``hidden``). Returns ``(summed loss, error count)``.
+    """
+    m = x.shape[0]
+    last = sizes.size - 2
+    signal = icfg[I_SIGNAL]
+    threads = icfg[I_THREADS]
+    y = forward(params, sizes, acts, x, hidden, threads)
+    e = activation_view(deltas, sizes, last, m)
+    loss, errors = output_error(y, t, acts[last], icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0 / m)
+    if signal == SIGNAL_NONE:
+        return loss, errors
+    for layer in range(last - 1, -1, -1):
+        delta = activation_view(deltas, sizes, layer, m)
+        if signal == SIGNAL_BACKPROP:
+            source = activation_view(deltas, sizes, layer + 1, m)
+            product(1.0, source, False, weight_view(params, sizes, layer + 1), True, 0.0, delta, threads)
+        elif signal == SIGNAL_LAYERWISE:
+            source = activation_view(deltas, sizes, layer + 1, m)
+            f = feedback_view(feedback, sizes, signal, layer)
+            product(1.0, source, False, f, True, 0.0, delta, threads)
+        elif signal == SIGNAL_DIRECT:
+            product(1.0, e, False, feedback_view(feedback, sizes, signal, layer), True, 0.0, delta, threads)
+        elif signal == SIGNAL_DIRECT_SIGN:
+            f = feedback_view(feedback, sizes, signal, layer)
+            product(1.0 / m, np.sign(e), False, f, True, 0.0, delta, threads)
+        elif signal == SIGNAL_TARGET:
+            f = feedback_view(feedback, sizes, signal, layer)
+            product(-1.0 / m, t, False, f, True, 0.0, delta, threads)
+        derive(delta, activation_view(hidden, sizes, layer, m), acts[layer], threads)
+    return loss, errors
+
+
+@kernel
+def layer_input(x, hidden, sizes, layer, m):
+    """``h_{layer-1}``: the input of layer ``layer`` (``x`` for the first)."""
+    if layer == 0:
+        return x
+    return activation_view(hidden, sizes, layer - 1, m)
+
+
+@kernel
+def weight_gradients(x, hidden, deltas, grads, sizes, first, m, threads):
+    """``dW_l = h_{l-1}^T delta_l`` and ``db_l = sum_rows(delta_l)`` for layers ``first..L-1``."""
+    for layer in range(first, sizes.size - 1):
+        delta = activation_view(deltas, sizes, layer, m)
+        grad = weight_view(grads, sizes, layer)
+        nonzero = count_nonzero(x) if layer == 0 else 0
+        if layer == 0 and is_sparse(x, nonzero):
+            sparse_gradient(x, delta, grad, nonzero, threads)
+        else:
+            product(1.0, layer_input(x, hidden, sizes, layer, m), True, delta, False, 0.0, grad, threads)
+        column_sums(delta, bias_view(grads, sizes, layer))
+
+
+@kernel
+def first_trainable(icfg):
+    """Index of the first layer that learns (the output layer alone when there is no hidden signal)."""
+    return icfg[I_FIRST_TRAINABLE]
+
+
+@kernel
+def compute_gradients(params, feedback, grads, sizes, acts, icfg, x, t, hidden, deltas):
+    """:func:`backward` then :func:`weight_gradients` into ``grads`` (layout of ``params``).
+
+    Gradients of layers that do not learn are left as they are. Returns
+    ``(summed loss, error count)`` of the forward pass.
+    """
+    loss, errors = backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas)
+    weight_gradients(x, hidden, deltas, grads, sizes, first_trainable(icfg), x.shape[0], icfg[I_THREADS])
+    return loss, errors
