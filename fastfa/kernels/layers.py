@@ -38,20 +38,15 @@ correlation of the layer's input with ``delta_l`` (conv,
 :func:`~fastfa.kernels.conv.conv_weight_grad`), biases the sums of ``delta_l``.
 """
 
-import math
-
 import numpy as np
 
-from fastfa.kernels.base import kernel
+from fastfa.kernels.base import (
+    kernel,
+)
 from fastfa.kernels.codes import (
     DYNAMICS_KOLEN_POLLACK,
     DYNAMICS_MIRROR,
-    DYNAMICS_SIGN,
-    DYNAMICS_SIGN_REDRAW,
     F_LR,
-    F_MIRROR_DECAY,
-    F_MIRROR_LR,
-    F_MIRROR_NOISE,
     F_WEIGHT_DECAY,
     I_CLASSIFICATION,
     I_DYNAMICS,
@@ -64,23 +59,15 @@ from fastfa.kernels.codes import (
     KIND_DENSE,
     KIND_MAXPOOL,
     L_ACT,
-    L_ARG_OFF,
     L_B_OFF,
-    L_C_IN,
-    L_C_OUT,
     L_FB_OFF,
-    L_H_IN,
-    L_H_OUT,
     L_IN_SIZE,
     L_KERNEL,
     L_KIND,
-    L_OUT_OFF,
     L_OUT_SIZE,
     L_PAD,
     L_STRIDE,
-    L_W_IN,
     L_W_OFF,
-    L_W_OUT,
     SIGNAL_BACKPROP,
     SIGNAL_DIRECT,
     SIGNAL_DIRECT_SIGN,
@@ -97,111 +84,46 @@ from fastfa.kernels.conv import (
     maxpool_backward,
     maxpool_forward,
 )
-from fastfa.kernels.cpu import load_rows, score_rows
-from fastfa.kernels.elementwise import activate, column_sums, derive, output_error
-from fastfa.kernels.feedback import MIRROR_STREAM, counter_uniform
-from fastfa.kernels.optimisers import optimise_range
-from fastfa.kernels.products import count_nonzero, is_sparse, product, sparse_gradient, sparse_product
-
-# --------------------------------------------------------------------------- views
-
-
-@kernel
-def output_rows(buffer, ltab, layer, m):
-    """Layer ``layer``'s block of an activation buffer as ``m x size``."""
-    start = m * ltab[layer, L_OUT_OFF]
-    return buffer[start : start + m * ltab[layer, L_OUT_SIZE]].reshape((m, ltab[layer, L_OUT_SIZE]))
-
-
-@kernel
-def output_images(buffer, ltab, layer, m):
-    """Layer ``layer``'s block of an activation buffer as ``m x C x H x W``."""
-    start = m * ltab[layer, L_OUT_OFF]
-    size = ltab[layer, L_OUT_SIZE]
-    return buffer[start : start + m * size].reshape(
-        (m, ltab[layer, L_C_OUT], ltab[layer, L_H_OUT], ltab[layer, L_W_OUT])
-    )
-
-
-@kernel
-def as_input_images(rows, ltab, layer):
-    """The rows a layer reads (``m x size``, C-contiguous) as ``m x C_in x H_in x W_in``."""
-    return rows.reshape((rows.shape[0], ltab[layer, L_C_IN], ltab[layer, L_H_IN], ltab[layer, L_W_IN]))
-
-
-@kernel
-def input_rows(x, hidden, ltab, layer, m):
-    """What layer ``layer`` reads: ``x`` for the first layer, else the block of the layer below."""
-    if layer == 0:
-        return x
-    return output_rows(hidden, ltab, layer - 1, m)
-
-
-@kernel
-def argmax_images(indices, ltab, layer, m):
-    """A max-pool layer's argmax block as ``m x C x H_out x W_out``."""
-    start = m * ltab[layer, L_ARG_OFF]
-    size = ltab[layer, L_OUT_SIZE]
-    return indices[start : start + m * size].reshape(
-        (m, ltab[layer, L_C_OUT], ltab[layer, L_H_OUT], ltab[layer, L_W_OUT])
-    )
-
-
-@kernel
-def dense_matrix(buffer, ltab, layer, offset):
-    """``buffer[offset:]`` as a dense layer's ``n_in x n_out`` weight matrix."""
-    n_in, n_out = ltab[layer, L_IN_SIZE], ltab[layer, L_OUT_SIZE]
-    return buffer[offset : offset + n_in * n_out].reshape((n_in, n_out))
-
-
-@kernel
-def conv_kernel(buffer, ltab, layer, offset):
-    """``buffer[offset:]`` as a convolution's ``C_out x C_in x k x k`` kernel."""
-    c_out, c_in, k = ltab[layer, L_C_OUT], ltab[layer, L_C_IN], ltab[layer, L_KERNEL]
-    return buffer[offset : offset + c_out * c_in * k * k].reshape((c_out, c_in, k, k))
-
-
-@kernel
-def kernel_matrix(buffer, ltab, layer, offset):
-    """``buffer[offset:]`` as a convolution's kernel flattened to ``C_out x (C_in k k)``."""
-    c_out, c_in, k = ltab[layer, L_C_OUT], ltab[layer, L_C_IN], ltab[layer, L_KERNEL]
-    return buffer[offset : offset + c_out * c_in * k * k].reshape((c_out, c_in * k * k))
-
-
-@kernel
-def covers_input(ltab, layer):
-    """A convolution whose one window covers its whole input (no padding; output ``C_out x 1 x 1``).
-
-    It is a dense layer with the weight matrix ``W.reshape(C_out, C_in k k)^T``: the engine runs
-    it as one GEMM over the batch instead of one matrix-vector product per sample (LeNet's conv3).
-    """
-    return (
-        ltab[layer, L_PAD] == 0
-        and ltab[layer, L_KERNEL] == ltab[layer, L_H_IN]
-        and ltab[layer, L_KERNEL] == ltab[layer, L_W_IN]
-    )
-
-
-@kernel
-def layer_bias(buffer, ltab, layer):
-    """A layer's bias (``n_out`` entries for dense, ``C_out`` for conv)."""
-    start = ltab[layer, L_B_OFF]
-    n = ltab[layer, L_OUT_SIZE] if ltab[layer, L_KIND] == KIND_DENSE else ltab[layer, L_C_OUT]
-    return buffer[start : start + n]
-
-
-@kernel
-def direct_matrix(feedback, ltab, layer, n_out):
-    """A hidden layer's direct feedback ``D_l`` (``size x n_out``; the paper's ``B`` is its transpose)."""
-    start = ltab[layer, L_FB_OFF]
-    size = ltab[layer, L_OUT_SIZE]
-    return feedback[start : start + size * n_out].reshape((size, n_out))
-
-
-@kernel
-def has_params(ltab, layer):
-    return ltab[layer, L_KIND] == KIND_DENSE or ltab[layer, L_KIND] == KIND_CONV
-
+from fastfa.kernels.cpu import (
+    load_rows,
+    score_rows,
+)
+from fastfa.kernels.elementwise import (
+    activate,
+    column_sums,
+    derive,
+    output_error,
+)
+from fastfa.kernels.layer_feedback import (
+    mirror_layer_feedback,
+    refresh_layer_feedback,
+    shift_layer_feedback,
+)
+from fastfa.kernels.layer_table import (
+    argmax_images,
+    as_input_images,
+    conv_kernel,
+    covers_input,
+    dense_matrix,
+    direct_matrix,
+    has_params,
+    input_rows,
+    kernel_matrix,
+    layer_bias,
+    output_images,
+    output_rows,
+    weight_count,
+)
+from fastfa.kernels.optimisers import (
+    optimise_range,
+)
+from fastfa.kernels.products import (
+    count_nonzero,
+    is_sparse,
+    product,
+    sparse_gradient,
+    sparse_product,
+)
 
 # --------------------------------------------------------------------------- passes
 
@@ -390,125 +312,6 @@ def layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, threads):
                 workspace,
                 threads,
             )
-
-
-@kernel
-def refresh_layer_feedback(params, feedback, magnitude, ltab, icfg, step):
-    """Sign-concordant feedback before a batch: ``K_l = |B0_l| * sign(W_l)`` entry by entry.
-
-    For dense and conv layers alike (the feedback has ``W_l``'s shape); with ``sign-redraw``
-    each entry is further scaled by a fresh ``U[0, 1)`` draw (Liao et al. 2016). The draws
-    are keyed by ``(seed, step, index)`` with the index running over the feedback buffer, so
-    a dense network draws what :func:`fastfa.kernels.cpu.refresh_feedback` draws.
-    """
-    dynamics = icfg[I_DYNAMICS]
-    if (dynamics != DYNAMICS_SIGN and dynamics != DYNAMICS_SIGN_REDRAW) or icfg[I_SIGNAL] != SIGNAL_LAYERWISE:
-        return
-    seed = icfg[I_SEED]
-    for layer in range(1, ltab.shape[0]):
-        if not has_params(ltab, layer):
-            continue
-        start, w_start = ltab[layer, L_FB_OFF], ltab[layer, L_W_OFF]
-        size = weight_count(ltab, layer)
-        for i in range(size):
-            v = magnitude[start + i] * np.sign(params[w_start + i])
-            if dynamics == DYNAMICS_SIGN_REDRAW:
-                v *= counter_uniform(seed, step, start + i)
-            feedback[start + i] = v
-
-
-@kernel
-def weight_count(ltab, layer):
-    """Entries of a layer's weight matrix or kernel (0 for pooling)."""
-    kind = ltab[layer, L_KIND]
-    if kind == KIND_DENSE:
-        return ltab[layer, L_IN_SIZE] * ltab[layer, L_OUT_SIZE]
-    if kind == KIND_CONV:
-        k = ltab[layer, L_KERNEL]
-        return ltab[layer, L_C_OUT] * ltab[layer, L_C_IN] * k * k
-    return 0
-
-
-@kernel
-def shift_layer_feedback(params, feedback, ltab, keep, weight):
-    """``K_l <- keep * K_l + weight * W_l`` for every layer that owns layerwise feedback.
-
-    Kolen-Pollack's bookkeeping, as :func:`fastfa.kernels.cpu.shift_feedback` does it for dense
-    layers: ``K <- K - W`` before the update and ``K <- (1 - lr wd) K + W`` after it give each
-    feedback kernel exactly its weights' update plus its own decay (Akrout et al. 2019), so
-    ``K - W`` shrinks by ``(1 - lr wd)`` every step, kernel entry by kernel entry.
-    """
-    for layer in range(1, ltab.shape[0]):
-        start, w_start = ltab[layer, L_FB_OFF], ltab[layer, L_W_OFF]
-        if start < 0:
-            continue
-        for i in range(weight_count(ltab, layer)):
-            feedback[start + i] = keep * feedback[start + i] + weight * params[w_start + i]
-
-
-@kernel
-def mirror_layer_feedback(
-    params, feedback, grads, ltab, fcfg, seed, step, m, hidden, deltas, workspace, threads
-):
-    """Weight mirror: every feedback kernel learns its layer's weights from injected noise.
-
-    With noise ``xi`` at layer ``l``'s input (``m`` samples, independent uniform entries of mean
-    0 and standard deviation ``sigma``) and the response ``y`` of the layer's linear part
-    (``xi W_l`` dense, ``conv(xi, W_l)`` conv, no bias), ``K_l <- (1 - eta lam) K_l + (eta / m) g``
-    where ``g`` is the weight gradient of input ``xi`` and signal ``y`` (``xi^T y``, or the
-    correlation of ``xi`` with ``y``): in expectation ``sigma^2 W_l`` per position, so ``K_l``
-    tends to a multiple of ``W_l`` (Akrout et al. 2019's mirror mode, the dense version in
-    :func:`fastfa.kernels.cpu.mirror_feedback`). ``xi``, ``y`` and ``g`` use the activation, delta
-    and gradient buffers, which the batch no longer needs once its update is done.
-    """
-    eta, lam = fcfg[F_MIRROR_LR], fcfg[F_MIRROR_DECAY]
-    half_width = fcfg[F_MIRROR_NOISE] * math.sqrt(3.0)
-    base = 0
-    for layer in range(1, ltab.shape[0]):
-        start = ltab[layer, L_FB_OFF]
-        if start < 0:
-            continue
-        xi = output_rows(hidden, ltab, layer - 1, m)
-        n_in = xi.shape[1]
-        for i in range(m):
-            for j in range(n_in):
-                u = counter_uniform(seed ^ MIRROR_STREAM, step, base + i * n_in + j)
-                xi[i, j] = half_width * (2.0 * u - 1.0)
-        base += m * n_in
-        w_off = ltab[layer, L_W_OFF]
-        y = output_rows(deltas, ltab, layer, m)
-        if ltab[layer, L_KIND] == KIND_DENSE:
-            product(1.0, xi, False, dense_matrix(params, ltab, layer, w_off), False, 0.0, y, threads)
-            product(
-                eta / m,
-                xi,
-                True,
-                y,
-                False,
-                1.0 - eta * lam,
-                dense_matrix(feedback, ltab, layer, start),
-                threads,
-            )
-            continue
-        images = as_input_images(xi, ltab, layer)
-        no_bias = grads[ltab[layer, L_B_OFF] : ltab[layer, L_B_OFF] + ltab[layer, L_C_OUT]]
-        no_bias[:] = 0.0
-        stride, pad = ltab[layer, L_STRIDE], ltab[layer, L_PAD]
-        response = output_images(deltas, ltab, layer, m)
-        conv_forward(
-            images,
-            conv_kernel(params, ltab, layer, w_off),
-            no_bias,
-            stride,
-            pad,
-            response,
-            workspace,
-            threads,
-        )
-        g = conv_kernel(grads, ltab, layer, w_off)
-        conv_weight_grad(images, response, stride, pad, g, no_bias, workspace, threads)
-        for i in range(weight_count(ltab, layer)):
-            feedback[start + i] = (1.0 - eta * lam) * feedback[start + i] + (eta / m) * grads[w_off + i]
 
 
 @kernel
