@@ -92,7 +92,7 @@ class CudaEngine:
     Two ways to run the batches, with the same arithmetic:
 
     - ``"fused"`` (the default): one cooperative launch of
-      :func:`~fastfa.kernels.cuda.fused_chunk_kernel` per call runs every batch, the
+      :func:`~fastfa.kernels.cuda_fused.fused_chunk_kernel` per call runs every batch, the
       phases of a batch separated by grid-wide barriers;
     - ``"kernels"``: a dozen kernel launches per batch (GEMM, bias and activation,
       softmax error, derivative, column sums, SGD), the fallback where a cooperative

@@ -19,7 +19,16 @@ import pytest
 
 from fastfa import TrainConfig, Trainer
 from fastfa.datasets import ArraySplit, write_dataset
-from fastfa.kernels import codes, cuda_conv
+from fastfa.kernels import (
+    codes,
+    cuda_base,
+    cuda_conv,
+    cuda_elementwise,
+    cuda_feedback,
+    cuda_fused,
+    cuda_optimisers,
+    cuda_products,
+)
 from fastfa.kernels import cuda as kernels
 from fastfa.rules import Rule
 from tests.conftest import assert_close
@@ -414,8 +423,10 @@ def test_kernels_compile_for_a_real_gpu():
         [sys.executable, "-m", "tests.ptx_compile", "9.0"], env=env, cwd=root, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    every_kernel = {name for name in dir(kernels) if name.endswith("_kernel")}
+    modules = (cuda_base, cuda_elementwise, cuda_products, cuda_optimisers, cuda_feedback, cuda_fused)
+    every_kernel = {name for module in modules for name in dir(module) if name.endswith("_kernel")}
     assert set(kernel_signatures()) == every_kernel  # none left out of the check
+    assert every_kernel <= set(dir(kernels))  # fastfa.kernels.cuda gives them all
     conv_kernels = {name for name in dir(cuda_conv) if name.endswith("_kernel")}
     assert set(conv_kernel_signatures("float32")) == conv_kernels
     compiled = len(every_kernel) - 1 + len(fused_configurations()) + len(conv_kernels)

@@ -1,41 +1,26 @@
-"""CUDA kernels (numba ``@cuda.jit``) of the dense engine.
+"""CUDA kernels (numba ``@cuda.jit``) of the dense engine, under one name.
 
-With :mod:`fastfa.kernels.cuda_conv` (the conv and pooling twins, which builds on this module's
-helpers), the only modules of fastfa that import numba's CUDA target.
+The kernels live in modules by concern, each the twin of a CPU kernel module:
 
-The same conventions as :mod:`fastfa.kernels.cpu` (row vectors, ``a = h W + b``,
-feedback in forward orientation, the output error carrying the batch's ``1/m``), so a
-device step computes what a CPU step computes, up to float32 rounding.
+- :mod:`~fastfa.kernels.cuda_base` (of :mod:`~fastfa.kernels.base`): :func:`available`,
+  :func:`launch_1d`, the block sizes :data:`TILE` and :data:`THREADS`, device ``min`` and ``max``;
+- :mod:`~fastfa.kernels.cuda_elementwise` (of :mod:`~fastfa.kernels.elementwise`): bias and
+  activation, derivative, output error and loss, signs, column sums, the row gather;
+- :mod:`~fastfa.kernels.cuda_products` (of :mod:`~fastfa.kernels.products`): the tiled
+  :func:`gemm`, ``C <- alpha op(A) op(B) + beta C``;
+- :mod:`~fastfa.kernels.cuda_optimisers` (of :mod:`~fastfa.kernels.optimisers`): SGD with
+  momentum (heavy ball, Nesterov) and Adam, with weight decay;
+- :mod:`~fastfa.kernels.cuda_feedback` (of :mod:`~fastfa.kernels.feedback`): sign-concordant
+  refresh, Kolen-Pollack's shift, the weight mirror's noise;
+- :mod:`~fastfa.kernels.cuda_fused`: every batch of a chunk in one cooperative launch;
+- :mod:`~fastfa.kernels.cuda_conv` (of :mod:`~fastfa.kernels.conv` and
+  :mod:`~fastfa.kernels.pooling`): convolution and pooling.
 
-Kernels
--------
-- :func:`gemm_kernel`: ``C <- alpha op(A) op(B) + beta C`` with ``TILE x TILE`` tiles in
-  shared memory, one thread per entry of ``C``; ``op`` transposes through strides, so one
-  kernel serves the forward product (``h W``), the hidden signal (``delta F^T``) and the
-  weight gradient (``h^T delta``).
-- :func:`bias_activation_kernel`: ``z <- f(z + b)`` (tanh, logistic, relu, identity).
-- :func:`output_error_kernel`: a row's output (softmax or elementwise), its loss
-  (cross-entropy or squared error) and the output error ``dLoss/da_L / m``, one thread per row.
-- :func:`derivative_kernel`: ``delta <- delta * f'(a)`` written through ``h = f(a)``.
-- :func:`sgd_kernel`: heavy-ball momentum in the CPU engine's form (the state holds the
-  carried momentum ``mu v``), so optimiser state moves between engines unchanged;
-  :func:`adam_kernel`: Adam, the state holding both moments.
-- :func:`column_sum_kernel`: bias gradients.
-- feedback dynamics: :func:`shift_kernel` (Kolen-Pollack), :func:`sign_feedback_kernel`
-  (sign-concordant feedback, with brsf's redrawn magnitudes), :func:`mirror_noise_kernel`
-  (the weight mirror's noise); the random draws come from the CPU engine's counter-based
-  generator, so both engines draw the same numbers.
-- :func:`gather_rows_kernel`: a batch order's rows of a dataset chunk held on the device.
-- :func:`fused_chunk_kernel`: all of the above for every batch of a chunk in one
-  cooperative launch (compiled per configuration of rule, optimiser and output), phases
-  separated by grid-wide barriers (:func:`launch_cooperative`);
-  its products are :func:`tile_product` calls with the bias, activation, derivative or
-  optimiser step in their epilogues, and forward products with few output tiles split their
-  depth (:func:`split_count`).
-
-The per-kernel and fused paths share their arithmetic through device functions
-(``_activate``, ``_derivative``, ``_output_row``, ``_sign``, ``_sgd``, ``_adam``,
-``_sign_feedback``, ``_mirror_noise``).
+These are the only modules of fastfa that import numba's CUDA target. They keep the
+conventions of :mod:`fastfa.kernels.cpu` (row vectors, ``a = h W + b``, feedback in forward
+orientation, the output error carrying the batch's ``1/m``), so a device step computes what a
+CPU step computes, up to float32 rounding. This module gives every name of the dense parts
+(and ``numba.cuda`` as ``cuda``), so ``fastfa.kernels.cuda.X`` works for all of them.
 
 Set ``NUMBA_ENABLE_CUDASIM=1`` before numba is imported to run them on the CPU simulator
 (slow: tiny shapes only); :func:`available` says whether a GPU or the simulator is there.
@@ -43,693 +28,59 @@ Set ``NUMBA_ENABLE_CUDASIM=1`` before numba is imported to run them on the CPU s
 
 from __future__ import annotations
 
-import functools
-import math
+from numba import cuda  # noqa: F401
 
-from numba import config, cuda, float32
-
-from fastfa.kernels import cpu
-from fastfa.kernels.codes import (
-    CROSS_ENTROPY,
-    DYNAMICS_KOLEN_POLLACK,
-    DYNAMICS_MIRROR,
-    DYNAMICS_SIGN,
-    DYNAMICS_SIGN_REDRAW,
-    LOGISTIC,
-    RELU,
-    SIGNAL_BACKPROP,
-    SIGNAL_DIRECT_SIGN,
-    SIGNAL_LAYERWISE,
-    SIGNAL_NONE,
-    SIGNAL_TARGET,
-    SOFTMAX,
-    TANH,
+from fastfa.kernels.cuda_base import (  # noqa: F401 (the parts, under their old names)
+    THREADS,
+    TILE,
+    TILE_ROW,
+    _greater,
+    _lesser,
+    available,
+    launch_1d,
 )
-
-#: Threads per block side of the GEMM (TILE x TILE threads, two TILE x TILE tiles); small under
-#: the simulator, which runs every thread as a Python thread.
-TILE = 4 if config.ENABLE_CUDASIM else 16
-#: Row length of the fused kernel's shared tiles: one padding column spreads a tile's columns
-#: over the memory banks (a shape must be a constant, so it is spelled out here).
-TILE_ROW = TILE + 1
-THREADS = 128  # threads per block of the elementwise kernels
-LOG_CLIP = cpu.LOG_CLIP  # probabilities are clipped here when the loss is reported
-
-
-def available():
-    """Whether numba can run CUDA kernels here (a GPU with a driver, or the simulator)."""
-    try:
-        return bool(cuda.is_available())
-    except Exception:  # a broken driver install raises instead of answering
-        return False
-
-
-@cuda.jit(device=True, inline=True)
-def _lesser(a, b):
-    """``min(a, b)`` (the builtin does not compile for integers on numba's CUDA target)."""
-    return a if a < b else b
-
-
-@cuda.jit(device=True, inline=True)
-def _greater(a, b):
-    """``max(a, b)``."""
-    return a if a > b else b
-
-
-@cuda.jit(device=True, inline=True)
-def _activate(v, act):
-    if act == TANH:
-        return math.tanh(v)
-    if act == LOGISTIC:
-        return 1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v))
-    if act == RELU:
-        return v if v > 0 else 0.0
-    return v
-
-
-@cuda.jit(device=True, inline=True)
-def _derivative(h, act):
-    if act == TANH:
-        return 1.0 - h * h
-    if act == LOGISTIC:
-        return h * (1.0 - h)
-    if act == RELU:
-        return 1.0 if h > 0 else 0.0
-    return 1.0
-
-
-@cuda.jit(device=True, inline=True)
-def _sign(v):
-    return float32(1.0) if v > 0 else (float32(-1.0) if v < 0 else float32(0.0))
-
-
-@cuda.jit(device=True, inline=True)
-def _sgd(w, carried, at, grad, lr, mu, nesterov):
-    """SGD on entry ``at`` as the CPU engine does it: ``v = carried - lr grad``, then
-    ``w <- w + v`` (heavy ball) or ``w <- w + mu v - lr grad`` (Nesterov), ``carried <- mu v``."""
-    v = carried[at] - lr * grad
-    if nesterov:
-        w[at] += mu * v - lr * grad
-    else:
-        w[at] += v
-    carried[at] = mu * v
-
-
-@cuda.jit(device=True, inline=True)
-def _adam(w, first, second, at, grad, rate, beta1, beta2, eps):
-    """Adam on entry ``at`` as the CPU engine does it (Kingma and Ba 2015):
-    ``m <- b1 m + (1 - b1) g``, ``v <- b2 v + (1 - b2) g^2``, ``w -= rate m / (sqrt(v) + eps)``
-    with the bias correction folded into ``rate`` (:func:`adam_rate`)."""
-    m = beta1 * first[at] + (1.0 - beta1) * grad
-    v = beta2 * second[at] + (1.0 - beta2) * grad * grad
-    first[at] = m
-    second[at] = v
-    w[at] -= rate * m / (math.sqrt(v) + eps)
-
-
-def adam_rate(lr, beta1, beta2, step):
-    """Adam's step size at update ``step`` (counted from 1): ``lr sqrt(1 - b2^t) / (1 - b1^t)``."""
-    return lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
-
-
-_adam_rate = cuda.jit(device=True)(adam_rate)
-if config.ENABLE_CUDASIM:  # device functions run as Python there; numpy would warn at each wrap-around
-    _counter_uniform = cpu.counter_uniform
-else:  # the CPU engine's draws, compiled for the GPU
-    _counter_uniform = cuda.jit(device=True)(cpu.counter_uniform.py_func)
-
-
-@cuda.jit(device=True, inline=True)
-def _sign_feedback(params, feedback, magnitude, w_at, f_at, dynamics, seed, step):
-    """Sign-concordant feedback entry ``f_at`` before update ``step``, as the CPU engine's
-    ``refresh_feedback``: ``F = |B0| sign(W)`` from the forward weight at ``w_at`` (Liao et al.
-    2016), times a fresh ``U[0, 1)`` draw keyed by ``(seed, step, f_at)`` for ``sign-redraw``."""
-    v = magnitude[f_at] * _sign(params[w_at])
-    if dynamics == DYNAMICS_SIGN_REDRAW:
-        v *= _counter_uniform(seed, step, f_at)
-    feedback[f_at] = v
-
-
-@cuda.jit(device=True, inline=True)
-def _mirror_noise(seed, step, index, half_width):
-    """Entry ``index`` of the weight mirror's noise at update ``step``, as the CPU engine's
-    ``mirror_feedback`` draws it: ``half_width (2 u - 1)`` with ``u`` from the counter
-    ``(seed ^ MIRROR_STREAM, step, index)``."""
-    return half_width * (2.0 * _counter_uniform(seed ^ cpu.MIRROR_STREAM, step, index) - 1.0)
-
-
-@cuda.jit
-def mirror_noise_kernel(xi, seed, step, base, half_width):
-    """``xi[i, j] = `` :func:`_mirror_noise` ``(seed, step, base + i n + j, half_width)`` for an
-    ``(m, n)`` ``xi``, one thread per entry."""
-    i = cuda.grid(1)
-    rows, cols = xi.shape
-    if i < rows * cols:
-        xi[i // cols, i % cols] = _mirror_noise(seed, step, base + i, half_width)
-
-
-@cuda.jit
-def sign_feedback_kernel(params, feedback, magnitude, w0, f0, n, dynamics, seed, step):
-    """:func:`_sign_feedback` on ``n`` entries: one layer's ``F`` from ``params[w0:]`` into
-    ``feedback[f0:]`` (the two share a layout), one thread per entry."""
-    i = cuda.grid(1)
-    if i < n:
-        _sign_feedback(params, feedback, magnitude, w0 + i, f0 + i, dynamics, seed, step)
-
-
-@cuda.jit
-def gemm_kernel(alpha, a, trans_a, b, trans_b, beta, c):
-    """``c <- alpha op(a) op(b) + beta c`` (float32), tiled in shared memory.
-
-    Launch with blocks of ``(TILE, TILE)`` threads over a grid covering ``c``
-    (``x`` along columns, ``y`` along rows).
-    """
-    tile_a = cuda.shared.array((TILE, TILE), float32)
-    tile_b = cuda.shared.array((TILE, TILE), float32)
-    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    row = cuda.blockIdx.y * TILE + ty
-    col = cuda.blockIdx.x * TILE + tx
-    rows, cols = c.shape
-    depth = a.shape[0] if trans_a else a.shape[1]
-    acc = float32(0.0)
-    for k0 in range(0, depth, TILE):
-        ka, kb = k0 + tx, k0 + ty
-        if row < rows and ka < depth:
-            tile_a[ty, tx] = a[ka, row] if trans_a else a[row, ka]
-        else:
-            tile_a[ty, tx] = 0.0
-        if col < cols and kb < depth:
-            tile_b[ty, tx] = b[col, kb] if trans_b else b[kb, col]
-        else:
-            tile_b[ty, tx] = 0.0
-        cuda.syncthreads()
-        for k in range(TILE):
-            acc += tile_a[ty, k] * tile_b[k, tx]
-        cuda.syncthreads()
-    if row < rows and col < cols:
-        if beta == 0.0:
-            c[row, col] = alpha * acc
-        else:
-            c[row, col] = alpha * acc + beta * c[row, col]
-
-
-def gemm(alpha, a, trans_a, b, trans_b, beta, c, stream=0):
-    """Launch :func:`gemm_kernel` over ``c`` (device arrays)."""
-    rows, cols = c.shape
-    grid = ((cols + TILE - 1) // TILE, (rows + TILE - 1) // TILE)
-    gemm_kernel[grid, (TILE, TILE), stream](alpha, a, trans_a, b, trans_b, beta, c)
-
-
-@cuda.jit
-def bias_activation_kernel(z, b, act):
-    """``z[i, j] <- f(z[i, j] + b[j])``, one thread per entry (hidden activations)."""
-    i = cuda.grid(1)
-    rows, cols = z.shape
-    if i < rows * cols:
-        r, j = i // cols, i % cols
-        z[r, j] = _activate(z[r, j] + b[j], act)
-
-
-@cuda.jit
-def derivative_kernel(delta, h, act):
-    """``delta <- delta * f'(a)`` written through ``h = f(a)``, one thread per entry."""
-    i = cuda.grid(1)
-    rows, cols = delta.shape
-    if i < rows * cols:
-        r, j = i // cols, i % cols
-        delta[r, j] *= _derivative(h[r, j], act)
-
-
-@cuda.jit(device=True)
-def _output_row(z, t, e, scale, act, loss, classification):
-    """One row of the output layer, as the CPU engine's ``output_error``: ``z`` (``a_L``, bias
-    included) becomes ``y = f(z)`` in place (softmax or an elementwise ``f``) and ``e`` the error
-    ``scale dLoss/da_L``; returns the row's loss and whether it is misclassified.
-
-    Cross-entropy (softmax or logistic output): ``e = scale (y - t)``, loss ``-sum t log y``
-    (plus ``-(1 - t) log(1 - y)`` per unit for logistic). Squared error ``0.5 ||y - t||^2``:
-    ``e = scale (y - t) f'(a_L)``. With ``classification`` a row is wrong when ``argmax y !=
-    argmax t`` (one output: ``y`` and ``t`` on different sides of 0.5).
-    """
-    c = z.shape[0]
-    if act == SOFTMAX:
-        top = z[0]
-        for j in range(1, c):
-            top = _greater(top, z[j])
-        total = float32(0.0)
-        for j in range(c):
-            v = math.exp(z[j] - top)
-            z[j] = v
-            total += v
-        for j in range(c):
-            z[j] = z[j] / total
-    else:
-        for j in range(c):
-            z[j] = _activate(z[j], act)
-    value, best_y, best_t = float32(0.0), 0, 0
-    for j in range(c):
-        y, diff = z[j], z[j] - t[j]
-        if loss == CROSS_ENTROPY:
-            if t[j] != 0:
-                value -= t[j] * math.log(_greater(y, float32(LOG_CLIP)))
-            if act == LOGISTIC and t[j] != 1:
-                value -= (1.0 - t[j]) * math.log(_greater(1.0 - y, float32(LOG_CLIP)))
-            e[j] = scale * diff
-        else:
-            value += 0.5 * diff * diff
-            e[j] = scale * diff * _derivative(y, act)
-        if y > z[best_y]:
-            best_y = j
-        if t[j] > t[best_t]:
-            best_t = j
-    if not classification:
-        return value, False
-    if c == 1:
-        return value, (z[0] > 0.5) != (t[0] > 0.5)
-    return value, best_y != best_t
-
-
-@cuda.jit
-def output_error_kernel(z, b, t, e, loss_rows, errors, scale, act, loss, classification):
-    """Row ``i``: ``y = f(z_i + b)`` into ``z``, its error ``e_i``, its loss into ``loss_rows[i]``
-    and ``errors[i] = 1`` when it is misclassified (:func:`_output_row`), one thread per row."""
-    i = cuda.grid(1)
-    rows, cols = z.shape
-    if i < rows:
-        for j in range(cols):
-            z[i, j] += b[j]
-        loss_rows[i], wrong = _output_row(z[i], t[i], e[i], scale, act, loss, classification)
-        errors[i] = 1 if wrong else 0
-
-
-@cuda.jit
-def sign_kernel(a, out):
-    """``out = sign(a)`` entry by entry, one thread per entry."""
-    i = cuda.grid(1)
-    rows, cols = a.shape
-    if i < rows * cols:
-        out[i // cols, i % cols] = _sign(a[i // cols, i % cols])
-
-
-@cuda.jit
-def shift_kernel(f, w, keep, weight):
-    """``f <- keep f + weight w`` entry by entry (Kolen-Pollack's bookkeeping, as on the CPU)."""
-    i = cuda.grid(1)
-    rows, cols = f.shape
-    if i < rows * cols:
-        f[i // cols, i % cols] = keep * f[i // cols, i % cols] + weight * w[i // cols, i % cols]
-
-
-@cuda.jit
-def adam_kernel(w, g, first, second, rate, beta1, beta2, eps, decay):
-    """Adam with weight decay on a flat range, one thread per entry (:func:`_adam` on
-    ``g + decay w``); the state holds the two moments, as on the CPU."""
-    i = cuda.grid(1)
-    if i < w.size:
-        _adam(w, first, second, i, g[i] + decay * w[i], rate, beta1, beta2, eps)
-
-
-@cuda.jit
-def column_sum_kernel(a, out):
-    """``out[j] = sum_i a[i, j]``, one thread per column."""
-    j = cuda.grid(1)
-    rows, cols = a.shape
-    if j >= cols:
-        return
-    total = 0.0
-    for i in range(rows):
-        total += a[i, j]
-    out[j] = total
-
-
-@cuda.jit
-def sgd_kernel(w, g, carried, lr, mu, decay, nesterov):
-    """SGD with weight decay on a flat range, one thread per entry (:func:`_sgd` on
-    ``g + decay w``); the state holds the carried momentum ``mu v``, as on the CPU, so
-    optimiser state moves between engines unchanged."""
-    i = cuda.grid(1)
-    if i < w.size:
-        _sgd(w, carried, i, g[i] + decay * w[i], lr, mu, nesterov)
-
-
-@cuda.jit
-def gather_rows_kernel(src, order, dst):
-    """``dst[i, :] = src[order[i], :]``, one thread per entry of ``dst`` (rows of a chunk on
-    the device, in the order an epoch visits them)."""
-    i = cuda.grid(1)
-    rows, cols = dst.shape
-    if i < rows * cols:
-        r = i // cols
-        dst[r, i - r * cols] = src[order[r], i - r * cols]
-
-
-def launch_1d(kernel, n, *args, stream=0):
-    """Launch an elementwise ``kernel`` with one thread for each of ``n`` items."""
-    blocks = max(1, (n + THREADS - 1) // THREADS)
-    kernel[blocks, THREADS, stream](*args)
-
-
-@cuda.jit
-def accumulate_kernel(loss_rows, error_rows, m, totals):
-    """``totals += (sum of loss_rows[:m], sum of error_rows[:m])``; launch with one thread."""
-    if cuda.grid(1) != 0:
-        return
-    loss, errors = 0.0, 0.0
-    for i in range(m):
-        loss += loss_rows[i]
-        errors += error_rows[i]
-    totals[0] += loss
-    totals[1] += errors
-
-
-# --------------------------------------------------------------------------- fused chunk
-#
-# One cooperative launch trains on a whole chunk of rows: every block loops over the
-# batches, and the phases of a batch (forward per layer, output error, hidden signals,
-# updates) are separated by grid-wide barriers. A batch then costs a handful of barriers
-# instead of a dozen kernel launches from Python, which is what limits small batches.
-
-#: Forward products with fewer output tiles than this split their depth (split-K) ...
-SPLIT_TILES = 1 << 20 if config.ENABLE_CUDASIM else 512
-#: ... into slices of this many terms, summed in a fixed order after a barrier.
-SPLIT_DEPTH = 2 * TILE if config.ENABLE_CUDASIM else 8 * TILE
-
-
-def split_count(tiles, depth):
-    """Slices of the depth a forward product of ``tiles`` output tiles is split into.
-
-    Few tiles would leave most blocks idle while each walks the whole depth: at batch 32,
-    784-1000-10's first product is 126 tiles 784 deep and its logits 2 tiles 1000 deep,
-    where a GPU holds several hundred blocks at once. The split depends on the shapes
-    alone, so results do not depend on the GPU's size.
-    """
-    if tiles < SPLIT_TILES and depth > SPLIT_DEPTH:
-        return (depth + SPLIT_DEPTH - 1) // SPLIT_DEPTH
-    return 1
-
-
-_split_count = cuda.jit(device=True)(split_count)
-
-
-@cuda.jit(device=True)
-def tile_product(
-    tile_a, tile_b,
-    a, a0, a_row, a_k, ones_row, sign_a,
-    b, b0, b_k, b_col,
-    rows, cols, k_lo, k_hi, r0, c0,
-):  # fmt: skip
-    """This thread's entry ``(r0 + ty, c0 + tx)`` of ``sum_{k_lo <= k < k_hi} A(i, k) B(k, j)``.
-
-    ``A(i, k) = a[a0 + i a_row + k a_k]`` (read as 1 on row ``ones_row``, as its sign when
-    ``sign_a``) and ``B(k, j) = b[b0 + k b_k + j b_col]``, both flat; the strides express
-    the transposes. Loads run along whichever index has unit stride, so they coalesce.
-    Every thread of the block must call it (it synchronises the block).
-    """
-    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    acc = float32(0.0)
-    for k0 in range(k_lo, k_hi, TILE):
-        # tile_a[i, k] = A(r0 + i, k0 + k); the thread loading it depends on the layout
-        i, k = (tx, ty) if a_row == 1 else (ty, tx)
-        row, kk = r0 + i, k0 + k
-        v = float32(0.0)
-        if row < rows and kk < k_hi:
-            v = float32(1.0) if row == ones_row else a[a0 + row * a_row + kk * a_k]
-            if sign_a:
-                v = _sign(v)
-        tile_a[i, k] = v
-        # tile_b[k, j] = B(k0 + k, c0 + j)
-        k, j = (tx, ty) if b_k == 1 else (ty, tx)
-        kk, col = k0 + k, c0 + j
-        tile_b[k, j] = b[b0 + kk * b_k + col * b_col] if (kk < k_hi and col < cols) else float32(0.0)
-        cuda.syncthreads()
-        for k in range(TILE):
-            acc += tile_a[ty, k] * tile_b[k, tx]
-        cuda.syncthreads()
-    return acc
-
-
-@cuda.jit(device=True, inline=True)
-def _tiles(rows, cols):
-    """Output tiles of a ``rows x cols`` product."""
-    return ((rows + TILE - 1) // TILE) * ((cols + TILE - 1) // TILE)
-
-
-@cuda.jit(device=True, inline=True)
-def _tile_origin(tile, cols):
-    """``(r0, c0)``: the first entry of output tile ``tile`` of a product ``cols`` wide (tiles
-    numbered along the rows of tiles)."""
-    col_tiles = (cols + TILE - 1) // TILE
-    return (tile // col_tiles) * TILE, (tile % col_tiles) * TILE
-
-
-@cuda.jit(device=True, inline=True)
-def _thread_in_grid():
-    """``(this thread's index, threads in the grid)`` over a grid of 2-D blocks."""
-    per_block = cuda.blockDim.x * cuda.blockDim.y
-    return (
-        cuda.blockIdx.x * per_block + cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x,
-        cuda.gridDim.x * per_block,
-    )
-
-
-@cuda.jit(device=True)
-def _output_error(
-    hidden, deltas, t, start, m, c, z0, loss_rows, error_rows, scale, act, loss, classification
-):
-    """Rows ``start..start+m``: the outputs from ``a_L`` at ``hidden[z0:]`` in place, their errors
-    into ``deltas[z0:]``, loss and misclassification per row (:func:`_output_row`)."""
-    tid, threads = _thread_in_grid()
-    for i in range(tid, m, threads):
-        z, tr = z0 + i * c, (start + i) * c
-        value, wrong = _output_row(
-            hidden[z : z + c], t[tr : tr + c], deltas[z : z + c], scale, act, loss, classification
-        )
-        loss_rows[start + i] = value
-        error_rows[start + i] = 1 if wrong else 0
-
-
-@functools.cache
-def fused_chunk_kernel(signal, dynamics, adam, out_act, loss):
-    """The fused kernel for one configuration: ``signal``, feedback ``dynamics`` (their codes),
-    whether the optimiser is Adam, the output activation and the loss code.
-
-    They are compile-time constants of the kernel it returns (numba freezes a closure's
-    variables), so the branches of other configurations compile away: fewer registers per
-    thread, hence more resident blocks (ptxas, sm_90: see docs/engine.md). Each configuration
-    compiles once per process.
-    """
-
-    @cuda.jit
-    def kernel(
-        x, t, params, feedback, state, hidden, deltas, partial, sizes, w_off, b_off, f_off, h_off, acts,
-        loss_rows, error_rows, batch, first, lr, mu, decay, nesterov,
-        second, beta1, beta2, eps, step, magnitude, seed, classification,
-        mirror_lr, mirror_decay, mirror_half_width,
-    ):  # fmt: skip
-        """Train on every row of the chunk ``x`` (flat, ``n x sizes[0]``) in batches of ``batch``.
-
-        The same step as the per-kernel path: forward ``h_l = f(h_{l-1} W_l + b_l)``, output
-        error ``e = dLoss/da_L / m`` (:func:`_output_row`), hidden signals ``delta_l = (s M^T) *
-        f'(a_l)`` (``s, M`` by ``signal``), then SGD or Adam on layers ``first..L-1`` with the
-        gradient ``[h_{l-1}, 1]^T delta_l``
-        (the bias as a row of ones). ``W_j`` is updated once nothing later in the batch reads
-        it: in the phase that computes ``delta_{j-2}``, or at the end. Forward products with few
-        output tiles are split along their depth (:func:`split_count`) into ``partial``. With
-        Kolen-Pollack ``dynamics`` the layerwise feedback ``F_{j-1}`` receives ``W_j``'s update with
-        its own decay, ``F <- (1 - lr decay) (F - W) + W_new``, in the same epilogue (Akrout et al.
-        2019); with sign-concordant ``dynamics`` every batch first sets ``F_l`` from ``magnitude`` and
-        the signs of ``W_{l+1}`` (:func:`_sign_feedback`; the forward phases give the barrier it needs);
-        with the weight mirror's, three more phases end a batch: noise ``xi_l`` into ``hidden``, its
-        response ``y = xi_l W_{l+1}`` into ``deltas``, then ``F_l <- (1 - eta lam) F_l + (eta / m)
-        xi_l^T y`` (Akrout et al. 2019).
-        With ``adam`` the update is Adam's, ``state`` and ``second`` its moments and ``step`` the
-        updates made before the call. Launch cooperatively with ``(TILE, TILE)`` blocks; per-row
-        loss and error go to ``loss_rows`` and ``error_rows``.
-        """
-        grid = cuda.cg.this_grid()
-        tile_a = cuda.shared.array((TILE, TILE_ROW), float32)
-        tile_b = cuda.shared.array((TILE, TILE_ROW), float32)
-        n_layers = sizes.shape[0] - 1
-        n_in, c = sizes[0], sizes[n_layers]
-        n = x.shape[0] // n_in
-        ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
-        block, blocks = cuda.blockIdx.x, cuda.gridDim.x
-        tid, threads = _thread_in_grid()
-        for start in range(0, n, batch):
-            m = _lesser(batch, n - start)
-            update = step + start // batch + 1  # this batch's update, counted from 1
-            rate = _adam_rate(lr, beta1, beta2, update) if adam else lr
-            if dynamics == DYNAMICS_SIGN or dynamics == DYNAMICS_SIGN_REDRAW:
-                for layer in range(n_layers - 1):  # read by the hidden signals, after the forward barriers
-                    entries = sizes[layer + 1] * sizes[layer + 2]
-                    for i in range(tid, entries, threads):
-                        w_at, f_at = w_off[layer + 1] + i, f_off[layer] + i
-                        _sign_feedback(params, feedback, magnitude, w_at, f_at, dynamics, seed, update)
-            # forward: h_l = f(h_{l-1} W_l + b_l); the last layer keeps its logits
-            for layer in range(n_layers):
-                k, cols = sizes[layer], sizes[layer + 1]
-                src, s0 = (x, start * k) if layer == 0 else (hidden, h_off[layer - 1])
-                tiles = _tiles(m, cols)
-                splits = _split_count(tiles, k)
-                act = acts[layer] if layer < n_layers - 1 else -1
-                for item in range(block, tiles * splits, blocks):
-                    tile, part = item % tiles, item // tiles
-                    r0, c0 = _tile_origin(tile, cols)
-                    k_lo = part * SPLIT_DEPTH if splits > 1 else 0
-                    k_hi = _lesser(k, k_lo + SPLIT_DEPTH) if splits > 1 else k
-                    acc = tile_product(
-                        tile_a, tile_b,
-                        src, s0, k, 1, -1, False,  # A = h_{l-1}
-                        params, w_off[layer], cols, 1,  # B = W_l
-                        m, cols, k_lo, k_hi, r0, c0,
-                    )  # fmt: skip
-                    row, col = r0 + ty, c0 + tx
-                    if row < m and col < cols:
-                        if splits > 1:
-                            partial[(part * m + row) * cols + col] = acc
-                        else:
-                            v = acc + params[b_off[layer] + col]
-                            hidden[h_off[layer] + row * cols + col] = _activate(v, act) if act >= 0 else v
-                grid.sync()
-                if splits > 1:  # the slices' sums, in a fixed order
-                    for i in range(tid, m * cols, threads):
-                        v = params[b_off[layer] + i % cols]
-                        for part in range(splits):
-                            v += partial[part * m * cols + i]
-                        hidden[h_off[layer] + i] = _activate(v, act) if act >= 0 else v
-                    grid.sync()
-            z0 = h_off[n_layers - 1]
-            _output_error(
-                hidden, deltas, t, start, m, c, z0, loss_rows, error_rows, float32(1.0) / m,
-                out_act, loss, classification,
-            )  # fmt: skip
-            grid.sync()
-            # hidden signals, newest layer first; W_{l+2} is free to change once delta_l is known
-            for phase in range(n_layers - 1, -1, -1):
-                layer = phase - 1  # the hidden layer whose signal this phase computes (-1: none)
-                if layer >= 0 and signal != SIGNAL_NONE:
-                    rows = sizes[layer + 1]
-                    if signal == SIGNAL_BACKPROP:
-                        k, mat, m0 = sizes[layer + 2], params, w_off[layer + 1]
-                        src, s0, alpha = deltas, h_off[layer + 1], float32(1.0)
-                    elif signal == SIGNAL_LAYERWISE:
-                        k, mat, m0 = sizes[layer + 2], feedback, f_off[layer]
-                        src, s0, alpha = deltas, h_off[layer + 1], float32(1.0)
-                    elif signal == SIGNAL_TARGET:
-                        k, mat, m0 = c, feedback, f_off[layer]
-                        src, s0, alpha = t, start * c, float32(-1.0) / m
-                    else:  # direct, direct-sign
-                        k, mat, m0 = c, feedback, f_off[layer]
-                        src, s0 = deltas, h_off[n_layers - 1]
-                        alpha = float32(1.0) / m if signal == SIGNAL_DIRECT_SIGN else float32(1.0)
-                    for tile in range(block, _tiles(m, rows), blocks):
-                        r0, c0 = _tile_origin(tile, rows)
-                        sign = signal == SIGNAL_DIRECT_SIGN
-                        acc = tile_product(
-                            tile_a, tile_b,
-                            src, s0, k, 1, -1, sign,  # A = s
-                            mat, m0, 1, k,  # B = M^T
-                            m, rows, 0, k, r0, c0,
-                        )  # fmt: skip
-                        row, col = r0 + ty, c0 + tx
-                        if row < m and col < rows:
-                            at = h_off[layer] + row * rows + col
-                            deltas[at] = alpha * acc * _derivative(hidden[at], acts[layer])
-                # updates: W_{layer+2} here, and at the last phase every layer still pending
-                lo = layer + 2 if phase > 0 else first
-                hi = layer + 3 if phase > 0 else _lesser(2, n_layers)
-                for j in range(_greater(lo, first), _lesser(hi, n_layers)):
-                    k, cols = sizes[j], sizes[j + 1]
-                    src, s0 = (x, start * k) if j == 0 else (hidden, h_off[j - 1])
-                    for tile in range(block, _tiles(k + 1, cols), blocks):
-                        r0, c0 = _tile_origin(tile, cols)
-                        grad = tile_product(
-                            tile_a, tile_b,
-                            src, s0, 1, k, k, False,  # A = [h_{j-1}, 1]^T
-                            deltas, h_off[j], cols, 1,  # B = delta_j
-                            k + 1, cols, 0, m, r0, c0,
-                        )  # fmt: skip
-                        row, col = r0 + ty, c0 + tx
-                        if row < k + 1 and col < cols:
-                            at = w_off[j] + row * cols + col if row < k else b_off[j] + col
-                            w_old = params[at]
-                            grad += decay * w_old if row < k else float32(0.0)
-                            if adam:
-                                _adam(params, state, second, at, grad, rate, beta1, beta2, eps)
-                            else:
-                                _sgd(params, state, at, grad, lr, mu, nesterov)
-                            if dynamics == DYNAMICS_KOLEN_POLLACK and j > 0 and row < k:
-                                f_at = f_off[j - 1] + row * cols + col
-                                feedback[f_at] = (1.0 - lr * decay) * (feedback[f_at] - w_old) + params[at]
-                grid.sync()
-            if dynamics == DYNAMICS_MIRROR:
-                _mirror_phases(
-                    tile_a, tile_b, params, feedback, hidden, deltas, sizes, w_off, f_off, h_off, m,
-                    seed, update, mirror_lr, mirror_decay, mirror_half_width,
-                )  # fmt: skip
-
-    return kernel
-
-
-@cuda.jit(device=True)
-def _mirror_phases(
-    tile_a, tile_b, params, feedback, hidden, deltas, sizes, w_off, f_off, h_off, m,
-    seed, step, eta, lam, half_width,
-):  # fmt: skip
-    """The weight mirror after update ``step`` of an ``m``-row batch, for every hidden layer ``l``
-    at once: noise ``xi_l`` (``m x n_l``) into ``hidden``, then ``y_l = xi_l W_{l+1}`` into the
-    rows of ``deltas`` one layer up, then ``F_l <- (1 - eta lam) F_l + (eta / m) xi_l^T y_l``,
-    a grid-wide barrier after each (the CPU engine's ``mirror_feedback``)."""
-    grid = cuda.cg.this_grid()
-    tid, threads = _thread_in_grid()
-    block, blocks = cuda.blockIdx.x, cuda.gridDim.x
-    ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
-    n_hidden = sizes.shape[0] - 2
-    base = 0
-    for layer in range(n_hidden):
-        entries = m * sizes[layer + 1]
-        for i in range(tid, entries, threads):
-            hidden[h_off[layer] + i] = _mirror_noise(seed, step, base + i, half_width)
-        base += entries
-    grid.sync()
-    for layer in range(n_hidden):  # y_l = xi_l W_{l+1}, m x n_{l+1}
-        k, cols = sizes[layer + 1], sizes[layer + 2]
-        for tile in range(block, _tiles(m, cols), blocks):
-            r0, c0 = _tile_origin(tile, cols)
-            acc = tile_product(
-                tile_a, tile_b,
-                hidden, h_off[layer], k, 1, -1, False,  # A = xi_l
-                params, w_off[layer + 1], cols, 1,  # B = W_{l+1}
-                m, cols, 0, k, r0, c0,
-            )  # fmt: skip
-            if r0 + ty < m and c0 + tx < cols:
-                deltas[h_off[layer + 1] + (r0 + ty) * cols + c0 + tx] = acc
-    grid.sync()
-    for layer in range(n_hidden):  # F_l, n_l x n_{l+1}
-        rows, cols = sizes[layer + 1], sizes[layer + 2]
-        for tile in range(block, _tiles(rows, cols), blocks):
-            r0, c0 = _tile_origin(tile, cols)
-            acc = tile_product(
-                tile_a, tile_b,
-                hidden, h_off[layer], 1, rows, -1, False,  # A = xi_l^T
-                deltas, h_off[layer + 1], cols, 1,  # B = y_l
-                rows, cols, 0, m, r0, c0,
-            )  # fmt: skip
-            if r0 + ty < rows and c0 + tx < cols:
-                at = f_off[layer] + (r0 + ty) * cols + c0 + tx
-                feedback[at] = (1.0 - eta * lam) * feedback[at] + eta / m * acc
-    grid.sync()
-
-
-def launch_cooperative(kernel, args, tiles):
-    """Launch ``kernel(*args)`` cooperatively with ``(TILE, TILE)`` blocks: as many blocks as
-    can be resident at once (a grid-wide barrier needs them all resident), at most ``tiles``."""
-    threads = (TILE, TILE)
-    if config.ENABLE_CUDASIM:
-        resident = 1  # the simulator has no barrier across blocks
-    else:
-        from numba import typeof
-
-        compiled = kernel.compile(tuple(typeof(a) for a in args))
-        resident = compiled.max_cooperative_grid_blocks(threads)
-    kernel[max(1, min(resident, tiles)), threads](*args)
+from fastfa.kernels.cuda_elementwise import (  # noqa: F401
+    LOG_CLIP,
+    _activate,
+    _derivative,
+    _output_row,
+    _sign,
+    accumulate_kernel,
+    bias_activation_kernel,
+    column_sum_kernel,
+    derivative_kernel,
+    gather_rows_kernel,
+    output_error_kernel,
+    sign_kernel,
+)
+from fastfa.kernels.cuda_feedback import (  # noqa: F401
+    _counter_uniform,
+    _mirror_noise,
+    _sign_feedback,
+    mirror_noise_kernel,
+    shift_kernel,
+    sign_feedback_kernel,
+)
+from fastfa.kernels.cuda_fused import (  # noqa: F401
+    SPLIT_DEPTH,
+    SPLIT_TILES,
+    _mirror_phases,
+    _output_error,
+    _split_count,
+    _thread_in_grid,
+    _tile_origin,
+    _tiles,
+    fused_chunk_kernel,
+    launch_cooperative,
+    split_count,
+    tile_product,
+)
+from fastfa.kernels.cuda_optimisers import (  # noqa: F401
+    _adam,
+    _adam_rate,
+    _sgd,
+    adam_kernel,
+    adam_rate,
+    sgd_kernel,
+)
+from fastfa.kernels.cuda_products import gemm, gemm_kernel  # noqa: F401

@@ -28,7 +28,7 @@ written in place:
 
 No kernel uses atomics, so every result is deterministic: the same inputs give the same
 bits on every run (and max-pooling gives the CPU kernel's bits). The elementwise kernels
-run blocks of :data:`~fastfa.kernels.cuda.THREADS` threads.
+run blocks of :data:`~fastfa.kernels.cuda_base.THREADS` threads.
 
 Differences from the CPU signatures: no ``workspace`` and no ``threads`` (the grid is
 picked from the shapes), and an optional keyword ``stream`` (default 0) to launch on.
@@ -42,7 +42,7 @@ from __future__ import annotations
 from numba import config, cuda
 
 from fastfa.kernels import conv
-from fastfa.kernels.cuda import _greater, _lesser, launch_1d
+from fastfa.kernels.cuda_base import _greater, _lesser, launch_1d
 
 #: Threads per block of the weight gradient's reduction (a power of 2); small under the
 #: simulator, which runs every thread as a Python thread.
