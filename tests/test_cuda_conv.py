@@ -22,6 +22,7 @@ from fastfa.kernels import conv, cuda_conv
 from fastfa.kernels import cuda as kernels
 from tests.conftest import DTYPES, assert_close
 from tests.test_conv_kernels import conv_data, run_backward_input, run_forward, run_weight_grad
+from tests.test_cuda import quick_simulator_barriers  # noqa: F401 (an autouse fixture)
 
 pytestmark = [
     pytest.mark.cuda,

@@ -19,7 +19,9 @@ TILE = 4 if config.ENABLE_CUDASIM else 16
 #: Row length of the fused kernel's shared tiles: one padding column spreads a tile's columns
 #: over the memory banks (a shape must be a constant, so it is spelled out here).
 TILE_ROW = TILE + 1
-THREADS = 128  # threads per block of the elementwise kernels
+#: Threads per block of the elementwise kernels; small under the simulator, which starts a Python
+#: thread for each (and for the idle ones of a block covering a handful of entries).
+THREADS = 16 if config.ENABLE_CUDASIM else 128
 
 
 def available():
