@@ -14,8 +14,6 @@ as a marker at the selected epoch (:func:`draw_final_test`).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from fastfa.runs import read_outcome
@@ -237,21 +235,12 @@ def _legend(ax):
 
 
 def save(fig, out):
-    """Write ``fig`` to ``out`` (PNG) atomically and close it."""
-    import os
-    import tempfile
+    """Write ``fig`` to ``out`` (PNG) atomically (:func:`fastfa.files.atomic_path`) and close it."""
+    from fastfa.files import atomic_path
 
-    out = Path(out)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{out.name}.", suffix=".png", dir=out.parent if str(out.parent) else "."
-    )
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(out, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
     finally:
         pyplot().close(fig)

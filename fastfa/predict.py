@@ -25,10 +25,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from fastfa import files
 from fastfa.datasets.csvfile import _is_number, _open_text
+from fastfa.files import atomic_path, check_regular
 from fastfa.fitting import default_chunk_rows
 from fastfa.layers import layers_text
-from fastfa.runs import atomic_path
 
 OUTPUT_SUFFIXES = (".csv", ".npy", ".h5")
 EXPORT_FORMAT = "fastfa-model"
@@ -71,6 +72,7 @@ def open_inputs(path, split="test"):
     """:class:`Inputs` from a dataset's ``split`` (``.h5``), a CSV (``.csv``, ``.txt``, gzipped
     too) or a 2-D ``.npy`` array. Raises ``ValueError`` with one line for anything else."""
     path = str(path)
+    check_regular(path)
     if not Path(path).is_file():
         raise ValueError(f"{path}: no such file")
     suffix = _suffix(path)
@@ -159,9 +161,7 @@ def check_output(out, overwrite, inputs=()):
     path = Path(out)
     if path.is_dir():
         raise ValueError(f"{out}: is a directory; give a file name")
-    for source in inputs:
-        if path.exists() and os.path.samefile(path, source):
-            raise ValueError(f"{out}: is an input of this command; write elsewhere")
+    files.check_output(out, inputs)  # a FIFO or device, or one of the inputs under any name
     if path.exists() and not overwrite:
         raise ValueError(f"{out}: already exists; pass --overwrite to replace it")
     parent = path.parent

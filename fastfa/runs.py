@@ -24,17 +24,15 @@ Root attributes ``stopped_early`` and ``final_test`` (JSON: the test split's fig
 selected model, evaluated once at the end) come with validation data. Files without the
 optional groups (older ones included) load as runs without validation or standardisation.
 
-Files are written atomically: a temporary file in the same folder, then
-``os.replace``, so an interrupted write never leaves a corrupt run file.
+Files are written atomically (:func:`fastfa.files.atomic_path`): a temporary file in the same
+folder, then ``os.replace``, so an interrupted write never leaves a corrupt run file, and
+readers never see one. Whoever writes a run file holds its lock (:func:`fastfa.files.hold`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +41,7 @@ import h5py
 import numpy as np
 
 from fastfa.config import TrainConfig
+from fastfa.files import FileSafetyError, atomic_path, check_regular, is_regular
 from fastfa.train import Trainer
 
 FORMAT = "fastfa-run"
@@ -73,24 +72,6 @@ def versions(device="cpu"):
         "threads": numba.get_num_threads(),
         "device": device,
     }
-
-
-@contextlib.contextmanager
-def atomic_path(path, suffix=".tmp"):
-    """Yield a temporary path in ``path``'s folder; on success move it to ``path``.
-
-    The temporary file is removed if the block raises; ``path`` is then untouched.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def atomic_h5(path, write):
@@ -215,6 +196,10 @@ def _read(path):
     if not path.exists():
         raise RunFileError(f"{path}: no such file")
     try:
+        check_regular(path)
+    except FileSafetyError as exc:
+        raise RunFileError(str(exc)) from None
+    try:
         f = h5py.File(path, "r")
     except OSError as exc:
         raise RunFileError(f"{path}: not a readable HDF5 file ({exc.__class__.__name__})") from None
@@ -225,7 +210,9 @@ def _read(path):
 
 
 def is_run_file(path):
-    """Whether ``path`` is an HDF5 file with the run-file format marker."""
+    """Whether ``path`` is an HDF5 file with the run-file format marker (a regular file)."""
+    if not is_regular(path):
+        return False
     try:
         with h5py.File(path, "r") as f:
             return f.attrs.get("format") == FORMAT

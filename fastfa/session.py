@@ -3,7 +3,8 @@
 A :class:`Run` is a new configuration or a run file to continue. :func:`fit`
 opens the dataset, trains epoch after epoch, records each epoch's metrics in the
 history and, when the run has an output file, saves it atomically after every
-epoch. A stop request between two slices of rows saves a mid-epoch checkpoint
+epoch, holding the file's lock meanwhile (:func:`fastfa.files.hold`: a second writer
+fails at once). A stop request between two slices of rows saves a mid-epoch checkpoint
 from which :meth:`Run.resume` continues bit for bit.
 
 Model selection (docs/selection.md): with validation data -- ``valid_fraction`` of the
@@ -17,6 +18,7 @@ figures as learning curves, as the papers plot them.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass, field
 
@@ -24,6 +26,7 @@ import numpy as np
 
 from fastfa.config import TrainConfig
 from fastfa.datasets import default_dataset_path, open_dataset
+from fastfa.files import check_output, hold
 from fastfa.fitting import (
     Interrupted,
     Progress,
@@ -248,10 +251,14 @@ def fit(run, *, in_memory=False, record_start=False, device="cpu", should_stop=N
     ------
     Interrupted, Diverged
         As above; :class:`~fastfa.datasets.DatasetError` or ``ValueError`` for
-        data that do not fit the run.
+        data that do not fit the run; :class:`~fastfa.files.FileSafetyError` when the
+        output file is the dataset, or another process is writing it.
     """
     warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
-    with open_dataset(run.dataset) as ds:
+    if run.out:
+        check_output(run.out, inputs=(run.dataset,))
+    writing = hold(run.out, "run file") if run.out else contextlib.nullcontext()
+    with writing, open_dataset(run.dataset) as ds:
         shape = (ds.n_features, ds.n_outputs, ds.task)
         new = run.trainer is None
         if new:

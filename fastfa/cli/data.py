@@ -21,10 +21,11 @@ def _friendly_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         from fastfa.datasets import DatasetError
+        from fastfa.files import FileSafetyError
 
         try:
             return command(*args, **kwargs)
-        except DatasetError as exc:
+        except (DatasetError, FileSafetyError) as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:
             detail = exc.strerror or str(exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from fastfa.cli.options import CONTEXT, MODEL_OPTION, echo_json, fail, user_errors
+from fastfa.cli.options import CONTEXT, MODEL_OPTION, check_inputs, echo_json, fail, user_errors
 
 
 @click.command(context_settings=CONTEXT)
@@ -82,6 +82,7 @@ def rules(json_out, plugins):
     """
     from fastfa.rules import available_rules, load_plugin_file
 
+    check_inputs(plugins)
     for path in plugins:
         load_plugin_file(path)
     found = available_rules()
@@ -136,6 +137,7 @@ def info(file, json_out, csv_out, overwrite):
     """
     from fastfa.runs import is_run_file
 
+    check_inputs([file])
     if csv_out is not None:
         if json_out:
             fail("--csv and --json: choose one")
@@ -196,10 +198,13 @@ def _write_history_csv(file, target, overwrite):
     import io
     from pathlib import Path
 
-    from fastfa.runs import atomic_path, is_run_file, load_run
+    from fastfa.files import atomic_path, check_output
+    from fastfa.runs import is_run_file, load_run
 
     if not Path(file).exists():
         fail(f"{file}: no such file")
+    if target != "-":
+        check_output(target, inputs=(file,))
     if not is_run_file(file):
         fail(f"{file}: not a run file; --csv writes the per-epoch history of a run")
     _trainer, history, _meta = load_run(file)

@@ -40,6 +40,16 @@ def user_errors(func):
     return wrapper
 
 
+def check_inputs(paths):
+    """Refuse input files that exist but are not regular files: a FIFO would block the reader and
+    a device never end (:func:`fastfa.files.check_regular`). Missing ones are left to the reader."""
+    from fastfa.files import check_regular
+
+    for path in paths:
+        if path is not None:
+            check_regular(path)
+
+
 def parse_shape(ctx, param, value):
     """``"1x28x28"`` (or ``"28x28"``) -> ``(1, 28, 28)``; ``None`` stays ``None``."""
     from fastfa.layers import LayerError, parse_image_shape

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fastfa.cli.options import CONTEXT, fail, user_errors
+from fastfa.cli.options import CONTEXT, check_inputs, fail, user_errors
 
 
 @click.command(context_settings=CONTEXT)
@@ -24,9 +24,14 @@ def plot(runs, out, title):
     Example:
       fastfa plot fa.h5 bp.h5 -o mnist.png
     """
+    from fastfa.files import check_output
     from fastfa.plots import plot_runs, pyplot
 
     pyplot()  # a clear error before any file is read when matplotlib is missing
+    check_inputs(runs)
+    if Path(out).is_dir():
+        fail(f"{out}: is a directory; give a file name such as curves.png")
+    check_output(out, inputs=runs)
     parent = Path(out).parent
     if str(parent) and not parent.is_dir():
         fail(f"{out}: folder {parent} does not exist")

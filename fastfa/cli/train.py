@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import click
 
 from fastfa.cli.options import (
     CONTEXT,
+    check_inputs,
     echo_json,
     fail,
     parse_key_values,
@@ -20,6 +21,7 @@ from fastfa.cli.options import (
     parse_sizes,
     user_errors,
 )
+from fastfa.files import check_output, hold
 from fastfa.kernels import codes
 from fastfa.layers import PRESETS
 from fastfa.optim import SCHEDULES
@@ -98,25 +100,20 @@ def _set_threads(threads):
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
-def _check_output(out, overwrite):
+def _check_output(out, inputs, resume):
+    """The checks on --out that need no lock: a file (not a folder, FIFO or device) in an existing
+    folder, and none of the command's ``inputs``."""
     path = Path(out)
     if path.is_dir():
         fail(f"{out}: is a directory; give a file name such as run.h5")
-    if path.exists() and not overwrite:
-        fail(f"{out}: already exists; pass --overwrite to replace it or --resume to continue it")
+    check_output(out, inputs=inputs)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         fail(f"{out}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
+    if not resume and not os.access(parent, os.W_OK):
         fail(f"{out}: folder {parent} is not writable")
-    # os.access says yes to root and on some read-only mounts: try to create a file there,
-    # so that an unwritable folder is refused now rather than at the first checkpoint.
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    except OSError as exc:
-        fail(f"{out}: folder {parent} is not writable ({exc.strerror or exc})")
-    os.close(fd)
-    os.unlink(probe)
+    # os.access says yes to root and on some read-only mounts; the lock file that hold() creates
+    # next to the run file is the real test, made before any training.
 
 
 def _format_epoch(record, epochs):
@@ -316,10 +313,11 @@ def train(ctx, data, **opts):
       fastfa train data.h5 --valid-fraction 0.1 --early-stopping 5 -o run.h5
       fastfa train mnist32.h5 --model lenet-mnist --activation relu -o lenet.h5
     """
-    from fastfa.fitting import Interrupted
+    from fastfa.datasets import default_dataset_path
     from fastfa.rules import load_plugin_file
-    from fastfa.session import Run, fit
+    from fastfa.session import Run
 
+    check_inputs(opts["plugins"])
     for path in opts["plugins"]:
         load_plugin_file(path)
 
@@ -340,17 +338,28 @@ def train(ctx, data, **opts):
     }
     if "hidden" in given and given & {"layers", "model"}:
         fail("--hidden and --layers/--model both describe the hidden layers; use one")
-    if opts["resume"]:
-        if out is None:
-            fail("--resume needs --out RUN.h5, the run to continue")
-        epochs_given = ctx.get_parameter_source("epochs") != click.core.ParameterSource.DEFAULT
-        run = Run.resume(out, data, opts["epochs"] if epochs_given else None)
-        _check_unchanged(run, given, opts)
-    else:
-        if out is not None:
-            _check_output(out, opts["overwrite"])
-        config = _config(opts)
-        run = Run.fresh(config, data, out, opts["chunk_rows"])
+    if opts["resume"] and out is None:
+        fail("--resume needs --out RUN.h5, the run to continue")
+    if out is not None:  # on --resume, fit() checks the dataset the run file names
+        dataset = data or (None if opts["resume"] else default_dataset_path())
+        _check_output(out, (dataset, *opts["plugins"]), opts["resume"])
+    with hold(out, "run file") if out is not None else contextlib.nullcontext():
+        if opts["resume"]:
+            epochs_given = ctx.get_parameter_source("epochs") != click.core.ParameterSource.DEFAULT
+            run = Run.resume(out, data, opts["epochs"] if epochs_given else None)
+            _check_unchanged(run, given, opts)
+        else:
+            if out is not None and Path(out).exists() and not opts["overwrite"]:
+                fail(f"{out}: already exists; pass --overwrite to replace it or --resume to continue it")
+            config = _config(opts)
+            run = Run.fresh(config, data, out, opts["chunk_rows"])
+        _train(ctx, run, out, opts)
+
+
+def _train(ctx, run, out, opts):
+    """Train ``run`` (its output file held), printing as the options ask."""
+    from fastfa.fitting import Interrupted
+    from fastfa.session import fit
 
     quiet, json_out = opts["quiet"], opts["json_out"]
     emit = (lambda line: click.echo(line, err=True)) if json_out else click.echo

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from fastfa.datasets.schema import _fail
-from fastfa.datasets.writer import _check_conversion, _strip_suffixes, write_dataset
+from fastfa.datasets.writer import _check_conversion, _strip_suffixes, check_input_file, write_dataset
 
 HEADER_NAMES_SHOWN = 20  # header names listed when a label column's name matches none
 
 
 def _open_text(path):
+    check_input_file(path)
     with open(path, "rb") as f:
         magic = f.read(2)
     if magic == b"\x1f\x8b":
@@ -333,7 +334,7 @@ def convert_csv(
     pathlib.Path
         ``out``.
     """
-    out = _check_conversion(path, out, overwrite, task)
+    out = _check_conversion(path, out, overwrite, task, inputs=(test_file,))
     layout = _csv_layout(path, label_column, header, delimiter, task)
     train = _read_csv(path, layout, task)
     if test_file is not None:

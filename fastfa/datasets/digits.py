@@ -32,7 +32,7 @@ def write_digits(out, *, csv=None, overwrite=False):
     pathlib.Path
         ``out``.
     """
-    _check_target(out, overwrite)
+    _check_target(out, overwrite, inputs=(csv,))
     if csv is not None:
         return convert_csv(
             csv,

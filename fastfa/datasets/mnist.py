@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from fastfa.datasets.schema import _fail
-from fastfa.datasets.writer import _check_target, write_dataset
+from fastfa.datasets.writer import _check_target, check_input_file, write_dataset
 
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -25,6 +25,7 @@ MNIST_SOURCE = (
 
 def _open_maybe_gzip(path):
     """Open ``path`` for binary reading, decompressing when it starts with the gzip magic bytes."""
+    check_input_file(path)
     with open(path, "rb") as f:
         magic = f.read(2)
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
@@ -72,7 +73,8 @@ def read_idx(path, magic):
 def _find_idx(directory, base):
     for candidate in (base + ".gz", base):
         path = Path(directory) / candidate
-        if path.is_file():
+        if path.exists():
+            check_input_file(path)
             return path
     _fail(directory, f"missing MNIST file {base}.gz (or {base})")
 
@@ -146,7 +148,13 @@ def convert_mnist(
     pathlib.Path
         ``out``.
     """
-    out = _check_target(out, overwrite)
+    inputs = [
+        Path(directory) / f"{name}{gz}"
+        for pair in MNIST_FILES.values()
+        for name in pair
+        for gz in (".gz", "")
+    ]
+    out = _check_target(out, overwrite, inputs=inputs)
     if not Path(directory).is_dir():
         _fail(directory, "is not a directory")
     x_train, y_train = _mnist_split(directory, "train")

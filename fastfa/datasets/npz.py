@@ -15,7 +15,7 @@ from fastfa.datasets.schema import (
     _is_number_dtype,
     _show,
 )
-from fastfa.datasets.writer import _check_conversion, _strip_suffixes, write_dataset
+from fastfa.datasets.writer import _check_conversion, _strip_suffixes, check_input_file, write_dataset
 
 
 def _one_hot_to_labels(path, key, y):
@@ -58,6 +58,7 @@ def _npz_y(path, key, y, task):
 
 def _read_npz(path):
     """All arrays of an ``.npz`` archive (a zip of ``.npy`` files), refusing pickled objects."""
+    check_input_file(path)
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"PK\x03\x04":

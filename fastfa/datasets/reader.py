@@ -33,6 +33,7 @@ from fastfa.datasets.schema import (
     _shape_text,
     _text,
 )
+from fastfa.files import FileSafetyError, check_regular
 
 CACHE_BYTES = 1 << 24  # HDF5 chunk cache per open file (16 MiB)
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -58,6 +59,10 @@ def _open_h5(path):
         _fail(path, "no such file")
     if os.path.isdir(path):
         _fail(path, "is a directory, not an HDF5 file")
+    try:
+        check_regular(path)
+    except FileSafetyError as exc:
+        raise DatasetError(str(exc)) from None
     try:
         if not _has_hdf5_signature(path):
             _fail(path, "not an HDF5 file")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import h5py
@@ -15,6 +14,7 @@ from fastfa.datasets.schema import (
     REQUIRED_SPLITS,
     SPLITS,
     TASKS,
+    DatasetError,
     _check_finite,
     _check_labels,
     _check_same_rows,
@@ -26,6 +26,7 @@ from fastfa.datasets.schema import (
     _positive_float,
     _positive_int,
 )
+from fastfa.files import FileSafetyError, atomic_path, check_output, check_regular
 
 CHUNK_BYTES = 1 << 18  # target size of one HDF5 storage chunk (256 KiB)
 
@@ -108,19 +109,24 @@ def _write_extras(f, extra_groups, extra_attrs):
                 group.create_dataset(key, data=np.asarray(value), track_times=False)
 
 
-def _check_conversion(path, out, overwrite, task):
+def _check_conversion(path, out, overwrite, task, inputs=()):
     """The checks every table converter starts with: the output target and the task name."""
-    out = _check_target(out, overwrite)
+    out = _check_target(out, overwrite, inputs=(path, *inputs))
     if task not in TASKS:
         _fail(path, f"task must be 'classification' or 'regression', got {task!r}")
     return out
 
 
-def _check_target(out, overwrite):
-    """Refuse an existing output unless ``overwrite``; check the output's directory exists."""
+def _check_target(out, overwrite, inputs=()):
+    """Refuse an existing output unless ``overwrite``, one that is not a regular file or is one of
+    the converter's ``inputs`` (:func:`fastfa.files.check_output`); check its directory exists."""
     out = Path(out)
     if out.is_dir():
         _fail(out, "is a directory; give a file name for the output")
+    try:
+        check_output(out, inputs=inputs)
+    except FileSafetyError as exc:
+        raise DatasetError(str(exc)) from None
     if out.exists() and not overwrite:
         _fail(out, "already exists; use --overwrite (overwrite=True in Python) to replace it")
     if not out.parent.is_dir():
@@ -221,16 +227,20 @@ def write_dataset(
     attrs["format_version"] = FORMAT_VERSION
     if image_shape is not None:
         attrs["image_shape"] = np.asarray(image_shape, dtype=np.int64)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with h5py.File(tmp, "x") as f:
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
             f.attrs.update(attrs)
             _write_extras(f, extra_groups, extra_attrs)
             for split, (x, y) in arrays.items():
                 _write_split(f, split, x, y)
         open_dataset(tmp).close()
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
+
+
+def check_input_file(path):
+    """Raise :class:`DatasetError` when ``path`` exists and is not a regular file (a FIFO would
+    block the converter, a device never end)."""
+    try:
+        check_regular(path)
+    except FileSafetyError as exc:
+        raise DatasetError(str(exc)) from None
