@@ -41,6 +41,7 @@ def sweep(spec, out, workers, scheduler, threads_per_run, retry_failed, report_d
       fastfa sweep --report grid                  # print the summary again
     """
     from fastfa.sweep import load_spec, run_sweep, write_summary
+    from fastfa.sweep.engines import sweep_folder
 
     if report_dir is not None:
         if spec is not None:
@@ -54,16 +55,17 @@ def sweep(spec, out, workers, scheduler, threads_per_run, retry_failed, report_d
             fail(f"{name} must be a positive integer, got {value}")
     parsed = load_spec(spec)
     out = Path(out) if out else Path(spec).with_suffix("")
-    outcomes = run_sweep(
-        parsed,
-        out,
-        workers=workers,
-        scheduler=scheduler,
-        threads=threads_per_run,
-        retry_failed=retry_failed,
-        display=not quiet,
-    )
-    click.echo(write_summary(out), nl=False)
+    with sweep_folder(out):  # held until the summary is written; removed again if nothing ran
+        outcomes = run_sweep(
+            parsed,
+            out,
+            workers=workers,
+            scheduler=scheduler,
+            threads=threads_per_run,
+            retry_failed=retry_failed,
+            display=not quiet,
+        )
+        click.echo(write_summary(out), nl=False)
     failed = [o for o in outcomes if o["status"] == "failed"]
     if failed:
         fail(f"{len(failed)} of {len(outcomes)} runs failed; see {out / 'summary.md'}")

@@ -16,6 +16,10 @@ does not depend on the engine or on which worker ran it.
 
 Before anything is submitted, runs whose file is complete are skipped, and so are
 runs with a failure record unless ``retry_failed``.
+
+A sweep holds its folder (:func:`sweep_folder`: the lock of ``DIR/sweep.json``) while it runs,
+so a second sweep into the same folder fails at once; each run holds its run file. A sweep that
+fails before any run leaves no folder it created.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ import time
 from pathlib import Path
 
 from fastfa.config import TrainConfig
+from fastfa.files import check_output, check_regular, output_folder
 from fastfa.runs import RunFileError, read_outcome
-from fastfa.sweep.summary import write_grid
-from fastfa.sweep.worker import check_same_settings, read_failure, record_failure, run_task
+from fastfa.sweep.summary import GRID_FILE, SUMMARY_FILES, write_grid
+from fastfa.sweep.worker import check_same_settings, failure_path, read_failure, record_failure, run_task
 
 MAX_ATTEMPTS = 3
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -107,6 +112,8 @@ def run_local(tasks, workers, threads, report):
                             pending.append(task)
                         else:
                             report(_died(task, attempts[task.name]))
+                    except Exception as exc:  # noqa: BLE001 (an unexpected error inside the run)
+                        report(_crashed(task, exc))
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
 
@@ -149,6 +156,14 @@ def run_dask(tasks, scheduler, workers, threads, report):
                 report(future.result())
             except Exception as exc:  # KilledWorker: the run took down its workers too often
                 report(_died(task, MAX_ATTEMPTS, exc))
+
+
+def _crashed(task, exc):
+    """Record a run that raised something other than the library's user errors, in one line."""
+    text = " ".join(str(exc).split())
+    message = f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+    record_failure(task, message)
+    return {"name": task.name, "status": "failed", "final": {}, "error": message}
 
 
 def _died(task, attempts, exc=None):
@@ -198,19 +213,43 @@ class Display:
             self.stream.flush()
 
 
+def sweep_folder(out_dir):
+    """Hold the sweep folder ``out_dir`` for the block (creating it; a second writer fails at once,
+    naming the holder); a folder it created is removed again if the block fails before writing
+    anything in it (:func:`fastfa.files.output_folder`). Reentrant."""
+    return output_folder(out_dir, GRID_FILE)
+
+
+def check_outputs(tasks, out_dir, inputs):
+    """Refuse a sweep whose outputs -- the grid, the summary, run files, failure records -- include
+    one of its ``inputs`` (the spec, the dataset) under any name, or a FIFO or device."""
+    out_dir = Path(out_dir)
+    outputs = [out_dir / name for name in (GRID_FILE, *SUMMARY_FILES)]
+    for task in tasks:
+        outputs += [Path(task.out), failure_path(task.out)]
+    for path in outputs:
+        check_output(path, inputs=inputs)
+
+
 def run_sweep(spec, out_dir, *, workers=None, scheduler=None, threads=None, retry_failed=False, display=True):
     """Run every grid point of ``spec`` not finished yet; returns the outcomes of all of them.
 
-    ``workers`` defaults to the number of cores divided by ``threads``.
+    ``workers`` defaults to the number of cores divided by ``threads``. Everything is checked
+    before the folder is created, and the folder is held (:func:`sweep_folder`) while the runs go.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     threads = threads or spec.threads_per_run
     tasks = spec.tasks(out_dir, threads)
-    if scheduler in (None, "local") and not Path(spec.dataset).exists():
-        raise ValueError(f"{spec.dataset}: no such dataset (named in {spec.path})")
-    write_grid(out_dir, tasks, source=spec.path, dataset=spec.dataset, base=spec.base, axes=spec.axes)
-    return run_tasks(tasks, workers=workers, scheduler=scheduler, retry_failed=retry_failed, display=display)
+    if scheduler in (None, "local"):
+        if not Path(spec.dataset).exists():
+            raise ValueError(f"{spec.dataset}: no such dataset (named in {spec.path})")
+        check_regular(spec.dataset)
+    check_outputs(tasks, out_dir, inputs=(spec.path, spec.dataset))
+    with sweep_folder(out_dir):
+        write_grid(out_dir, tasks, source=spec.path, dataset=spec.dataset, base=spec.base, axes=spec.axes)
+        return run_tasks(
+            tasks, workers=workers, scheduler=scheduler, retry_failed=retry_failed, display=display
+        )
 
 
 def run_tasks(tasks, *, workers=None, scheduler=None, retry_failed=False, display=True):

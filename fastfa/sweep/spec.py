@@ -17,12 +17,17 @@ The spec is a TOML file::
 
 Every point of the grid is one run, named by its axis values in the order the
 axes are written (``rule-fa_seed-0_hidden-128x64``) and written to ``DIR/NAME.h5``.
+A name is a safe file name whatever the values: characters other than letters, digits and
+``.+=-_`` become ``_`` (so no value or option key can reach outside ``DIR``), and a name longer
+than :data:`NAME_CHARS` keeps its start and ends with a hash of the whole. Points whose names
+coincide -- also when only letter case tells them apart -- are refused.
 Keys are checked when the spec is read; values are checked by each run, so one
 bad value fails only the runs that use it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 import sys
@@ -30,6 +35,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from fastfa.config import TrainConfig
+from fastfa.files import FileSafetyError, check_regular
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,6 +43,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CONFIG_KEYS = tuple(f.name for f in fields(TrainConfig))
+#: Longest run name (file names stop at 255 bytes; a run's files and their temporary files add to it).
+NAME_CHARS = 120
 TOP_KEYS = ("dataset", "threads_per_run", "in_memory", "base", "axes")
 
 
@@ -85,9 +93,13 @@ class SweepSpec:
         tasks, seen = [], {}
         for point in self.points():
             name = run_name(point)
-            if name in seen:
-                raise SpecError(f"{self.path}: grid points {seen[name]} and {point} share the name {name!r}")
-            seen[name] = point
+            key = name.casefold()  # one file on case-insensitive file systems
+            if key in seen:
+                raise SpecError(
+                    f"{self.path}: grid points {_short(seen[key])} and {_short(point)} share the name "
+                    f"{_short(name)!r} as file names; make them differ in more than case or punctuation"
+                )
+            seen[key] = point
             settings = {**self.base, **point}
             out = str(out_dir / f"{name}.h5")
             tasks.append(RunTask(name, settings, point, self.dataset, out, threads, self.in_memory))
@@ -98,7 +110,10 @@ def load_spec(path):
     """Read and check the spec at ``path``; raises :class:`SpecError` naming the problem."""
     path = Path(path)
     try:
+        check_regular(path)
         data = tomllib.loads(path.read_text())
+    except FileSafetyError as exc:
+        raise SpecError(str(exc)) from None
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -146,8 +161,22 @@ def _table(path, data, key):
 
 
 def run_name(point):
-    """File-safe name of a grid point: ``key-value`` pairs joined by ``_``, in axis order."""
-    return "_".join(f"{key}-{_value_name(value)}" for key, value in point.items()) or "run"
+    """File-safe name of a grid point: ``key-value`` pairs joined by ``_``, in axis order.
+
+    Only letters, digits and ``.+=-_`` remain (others become ``_``); a name longer than
+    :data:`NAME_CHARS` is cut and ends with 12 hex digits of a hash of the whole point.
+    """
+    text = "_".join(f"{key}-{_value_name(value)}" for key, value in point.items()) or "run"
+    name = re.sub(r"[^A-Za-z0-9.+=_-]", "_", text)
+    if len(name) > NAME_CHARS:
+        digest = hashlib.sha256(repr(list(point.items())).encode("utf-8", "backslashreplace")).hexdigest()
+        name = f"{name[: NAME_CHARS - 13]}-{digest[:12]}"
+    return name
+
+
+def _short(value, limit=80):
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _value_name(value):

@@ -16,16 +16,16 @@ file's ``final_test``), since such runs record no per-epoch test curves.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from fastfa.files import FileSafetyError, atomic_text, check_regular
 from fastfa.runs import RunFileError, atomic_h5, read_outcome
 from fastfa.sweep.worker import read_failure
 
 GRID_FILE = "sweep.json"
+SUMMARY_FILES = ("summary.h5", "summary.md")
 METRICS = ("train_loss", "train_error", "valid_loss", "valid_error", "test_loss", "test_error")
 #: Metrics summary.h5 always has (NaN where absent); the validation ones only when a run has them.
 ALWAYS = ("train_loss", "train_error", "test_loss", "test_error")
@@ -48,13 +48,16 @@ def write_grid(out_dir, tasks, *, source, dataset, base, axes):
         "axes": axes,
         "runs": [{"name": t.name, "point": t.point} for t in tasks],
     }
-    _atomic_text(Path(out_dir) / GRID_FILE, json.dumps(grid, indent=1, default=str))
+    atomic_text(Path(out_dir) / GRID_FILE, json.dumps(grid, indent=1, default=str))
 
 
 def read_grid(out_dir):
     path = Path(out_dir) / GRID_FILE
     try:
+        check_regular(path)
         return json.loads(path.read_text())
+    except FileSafetyError:
+        raise
     except FileNotFoundError:
         raise ValueError(f"{out_dir}: not a sweep folder (no {GRID_FILE})") from None
     except (OSError, ValueError) as exc:
@@ -192,7 +195,7 @@ def write_summary(out_dir):
             )
 
     atomic_h5(out_dir / "summary.h5", write)
-    _atomic_text(out_dir / "summary.md", table)
+    atomic_text(out_dir / "summary.md", table)
     return table
 
 
@@ -200,15 +203,3 @@ def h5_str():
     import h5py
 
     return h5py.string_dtype()
-
-
-def _atomic_text(path, text):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
+
+from fastfa.files import OutputBusyError, atomic_text, hold, is_regular
 
 FAILED_SUFFIX = ".failed.json"
 
@@ -41,14 +42,17 @@ def run_task(task):
     use_threads(task.threads)
     outcome = {"name": task.name, "status": "done", "final": {}, "error": "", "pid": os.getpid()}
     try:
-        if Path(task.out).exists():
-            run = Run.resume(task.out, task.dataset)
-            check_same_settings(run.config, TrainConfig(**task.settings), task.out)
-        else:
-            run = Run.fresh(TrainConfig(**task.settings), task.dataset, task.out)
-        fit(run, in_memory=task.in_memory, record_start=task.record_start)
-        outcome["final"] = run.final()
-        failure_path(task.out).unlink(missing_ok=True)
+        with hold(task.out, "run file"):  # another process writing this run: fail now, record nothing
+            if Path(task.out).exists():
+                run = Run.resume(task.out, task.dataset)
+                check_same_settings(run.config, TrainConfig(**task.settings), task.out)
+            else:
+                run = Run.fresh(TrainConfig(**task.settings), task.dataset, task.out)
+            fit(run, in_memory=task.in_memory, record_start=task.record_start)
+            outcome["final"] = run.final()
+            failure_path(task.out).unlink(missing_ok=True)
+    except OutputBusyError as exc:
+        outcome.update(status="failed", error=str(exc))
     except (ValueError, TypeError, KeyError, OSError) as exc:  # the library's user errors
         message = " ".join(str(exc.args[0] if exc.args else exc).split())
         outcome.update(status="failed", error=message)
@@ -76,21 +80,15 @@ def check_same_settings(found, wanted, out):
 
 def record_failure(task, message):
     """Write ``NAME.failed.json`` (atomically) with the run's settings and error."""
-    path = failure_path(task.out)
     record = {"name": task.name, "settings": task.settings, "point": task.point, "error": message}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, sort_keys=True, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_text(failure_path(task.out), json.dumps(record, sort_keys=True, default=str))
 
 
 def read_failure(out):
     """The failure record of run file ``out``, or ``None``."""
     path = failure_path(out)
+    if not is_regular(path):  # missing, or a FIFO that would block the reader
+        return None
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
