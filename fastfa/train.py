@@ -53,6 +53,9 @@ class Workspace:
         self.deltas = np.zeros(capacity * width, dtype=dtype)
         self.x = np.zeros(capacity * sizes[0], dtype=dtype)
         self.t = np.zeros(capacity * sizes[-1], dtype=dtype)
+        #: per input, the step up to which the first layer's weight decay has been applied
+        #: (the dense engine's deferred decay, :func:`fastfa.kernels.optimisers.defers_decay`)
+        self.decayed = np.zeros(sizes[0], dtype=np.int64)
         if not arch.is_dense:
             buffers = arch.table.buffers(capacity, dtype, threads=numba.config.NUMBA_NUM_THREADS)
             self.indices, self.zeros, self.scratch = (
@@ -123,19 +126,20 @@ class Trainer:
         self.class_names = None  # tuple of str, when the dataset names its classes
 
     def use_device(self, device):
-        """Train on ``"cpu"`` or ``"cuda"`` (:mod:`fastfa.cuda_engine`) from now on.
+        """Train on ``"cpu"`` or ``"cuda"`` (:mod:`fastfa.cuda_engine`; layer lists with conv and
+        pooling layers: :mod:`fastfa.cuda_layers`) from now on.
 
         Raises ``ValueError`` when CUDA is missing or cannot train this rule and
         configuration. Evaluation and the alignment metrics stay on the CPU.
         """
-        if device == "cuda":
+        if device == "cuda" and self.arch.is_dense:
             from fastfa.cuda_engine import CudaEngine
 
-            if not self.arch.is_dense:
-                raise ValueError(
-                    "conv and pooling layers have no CUDA kernels yet; train them with --device cpu"
-                )
             self._cuda = CudaEngine(self)
+        elif device == "cuda":  # conv, pooling and dense layers
+            from fastfa.cuda_layers import CudaLayerEngine
+
+            self._cuda = CudaLayerEngine(self)
         elif device != "cpu":
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         else:
@@ -434,7 +438,7 @@ class Trainer:
             loss, errors = kernels.train_epoch(
                 x, labels, targets, order, batch, self.params, self.feedback, self.magnitude, self.grads,
                 self.state, self.sizes, self.acts, with_threads(self.icfg, threads), self._fcfg(), ws.hidden,
-                ws.deltas, ws.x, ws.t, self.step,
+                ws.deltas, ws.x, ws.t, ws.decayed, self.step,
             )  # fmt: skip
         self.step += -(-len(order) // batch)
         return loss, errors

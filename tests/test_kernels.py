@@ -635,6 +635,62 @@ def test_sparse_gradient(threads, dtype, rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("threads", [1, 2])
+def test_sparse_sgd_deferred_decay(threads, dtype, rng):
+    """Plain SGD with deferred decay: rows with a non-zero input settle their owed decay and
+    take the step; the others are left as stored, still owing (optimisers.sparse_sgd)."""
+    lr, decay, step = 0.1, 0.05, 9
+    keep = 1 - lr * decay
+    m = 3
+    x = sparse_inputs(rng, (m, SPLIT_IN), 0.2, dtype)
+    delta = rng.normal(size=(m, SPLIT_OUT)).astype(dtype)
+    w = rng.normal(size=(SPLIT_IN, SPLIT_OUT)).astype(dtype)
+    decayed = step - 1 - rng.integers(0, 4, SPLIT_IN)  # each row owes 0-3 steps of decay
+    owed = keep ** (step - 1 - decayed)
+    true_w = owed[:, None] * w.astype(np.float64)  # the weights the stored rows stand for
+    expected = keep * true_w - lr * (x.T.astype(np.float64) @ delta.astype(np.float64))
+    touched = np.any(x != 0, axis=0)
+    before, before_decayed = w.copy(), decayed.copy()
+    scaled = x.copy()
+    cpu.scale_by_pending_decay(scaled, decayed, step - 1, keep)
+    assert_close(scaled, x.astype(np.float64) * owed, dtype)
+    carried = np.zeros_like(w)
+    cpu.sparse_sgd(
+        scaled, delta, w, carried, lr, 0.0, lr * decay, cpu.count_nonzero(x), threads, decayed, step
+    )
+    assert_close(w[touched], expected[touched], dtype)
+    np.testing.assert_array_equal(w[~touched], before[~touched])
+    np.testing.assert_array_equal(decayed[touched], step)
+    np.testing.assert_array_equal(decayed[~touched], before_decayed[~touched])
+    cpu.settle_decay(w, decayed, step, keep)
+    assert_close(w[~touched], keep * true_w[~touched], dtype)
+    np.testing.assert_array_equal(decayed, step)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_deferred_decay_epoch_equals_eager(dtype, rng):
+    """A batch-1 epoch of plain SGD with weight decay on sparse inputs: the deferred first-layer
+    decay gives the parameters of the eager step (every row decayed at every step)."""
+    sizes = (SPLIT_IN, 12, 5)
+    x = sparse_inputs(rng, (40, SPLIT_IN), 0.2, dtype)
+    x[5] = rng.normal(size=SPLIT_IN)  # one dense row: that step settles every row first
+    y = rng.integers(0, 5, len(x))
+    runs = []
+    for deferred in (True, False):
+        tr = make_trainer(sizes, "fa", dtype, batch_size=1, seed=3, lr=0.2, momentum=0.0, weight_decay=0.3)
+        xs, labels, targets = tr.prepare(x, y)
+        ws = tr._train_ws
+        decayed = ws.decayed if deferred else np.zeros(0, np.int64)
+        cpu.train_epoch(
+            xs, labels, targets, np.arange(len(x)), 1, tr.params, tr.feedback, tr.magnitude, tr.grads,
+            tr.state, tr.sizes, tr.acts, tr.icfg, tr._fcfg(), ws.hidden, ws.deltas, ws.x, ws.t, decayed, 0,
+        )  # fmt: skip
+        runs.append(tr.params.copy())
+    assert_close(runs[0], runs[1].astype(np.float64), dtype, factor=10)
+    assert cpu.settle_interval(1 - 0.2 * 0.3) == 11  # 0.94^11 >= 1/2 > 0.94^12
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("mu,decay", [(0.0, 0.0), (0.0, 0.05), (0.9, 0.0), (0.9, 0.05)])
 @pytest.mark.parametrize("m", [1, SPLIT_M])
 def test_sparse_sgd(m, mu, decay, threads, dtype, rng):
@@ -652,7 +708,8 @@ def test_sparse_sgd(m, mu, decay, threads, dtype, rng):
         v = c64 - lr * g - lr * decay * w64
         expected_w, expected_c = w64 + v, mu * v
     before = w.copy()
-    cpu.sparse_sgd(x, delta, w, carried, lr, mu, lr * decay, cpu.count_nonzero(x), threads)
+    eager = np.zeros(0, dtype=np.int64)  # no deferred decay
+    cpu.sparse_sgd(x, delta, w, carried, lr, mu, lr * decay, cpu.count_nonzero(x), threads, eager, 1)
     assert_close(w, expected_w, dtype)
     assert_close(carried, expected_c, dtype)
     if mu == 0.0 and decay == 0.0:  # rows whose input is zero throughout are not touched
@@ -751,7 +808,18 @@ def test_fused_sgd_step_equals_gradient_then_update(sparse, opt, m, dtype, rng):
     t = target_matrix(fused, y).astype(dtype)
     hidden, deltas = fused._train_ws.hidden, fused._train_ws.deltas
     cpu.backward(fused.params, fused.feedback, fused.sizes, fused.acts, fused.icfg, xs, t, hidden, deltas)
-    cpu.fused_sgd_step(fused.params, fused.state, fused.sizes, fused.icfg, fused._fcfg(), xs, hidden, deltas)
+    cpu.fused_sgd_step(
+        fused.params,
+        fused.state,
+        fused.sizes,
+        fused.icfg,
+        fused._fcfg(),
+        xs,
+        hidden,
+        deltas,
+        np.zeros(0, np.int64),
+        1,
+    )
     grads = plain.gradients(x, y)
     cpu.update_parameters(plain.params, grads, plain.state, plain.sizes, plain.icfg, plain._fcfg(), 1)
     assert_close(fused.params, plain.params.astype(np.float64), dtype)

@@ -70,6 +70,7 @@ from fastfa.kernels.codes import (
     DYNAMICS_KOLEN_POLLACK,
     DYNAMICS_MIRROR,
     F_LR,
+    F_MOMENTUM,
     F_WEIGHT_DECAY,
     I_CLASSIFICATION,
     I_DYNAMICS,
@@ -114,8 +115,12 @@ from fastfa.kernels.layout import (  # noqa: F401 (the engine's parts, under the
 )
 from fastfa.kernels.optimisers import (  # noqa: F401 (the engine's parts, under their old names)
     apply_velocity,
+    defers_decay,
     fused_sgd_step,
     optimise_range,
+    scale_by_pending_decay,
+    settle_decay,
+    settle_interval,
     sparse_sgd,
     update_parameters,
 )
@@ -176,22 +181,41 @@ def score_rows(y, tb, e, act, icfg, has_targets, outputs, start):
 
 @kernel
 def train_batch(
-    params, feedback, magnitude, grads, state, sizes, acts, icfg, fcfg, x, t, hidden, deltas, step
+    params, feedback, magnitude, grads, state, sizes, acts, icfg, fcfg, x, t, hidden, deltas, decayed, step
 ):
     """One training step on batch ``(x, t)``: refresh feedback, deltas, update, learn feedback.
 
-    SGD without Nesterov's correction takes the fused path
-    (:func:`fused_sgd_step`); Nesterov and Adam go through a gradient buffer.
+    SGD without Nesterov's correction (or without momentum, where the correction is void)
+    takes the fused path (:func:`fused_sgd_step`); Nesterov and Adam go through a
+    gradient buffer.
+
+    Plain SGD with weight decay defers the decay of the first layer's untouched rows
+    (:func:`~fastfa.kernels.optimisers.defers_decay`; ``decayed`` has one entry per input,
+    the step each row's decay has reached, and ``x``, the batch buffer, is scaled in place);
+    otherwise ``decayed`` is unused.
 
     Returns ``(summed loss, error count)`` measured before the update.
     """
     refresh_feedback(params, feedback, magnitude, sizes, icfg, step)
+    deferred = defers_decay(icfg, fcfg, sizes) and decayed.size > 0
+    keep = 1.0 - fcfg[F_LR] * fcfg[F_WEIGHT_DECAY]
+    sparse = deferred and is_sparse(x, count_nonzero(x))
+    if sparse:
+        scale_by_pending_decay(x, decayed, step - 1, keep)
+    elif deferred:  # the dense step decays every row: settle the debts first
+        settle_decay(weight_view(params, sizes, 0), decayed, step - 1, keep)
     loss, errors = backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas)
     dynamics = icfg[I_DYNAMICS]
     if dynamics == DYNAMICS_KOLEN_POLLACK:
         shift_feedback(params, feedback, sizes, 1.0, -1.0)
-    if icfg[I_OPTIMIZER] == SGD and icfg[I_NESTEROV] == 0:
-        fused_sgd_step(params, state, sizes, icfg, fcfg, x, hidden, deltas)
+    if icfg[I_OPTIMIZER] == SGD and (icfg[I_NESTEROV] == 0 or fcfg[F_MOMENTUM] == 0.0):
+        fused_sgd_step(
+            params, state, sizes, icfg, fcfg, x, hidden, deltas, decayed[: decayed.size * sparse], step
+        )
+        if deferred and not sparse:  # the dense step decayed every row
+            decayed[:] = step
+        elif sparse and step % settle_interval(keep) == 0:
+            settle_decay(weight_view(params, sizes, 0), decayed, step, keep)
     else:
         weight_gradients(x, hidden, deltas, grads, sizes, first_trainable(icfg), x.shape[0], icfg[I_THREADS])
         update_parameters(params, grads, state, sizes, icfg, fcfg, step)
@@ -223,14 +247,18 @@ def train_epoch(
     deltas,
     xbuf,
     tbuf,
+    decayed,
     step,
 ):
     """Train on the rows ``order`` of ``x_all`` in batches, entirely in compiled code.
 
-    ``step`` is the number of updates made before this call. Returns
-    ``(summed loss, error count)`` over the epoch, each batch measured before
-    its own update (the convention of scikit-learn's ``loss_curve_``).
+    ``step`` is the number of updates made before this call. ``decayed`` (int64, one entry
+    per input) is scratch for the deferred weight decay of :func:`train_batch`; every row's
+    decay is settled before this returns. Returns ``(summed loss, error count)`` over the
+    epoch, each batch measured before its own update (the convention of scikit-learn's
+    ``loss_curve_``).
     """
+    decayed[:] = step
     n_in = sizes[0]
     n_out = sizes[sizes.size - 1]
     total_loss = 0.0
@@ -241,10 +269,26 @@ def train_epoch(
         xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
         step += 1
         loss, errors = train_batch(
-            params, feedback, magnitude, grads, state, sizes, acts, icfg, fcfg, xb, tb, hidden, deltas, step
+            params,
+            feedback,
+            magnitude,
+            grads,
+            state,
+            sizes,
+            acts,
+            icfg,
+            fcfg,
+            xb,
+            tb,
+            hidden,
+            deltas,
+            decayed,
+            step,
         )
         total_loss += loss
         total_errors += errors
+    if decayed.size > 0 and defers_decay(icfg, fcfg, sizes):
+        settle_decay(weight_view(params, sizes, 0), decayed, step, 1.0 - fcfg[F_LR] * fcfg[F_WEIGHT_DECAY])
     return total_loss, total_errors
 
 

@@ -25,6 +25,7 @@ from fastfa.kernels.codes import (
     I_NESTEROV,
     I_OPTIMIZER,
     I_THREADS,
+    SGD,
 )
 from fastfa.kernels.dense import first_trainable, layer_input
 from fastfa.kernels.layout import activation_view, bias_view, n_weights, weight_view
@@ -45,20 +46,23 @@ def _sgd_range(params, grads, carried, lo, hi, lr, momentum, decay, nesterov):
     ``beta = 1``; it is flushed to zero once subnormal (:func:`flush_subnormal`).
     """
     tiny = np.finfo(params.dtype).tiny
+    # Slices indexed from 0, not ``range(lo, hi)``: an index numba cannot prove non-negative
+    # gets a wraparound check that keeps LLVM from vectorising the loop (5-10x slower).
+    w, g_in, c = params[lo:hi], grads[lo:hi], carried[lo:hi]
     if momentum == 0.0:
-        for i in range(lo, hi):
-            params[i] -= lr * (grads[i] + decay * params[i])
+        for i in range(w.size):
+            w[i] -= lr * (g_in[i] + decay * w[i])
     elif nesterov:
-        for i in range(lo, hi):
-            g = grads[i] + decay * params[i]
-            v = carried[i] - lr * g
-            params[i] += momentum * v - lr * g
-            carried[i] = flush_subnormal(momentum * v, tiny)
+        for i in range(w.size):
+            g = g_in[i] + decay * w[i]
+            v = c[i] - lr * g
+            w[i] += momentum * v - lr * g
+            c[i] = flush_subnormal(momentum * v, tiny)
     else:
-        for i in range(lo, hi):
-            v = carried[i] - lr * (grads[i] + decay * params[i])
-            params[i] += v
-            carried[i] = flush_subnormal(momentum * v, tiny)
+        for i in range(w.size):
+            v = c[i] - lr * (g_in[i] + decay * w[i])
+            w[i] += v
+            c[i] = flush_subnormal(momentum * v, tiny)
 
 
 @kernel
@@ -71,13 +75,14 @@ def _adam_range(params, grads, first, second, lo, hi, lr, beta1, beta2, eps, dec
     """
     tiny = np.finfo(params.dtype).tiny
     rate = lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
-    for i in range(lo, hi):
-        g = grads[i] + decay * params[i]
-        mi = beta1 * first[i] + (1.0 - beta1) * g
-        vi = beta2 * second[i] + (1.0 - beta2) * g * g
-        first[i] = flush_subnormal(mi, tiny)
-        second[i] = flush_subnormal(vi, tiny)
-        params[i] -= rate * mi / (math.sqrt(vi) + eps)
+    w, g_in, m, v = params[lo:hi], grads[lo:hi], first[lo:hi], second[lo:hi]  # see _sgd_range
+    for i in range(w.size):
+        g = g_in[i] + decay * w[i]
+        mi = beta1 * m[i] + (1.0 - beta1) * g
+        vi = beta2 * v[i] + (1.0 - beta2) * g * g
+        m[i] = flush_subnormal(mi, tiny)
+        v[i] = flush_subnormal(vi, tiny)
+        w[i] -= rate * mi / (math.sqrt(vi) + eps)
 
 
 @parallel_kernel
@@ -124,7 +129,7 @@ def update_parameters(params, grads, state, sizes, icfg, fcfg, step):
 
 
 @kernel
-def fused_sgd_step(params, state, sizes, icfg, fcfg, x, hidden, deltas):
+def fused_sgd_step(params, state, sizes, icfg, fcfg, x, hidden, deltas, decayed, step):
     """SGD (plain or heavy-ball momentum) with the weight gradient accumulated by BLAS.
 
     With ``g = h_{l-1}^T delta_l`` (never stored):
@@ -134,9 +139,11 @@ def fused_sgd_step(params, state, sizes, icfg, fcfg, x, hidden, deltas):
       carried momentum ``mu v`` kept in ``state[0]``, then one pass
       ``v <- v - lr wd W``, ``W <- W + v``, ``state[0] <- mu v``.
 
-    Sparse inputs take :func:`sparse_sgd` for the first layer. Biases likewise,
-    without decay. The same step as :func:`weight_gradients` followed by
+    Sparse inputs take :func:`sparse_sgd` for the first layer, which defers the decay of
+    the rows it does not touch when ``decayed`` has entries (:func:`defers_decay`). Biases
+    likewise, without decay. The same step as :func:`weight_gradients` followed by
     :func:`update_parameters`, up to rounding, with fewer passes over the weights.
+    ``step`` numbers this update.
     """
     m = x.shape[0]
     lr, mu, decay = fcfg[F_LR], fcfg[F_MOMENTUM], fcfg[F_WEIGHT_DECAY]
@@ -149,7 +156,7 @@ def fused_sgd_step(params, state, sizes, icfg, fcfg, x, hidden, deltas):
         v = weight_view(carried, sizes, layer)
         nonzero = count_nonzero(x) if layer == 0 else 0
         if layer == 0 and is_sparse(x, nonzero):
-            sparse_sgd(x, delta, w, v, lr, mu, lr * decay, nonzero, threads)
+            sparse_sgd(x, delta, w, v, lr, mu, lr * decay, nonzero, threads, decayed, step)
         elif mu == 0.0:
             product(-lr, h_in, True, delta, False, 1.0 - lr * decay, w, threads)
         else:
@@ -199,7 +206,7 @@ def apply_velocity(w, v, shrink, mu, threads):
 
 
 @parallel_kernel
-def sparse_sgd(x, delta, w, carried, lr, mu, shrink, nonzero, threads):
+def sparse_sgd(x, delta, w, carried, lr, mu, shrink, nonzero, threads, decayed, step):
     """The SGD step of a first layer with sparse inputs, the rows of ``w`` split over threads.
 
     ``g_j = sum_{i: x_ij != 0} x_ij delta_i`` from the non-zero inputs only, then
@@ -208,20 +215,27 @@ def sparse_sgd(x, delta, w, carried, lr, mu, shrink, nonzero, threads):
     input is zero throughout the batch is not touched), or with momentum
     ``v = carried_j - lr g_j - shrink w_j``, ``w_j += v``, ``carried_j = mu v``.
     ``shrink`` is ``lr * weight_decay``; ``nonzero`` counts the non-zero entries of ``x``.
+
+    Deferred decay (plain SGD, ``decayed`` not empty; :func:`defers_decay`): only the rows
+    with a non-zero input move. Row ``j`` owes the decay of the steps after ``decayed[j]``,
+    ``f_j = (1 - shrink)^(step - 1 - decayed[j])``, and ``x`` arrives already scaled by it
+    (:func:`scale_by_pending_decay`, so the forward pass saw ``f_j w_j``); the step is then
+    ``w_j <- (1 - shrink) f_j w_j - (lr / f_j) sum_i x_ij delta_i`` and ``decayed[j] = step``.
     """
     n_in = x.shape[1]
-    whole_rows = w.size if mu != 0.0 or shrink != 0.0 else 0  # passes over every row of w
+    deferred = mu == 0.0 and shrink != 0.0 and decayed.size > 0
+    whole_rows = w.size if (mu != 0.0 or shrink != 0.0) and not deferred else 0  # passes over every row
     parts = parts_for(threads, nonzero * w.shape[1] + whole_rows, GEMM_GRAIN, n_in)
     if parts == 1:
-        _sparse_sgd_rows(x, delta, w, carried, lr, mu, shrink, 0, n_in)
+        _sparse_sgd_rows(x, delta, w, carried, lr, mu, shrink, 0, n_in, deferred, decayed, step)
         return
     for part in prange(parts):
         lo, hi = split(part, parts, n_in)
-        _sparse_sgd_rows(x, delta, w, carried, lr, mu, shrink, lo, hi)
+        _sparse_sgd_rows(x, delta, w, carried, lr, mu, shrink, lo, hi, deferred, decayed, step)
 
 
 @kernel
-def _sparse_sgd_rows(x, delta, w, carried, lr, mu, shrink, lo, hi):
+def _sparse_sgd_rows(x, delta, w, carried, lr, mu, shrink, lo, hi, deferred, decayed, step):
     """Rows ``lo..hi`` of :func:`sparse_sgd`."""
     tiny = np.finfo(w.dtype).tiny
     index = np.empty(x.shape[0], dtype=np.int64)
@@ -235,6 +249,23 @@ def _sparse_sgd_rows(x, delta, w, carried, lr, mu, shrink, lo, hi):
                 value[k] *= -lr
             weighted_rows(delta, index, value, count, w_row, True)
             continue
+        if deferred:
+            if count == 0:
+                continue
+            owed = owed_decay(1.0 - shrink, step - 1 - decayed[j])
+            keep = w_row.dtype.type((1.0 - shrink) * owed)  # the row's dtype keeps the loop narrow
+            for k in range(count):
+                value[k] *= -lr / owed
+            if count == 1:  # one pass: w_j <- keep w_j - (lr / f_j) x_ij delta_i
+                d, v0 = delta[index[0]], value[0]
+                for c in range(w_row.size):
+                    w_row[c] = keep * w_row[c] + v0 * d[c]
+            else:
+                for c in range(w_row.size):
+                    w_row[c] *= keep
+                weighted_rows(delta, index, value, count, w_row, True)
+            decayed[j] = step
+            continue
         weighted_rows(delta, index, value, count, g)
         if mu == 0.0:
             for c in range(g.size):
@@ -245,3 +276,67 @@ def _sparse_sgd_rows(x, delta, w, carried, lr, mu, shrink, lo, hi):
                 vc = v_row[c] - lr * g[c] - shrink * w_row[c]
                 w_row[c] += vc
                 v_row[c] = flush_subnormal(mu * vc, tiny)
+
+
+# ------------------------------------------------------------- deferred weight decay
+#
+# Plain SGD with weight decay at small batches: a sparse first layer moves only the rows of
+# its non-zero inputs, but decay shrinks every row at every step, which would cost a pass
+# over the whole matrix per step. Instead row j records in ``decayed[j]`` the step up to
+# which its decay has been applied; the forward pass sees the owed decay through the inputs
+# (``x_ij f_j`` times the stored row equals ``x_ij`` times the decayed row), a row settles
+# its debt when it is next updated, and every row settles at the end of a call and whenever
+# the smallest owed factor could fall below one half. Exactly the eager step, up to rounding.
+
+
+@kernel
+def defers_decay(icfg, fcfg, sizes):
+    """Whether the first layer's weight decay is deferred: plain SGD with decay, first layer learning."""
+    return (
+        icfg[I_OPTIMIZER] == SGD
+        and fcfg[F_MOMENTUM] == 0.0
+        and fcfg[F_WEIGHT_DECAY] != 0.0
+        and first_trainable(icfg) == 0
+        and sizes.size > 1
+    )
+
+
+@kernel
+def owed_decay(keep, steps):
+    """``keep^steps`` as ``exp(steps log keep)``: one ``exp``, a few times cheaper than ``pow``."""
+    return math.exp(steps * math.log(keep))
+
+
+@kernel
+def settle_decay(w, decayed, step, keep):
+    """``w_j <- keep^(step - decayed[j]) w_j`` and ``decayed[j] = step`` for every row ``j``."""
+    for j in range(w.shape[0]):
+        owed = step - decayed[j]
+        if owed > 0:
+            factor = w.dtype.type(owed_decay(keep, owed))
+            row = w[j]
+            for c in range(row.size):
+                row[c] *= factor
+        decayed[j] = step
+
+
+@kernel
+def settle_interval(keep):
+    """Steps after which every row settles, so that no owed factor falls below 1/2."""
+    if keep >= 1.0:
+        return 1 << 62
+    return max(1, int(math.log(0.5) / math.log(keep)))
+
+
+@kernel
+def scale_by_pending_decay(x, decayed, step, keep):
+    """``x_ij <- keep^(step - decayed[j]) x_ij`` for the non-zero inputs: the forward pass's
+    view of the decay each first-layer row owes."""
+    for j in range(x.shape[1]):
+        owed = step - decayed[j]
+        factor = 0.0  # computed at the column's first non-zero input (most columns have none)
+        for i in range(x.shape[0]):
+            if x[i, j] != 0 and owed > 0:
+                if factor == 0.0:
+                    factor = owed_decay(keep, owed)
+                x[i, j] *= factor
