@@ -138,12 +138,6 @@ def test_learned_feedback_aligns_with_the_kernels(digits):
         assert all(a < b - 5 for a, b in zip(learned, fa)), f"{rule}: {learned} vs fa {fa}"
 
 
-def test_cuda_says_conv_layers_need_the_cpu():
-    tr = Trainer(TrainConfig(rule="fa", **SETTINGS), 64, 10)
-    with pytest.raises(ValueError, match="no CUDA kernels yet"):
-        tr.use_device("cuda")
-
-
 def test_run_file_round_trip_predicts_the_same(digits, trained, tmp_path):
     x_train, y_train, x_test, _ = digits
     out = tmp_path / "run.h5"

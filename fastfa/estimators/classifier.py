@@ -32,9 +32,7 @@ class MLPClassifier(_BaseMLP):
         (``"lenet-mnist"``, ``"lenet-cifar"``); the dense output layer is added.
         Conv and pooling layers need images (see ``image_shape``); a list of
         dense layers only trains exactly as the same ``hidden_layer_sizes``.
-        Giving a non-default ``hidden_layer_sizes`` too is a ValueError. With
-        conv or pooling layers, ``device="cuda"`` raises ValueError in ``fit``
-        (dense networks only, for now).
+        Giving a non-default ``hidden_layer_sizes`` too is a ValueError.
     image_shape : tuple of int or None, default None
         ``(C, H, W)``, or ``(H, W)`` for one channel, of the samples when ``X``
         is passed flat, ``(n_samples, C * H * W)`` (C order). Images passed as

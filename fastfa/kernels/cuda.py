@@ -1,4 +1,5 @@
-"""CUDA kernels (numba ``@cuda.jit``) of the dense engine, under one name.
+"""CUDA kernels (numba ``@cuda.jit``), under one name for the CUDA engines (:mod:`fastfa.cuda_engine`,
+:mod:`fastfa.cuda_layers`; the latter takes the convolutions from :mod:`~fastfa.kernels.cuda_conv`).
 
 The kernels live in modules by concern, each the twin of a CPU kernel module:
 

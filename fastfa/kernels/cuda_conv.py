@@ -33,6 +33,8 @@ run blocks of :data:`~fastfa.kernels.cuda_base.THREADS` threads.
 Differences from the CPU signatures: no ``workspace`` and no ``threads`` (the grid is
 picked from the shapes), and an optional keyword ``stream`` (default 0) to launch on.
 
+:class:`fastfa.cuda_layers.CudaLayerEngine` trains layer lists with them (float32).
+
 Set ``NUMBA_ENABLE_CUDASIM=1`` before numba is imported to run them on the CPU simulator
 (slow: tiny shapes only).
 """
