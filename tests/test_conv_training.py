@@ -267,3 +267,18 @@ def test_export_then_numpy_forward_reproduces_predict(layers, digits, tmp_path):
     trainer, _ = load_model(out)
     expected = trainer.predict_outputs(x_test, dtype="float64")
     np.testing.assert_allclose(numpy_forward(model, x_test), expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("rule", ["bp", "fa", "usf", "kp", "wm"])
+def test_pooling_below_the_first_layer_with_weights(rule, digits):
+    """A pooling layer first: the signal stops at the first layer with weights (nothing below it
+    learns), and sign-concordant, Kolen-Pollack and mirror feedback skip that layer, which owns
+    none. Training runs, and the first layer's weights move."""
+    x_train, y_train = digits[0][:64], digits[1][:64]
+    settings = {**SETTINGS, "layers": "maxpool:2,conv:4:2,dense:8"}
+    tr = Trainer(TrainConfig(rule=rule, epochs=1, **settings), 64, 10)
+    before = tr.params.copy()
+    loss, _ = tr.train_epoch(x_train, y_train)
+    assert np.isfinite(loss) and np.all(np.isfinite(tr.params))
+    first = tr.arch.weights(tr.params)[0]
+    assert not np.array_equal(first, tr.arch.weights(before)[0])

@@ -40,7 +40,6 @@ from fastfa.kernels.layer_table import (
     as_input_images,
     conv_kernel,
     dense_matrix,
-    has_params,
     output_images,
     output_rows,
     weight_count,
@@ -64,9 +63,9 @@ def refresh_layer_feedback(params, feedback, magnitude, ltab, icfg, step):
         return
     seed = icfg[I_SEED]
     for layer in range(1, ltab.shape[0]):
-        if not has_params(ltab, layer):
-            continue
         start, w_start = ltab[layer, L_FB_OFF], ltab[layer, L_W_OFF]
+        if start < 0:  # no weights, or the first layer with weights (nothing below to teach)
+            continue
         size = weight_count(ltab, layer)
         for i in range(size):
             v = magnitude[start + i] * np.sign(params[w_start + i])

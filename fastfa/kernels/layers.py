@@ -245,7 +245,10 @@ def backward_layers(params, feedback, ltab, icfg, x, t, hidden, deltas, indices,
     if signal == SIGNAL_NONE:
         return loss, errors
     if signal == SIGNAL_BACKPROP or signal == SIGNAL_LAYERWISE:
-        for layer in range(last, 0, -1):
+        lowest = 0  # the first layer with weights: no layer below it learns, so no signal goes there
+        while not has_params(ltab, lowest):
+            lowest += 1
+        for layer in range(last, lowest, -1):
             send_down(params, feedback, ltab, layer, signal, hidden, deltas, indices, workspace, m, threads)
         return loss, errors
     n_out = e.shape[1]

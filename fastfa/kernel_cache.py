@@ -1,0 +1,38 @@
+"""Whether a trainer's compiled kernels are already in numba's on-disk cache.
+
+The first run after installing (or upgrading) fastfa compiles its kernels, which takes tens
+of seconds before the first epoch; later runs load them from ``__pycache__`` in about a
+second. The shell says so when it is about to compile (``fastfa train`` prints one line),
+so that a silent first epoch is not mistaken for a hang.
+
+The check reads the cache index of the trainer's epoch kernel (dense engine or layer-table
+engine), which numba invalidates when the kernel's source file changes; an index without
+an entry for the trainer's float dtype means a compile is coming. Anything unexpected
+(numba internals moved, an unreadable cache) counts as cached: the notice is a courtesy
+and must never stop a run.
+"""
+
+from __future__ import annotations
+
+NOTICE = "compiling kernels (first run only, typically under a minute; later runs load them)"
+
+
+def epoch_kernel(trainer):
+    """The compiled epoch loop ``trainer`` trains with on the CPU."""
+    if trainer.arch.is_dense:
+        from fastfa.kernels import cpu
+
+        return cpu.train_epoch
+    from fastfa.kernels import layers
+
+    return layers.train_epoch_layers
+
+
+def is_cached(trainer):
+    """True unless the trainer's epoch kernel has no cached compilation for its dtype."""
+    try:
+        index = epoch_kernel(trainer)._cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001 (numba internals: when in doubt, say nothing)
+        return True
+    dtype = str(trainer.dtype)
+    return any(dtype in str(key[0][0]) for key in index)
