@@ -369,6 +369,10 @@ def _train(ctx, run, out, opts):
         return ProgressBar(n_rows, run.trainer.epoch + 1, run.epochs, show_bar)
 
     def on_start(run):
+        from fastfa import kernel_cache
+
+        if not quiet and not run.complete and not kernel_cache.is_cached(run.trainer):
+            click.echo(kernel_cache.NOTICE, err=True)
         if run.selection.stopped_early:
             click.echo(f"{out}: already complete (stopped early at epoch {run.trainer.epoch})", err=True)
         elif run.complete:
