@@ -156,3 +156,26 @@ def test_plot_bad_inputs(tmp_path):
     if has_matplotlib():
         assert result.exit_code == 1 and "not a fastfa run file" in result.stderr
     assert not (tmp_path / "fig.png").exists()
+
+
+def test_a_second_reproduce_into_a_held_folder_fails_at_once(tmp_path):
+    """The experiment's folder is held while its runs go: another writer gets one line and exit 1."""
+    import subprocess
+    import time
+
+    out = tmp_path / "linear"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom fastfa.sweep.engines import sweep_folder\n"
+         "with sweep_folder(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)", str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        result = cli("reproduce", "lillicrap-linear", "--quick", "-o", out)
+        assert time.monotonic() - started < 30
+        assert result.exit_code == 1 and str(holder.pid) in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    finally:
+        holder.kill()
+        holder.wait()

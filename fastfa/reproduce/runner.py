@@ -14,7 +14,7 @@ import numpy as np
 
 from fastfa.datasets import DatasetError, convert_mnist, make_teacher, open_dataset, write_dataset
 from fastfa.reproduce.experiments import EXPERIMENTS
-from fastfa.sweep.engines import run_tasks
+from fastfa.sweep.engines import run_tasks, sweep_folder
 from fastfa.sweep.spec import RunTask, run_name
 from fastfa.sweep.summary import write_grid
 
@@ -159,19 +159,23 @@ def network_settings(layers, images=()):
 
 def run_experiment(exp, out_dir, *, seeds=None, epochs=None, quick=False, data=None, mnist_dir=None,
                    workers=None, display=True):  # fmt: skip
-    """Train every run of ``exp`` not finished yet in ``out_dir``; returns ``(tasks, dataset)``."""
+    """Train every run of ``exp`` not finished yet in ``out_dir``; returns ``(tasks, dataset)``.
+
+    The folder is held while the runs go (:func:`fastfa.sweep.engines.sweep_folder`): a second
+    ``fastfa reproduce`` into it fails at once, naming the holder.
+    """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dataset = prepare_data(exp, out_dir, quick=quick, data=data, mnist_dir=mnist_dir)
-    tasks, base, n_seeds = build_tasks(exp, dataset, out_dir, seeds=seeds, epochs=epochs, quick=quick)
-    axes = {"rule": list(exp.rules)}
-    if len(exp.nets) > 1:
-        axes["net"] = list(exp.nets)
-    axes["seed"] = list(range(n_seeds))
-    write_grid(
-        out_dir, tasks, source=f"fastfa reproduce {exp.name}", dataset=str(dataset), base=base, axes=axes
-    )
-    outcomes = run_tasks(tasks, workers=workers, display=display)
+    with sweep_folder(out_dir):
+        dataset = prepare_data(exp, out_dir, quick=quick, data=data, mnist_dir=mnist_dir)
+        tasks, base, n_seeds = build_tasks(exp, dataset, out_dir, seeds=seeds, epochs=epochs, quick=quick)
+        axes = {"rule": list(exp.rules)}
+        if len(exp.nets) > 1:
+            axes["net"] = list(exp.nets)
+        axes["seed"] = list(range(n_seeds))
+        write_grid(
+            out_dir, tasks, source=f"fastfa reproduce {exp.name}", dataset=str(dataset), base=base, axes=axes
+        )
+        outcomes = run_tasks(tasks, workers=workers, display=display)
     failed = [o for o in outcomes if o["status"] == "failed"]
     if failed:
         raise ValueError(
