@@ -269,22 +269,9 @@ def train_epoch(
         xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
         step += 1
         loss, errors = train_batch(
-            params,
-            feedback,
-            magnitude,
-            grads,
-            state,
-            sizes,
-            acts,
-            icfg,
-            fcfg,
-            xb,
-            tb,
-            hidden,
-            deltas,
-            decayed,
-            step,
-        )
+            params, feedback, magnitude, grads, state, sizes, acts, icfg, fcfg, xb, tb, hidden, deltas,
+            decayed, step,
+        )  # fmt: skip
         total_loss += loss
         total_errors += errors
     if decayed.size > 0 and defers_decay(icfg, fcfg, sizes):
