@@ -1,6 +1,8 @@
 """Training throughput on the CPU: fastfa next to PyTorch, plain NumPy and the GEMM bound.
 
-Run ``python -m benchmarks.cpu [--quick] [--threads N] [--no-torch]``. Everything is
+Run ``python -m benchmarks.cpu [--quick] [--threads N] [--no-torch]``; ``--optimizers
+sgd,decay,nesterov,adam`` prints each optimiser setting next to plain SGD and to PyTorch with
+the same optimiser, and ``--busy`` keeps one core busy with another process meanwhile. Everything is
 measured in this one process, with the same thread count for every contender (BLAS,
 numba, PyTorch), so the ratio lines hold even on a noisy shared machine.
 
@@ -40,6 +42,12 @@ def _parse(argv):
     parser.add_argument("--batches", default="1,32,128,1024")
     parser.add_argument("--rules", default="bp,fa,dfa")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of alternating timings")
+    parser.add_argument(
+        "--optimizers",
+        default="sgd",
+        help="comma-separated: sgd, decay (SGD + weight decay 1e-3), nesterov, adam",
+    )
+    parser.add_argument("--busy", action="store_true", help="keep one core busy with a spinning process")
     parser.add_argument("--serve", choices=["fastfa", "torch", "numpy"], help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -55,6 +63,14 @@ from benchmarks.torch_rules import make_model  # noqa: E402
 from fastfa import TrainConfig, Trainer  # noqa: E402
 
 MNIST_SIZES = (784, 1000, 10)
+#: optimiser settings on top of SGD (momentum 0.9, plain SGD at batch 1): weight decay 1e-3 as
+#: BioTorch's benchmarks use, Nesterov's momentum, and Adam at its usual rate
+OPTIMIZERS = {
+    "sgd": {},
+    "decay": {"weight_decay": 1e-3},
+    "nesterov": {"nesterov": True},
+    "adam": {"optimizer": "adam", "lr": 1e-3},
+}
 DEEP_SIZES = (784, 1000, 1000, 1000, 1000, 10)
 
 
@@ -111,9 +127,10 @@ def _timed(func):
 # ------------------------------------------------------------------------ fastfa
 
 
-def fastfa_rate(sizes, rule, batch, x, y, repeats):
+def fastfa_rate(sizes, rule, batch, x, y, repeats, opt="sgd"):
     momentum = 0.0 if batch == 1 else 0.9
-    config = TrainConfig(hidden=sizes[1:-1], rule=rule, batch_size=batch, lr=0.01, momentum=momentum)
+    settings = {"lr": 0.01, "momentum": momentum, **OPTIMIZERS[opt]}
+    config = TrainConfig(hidden=sizes[1:-1], rule=rule, batch_size=batch, **settings)
     trainer = Trainer(config, sizes[0], sizes[-1])
     xs, labels, targets = trainer.prepare(x, y)
     order = np.arange(len(xs))
@@ -125,7 +142,7 @@ def fastfa_rate(sizes, rule, batch, x, y, repeats):
 # ------------------------------------------------------------------------- numpy
 
 
-def numpy_rate(sizes, rule, batch, x, y, repeats):
+def numpy_rate(sizes, rule, batch, x, y, repeats, opt="sgd"):
     rng = np.random.default_rng(0)
     ws = [rng.uniform(-1, 1, (a, b)).astype(np.float32) / np.sqrt(a) for a, b in zip(sizes[:-1], sizes[1:])]
     bs = [np.zeros(b, np.float32) for b in sizes[1:]]
@@ -178,13 +195,20 @@ def numpy_rate(sizes, rule, batch, x, y, repeats):
 # ------------------------------------------------------------------------- torch
 
 
-def torch_rate(sizes, rule, batch, x, y, repeats):
+def torch_rate(sizes, rule, batch, x, y, repeats, opt="sgd"):
     import torch
     import torch.nn.functional as F
 
     model, params = make_model(sizes, rule)
     momentum = 0.0 if batch == 1 else 0.9
-    optimizer = torch.optim.SGD(params, lr=0.01, momentum=momentum)
+    settings = OPTIMIZERS[opt]
+    if opt == "adam":
+        optimizer = torch.optim.Adam(params, lr=settings["lr"])
+    else:  # torch refuses Nesterov without momentum, which is plain SGD anyway
+        optimizer = torch.optim.SGD(
+            params, lr=0.01, momentum=momentum, weight_decay=settings.get("weight_decay", 0.0),
+            nesterov=settings.get("nesterov", False) and momentum > 0,
+        )  # fmt: skip
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
     def epoch(n=None):
@@ -225,10 +249,36 @@ def serve(who):
     x_all, y_all, _ = load_mnist(60000)
     print("ready", flush=True)
     for line in sys.stdin:
-        net, rule, batch, samples = line.split()
+        net, rule, batch, samples, *opt = line.split()
         x, y = x_all[: int(samples)], y_all[: int(samples)]
         sizes = {"mnist": MNIST_SIZES, "deep": DEEP_SIZES}[net]
-        print(rate(sizes, rule, int(batch), x, y, EPOCHS_PER_ASK), flush=True)
+        print(rate(sizes, rule, int(batch), x, y, EPOCHS_PER_ASK, *opt), flush=True)
+
+
+def busy_core():
+    """A process that keeps one core busy (``--busy``): another user's job on a shared machine."""
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def optimizer_table(pool, names, batches, rules, optimizers, args):
+    """Each optimiser setting next to plain SGD (fastfa) and to PyTorch with the same optimiser."""
+    head = f"{'rule':<6}{'batch':>6}{'optimizer':>10}{'fastfa':>10}{'torch':>10}"
+    print(head + f"{'vs sgd':>8}{'fastfa/torch':>14}")
+    for batch in batches:
+        n = samples_for(batch, args.quick) // (4 if batch == 1 else 1)
+        for rule in rules:
+            plain = None
+            for opt in ["sgd", *[o for o in optimizers if o != "sgd"]]:
+                rates = pool.best(names, "mnist", rule, batch, n, opt, repeats=args.repeats)
+                ours, theirs = rates["fastfa"], rates.get("torch", float("nan"))
+                plain = plain or ours
+                print(
+                    f"{rule:<6}{batch:>6}{opt:>10}{ours:>10,.0f}{theirs:>10,.0f}{ours / plain:>7.2f}x"
+                    f"{ours / theirs:>13.2f}x",
+                    flush=True,
+                )
 
 
 def main():
@@ -236,6 +286,15 @@ def main():
     if args.serve:
         serve(args.serve)
         return
+    spinner = busy_core() if args.busy else None
+    try:
+        run(args)
+    finally:
+        if spinner is not None:
+            spinner.kill()
+
+
+def run(args):
     batches = [int(b) for b in args.batches.split(",")]
     rules = args.rules.split(",")
     has_torch, note = torch_note(args.no_torch)
@@ -248,10 +307,19 @@ def main():
         f"best of {args.repeats} rounds x {EPOCHS_PER_ASK} passes"
     )
     print()
-    print(f"{'rule':<6}{'batch':>6}{'fastfa':>10}{'torch':>10}{'numpy':>10}{'bound':>10}"
-          f"{'fastfa/torch':>14}{'fastfa/bound':>14}")  # fmt: skip
+    if args.busy:
+        print("--busy: one core kept busy by another process throughout")
     names = ["fastfa", "torch"] if has_torch else ["fastfa"]
     pool = Contenders("benchmarks.cpu", names + ["numpy"], args.threads)
+    optimizers = args.optimizers.split(",")
+    if optimizers != ["sgd"]:
+        try:
+            optimizer_table(pool, names, batches, rules, optimizers, args)
+        finally:
+            pool.close()
+        return
+    print(f"{'rule':<6}{'batch':>6}{'fastfa':>10}{'torch':>10}{'numpy':>10}{'bound':>10}"
+          f"{'fastfa/torch':>14}{'fastfa/bound':>14}")  # fmt: skip
     try:
         for batch in batches:
             n = samples_for(batch, args.quick)
@@ -293,6 +361,6 @@ def startup():
 
 if __name__ == "__main__":
     main()
-    if not ARGS.serve:
+    if not ARGS.serve and ARGS.optimizers == "sgd" and not ARGS.busy:
         print()
         startup()
