@@ -19,7 +19,11 @@ NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 class OneLineErrors(click.Group):
-    """A click group whose errors, usage errors included, are printed on one line."""
+    """A click group whose errors, usage errors included, are printed on one line.
+
+    A broken pipe (``fastfa info RUN | head -1``) ends quietly with status 1 in click's own main
+    (:func:`~fastfa.cli.options.user_errors` lets ``BrokenPipeError`` through to it).
+    """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
@@ -40,6 +44,9 @@ class OneLineErrors(click.Group):
         except KeyboardInterrupt:
             click.echo("Error: interrupted", err=True)
             sys.exit(130)
+        except MemoryError:  # the last resort: sizes are checked before allocating (fastfa.limits)
+            click.echo("Error: out of memory (a smaller model, batch or dataset may help)", err=True)
+            sys.exit(1)
         if not standalone_mode:
             return result
         sys.exit(result if isinstance(result, int) else 0)

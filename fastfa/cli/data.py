@@ -22,10 +22,11 @@ def _friendly_errors(command):
     def wrapper(*args, **kwargs):
         from fastfa.datasets import DatasetError
         from fastfa.files import FileSafetyError
+        from fastfa.limits import LimitError
 
         try:
             return command(*args, **kwargs)
-        except (DatasetError, FileSafetyError) as exc:
+        except (DatasetError, FileSafetyError, LimitError) as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:
             detail = exc.strerror or str(exc)

@@ -2,26 +2,75 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import gzip
 import io
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from fastfa.datasets.schema import _fail
-from fastfa.datasets.writer import _check_conversion, _strip_suffixes, check_input_file, write_dataset
+from fastfa.datasets.writer import (
+    _check_attribute,
+    _check_conversion,
+    _strip_suffixes,
+    check_input_file,
+    write_dataset,
+)
+from fastfa.limits import check_memory, memory_budget, read_bounded
 
 HEADER_NAMES_SHOWN = 20  # header names listed when a label column's name matches none
 
 
+_texts = {}  # path -> its whole text, while convert_csv reads it (read once: a pipe, a gzip stream)
+
+
 def _open_text(path):
+    """The text of ``path`` (gzip-compressed or not): from memory while :func:`convert_csv` holds it
+    (:func:`_holding`), else streamed from the file."""
+    if str(path) in _texts:
+        return io.StringIO(_texts[str(path)], newline="")
     check_input_file(path)
     with open(path, "rb") as f:
         magic = f.read(2)
     if magic == b"\x1f\x8b":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
     return open(path, encoding="utf-8-sig", newline="")
+
+
+def _read_text(path):
+    """The whole text of ``path``, read once, decompressed block by block and refused past a third
+    of the memory budget (:func:`fastfa.limits.read_bounded`: a gzip bomb stops there)."""
+    check_input_file(path)
+    try:
+        with open(path, "rb") as raw:
+            stream = gzip.GzipFile(fileobj=raw, mode="rb") if raw.read(2) == b"\x1f\x8b" else raw
+            raw.seek(0)
+            data = read_bounded(stream, path, memory_budget() // 3)
+    except (EOFError, gzip.BadGzipFile) as exc:
+        truncated = isinstance(exc, EOFError)
+        _fail(path, "truncated gzip file (it ends mid-stream)" if truncated else "not a valid gzip file")
+    except zlib.error:
+        _fail(path, "corrupt gzip data (the compressed stream is damaged)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        _fail(path, f"not UTF-8 text (byte {exc.start} cannot be decoded)")
+
+
+@contextlib.contextmanager
+def _holding(*paths):
+    """Read each of ``paths`` (``None`` skipped) once into memory for the block (:func:`_open_text`)."""
+    try:
+        for path in paths:
+            if path is not None:
+                _texts[str(path)] = _read_text(path)
+        yield
+    finally:
+        for path in paths:
+            _texts.pop(str(path), None)
 
 
 def _is_number(text):
@@ -183,6 +232,9 @@ def _read_csv(path, layout, task):
     parsed separately (text labels) or the first bad field is reported.
     """
     delimiter, header, labels, features = layout
+    if str(path) in _texts:  # the parsed table, its float32 copy and the splits: about 3 x 8 bytes a value
+        rows, columns = _texts[str(path)].count("\n") + 1, len(labels) + len(features)
+        check_memory(24 * rows * columns, f"{path}: {rows:,} rows x {columns:,} columns")
     table = _loadtxt_numeric(path, delimiter, header)
     if table is not None and table.shape[1] == len(labels) + len(features):
         x, y = table[:, features], table[:, labels]
@@ -335,6 +387,13 @@ def convert_csv(
         ``out``.
     """
     out = _check_conversion(path, out, overwrite, task, inputs=(test_file,))
+    with _holding(path, test_file):
+        return _convert_csv(path, out, label_column, header, delimiter, test_file, test_fraction, seed, task,
+                            x_scale, n_classes, name, source, overwrite)  # fmt: skip
+
+
+def _convert_csv(path, out, label_column, header, delimiter, test_file, test_fraction, seed, task, x_scale,
+                 n_classes, name, source, overwrite):  # fmt: skip
     layout = _csv_layout(path, label_column, header, delimiter, task)
     train = _read_csv(path, layout, task)
     if test_file is not None:
@@ -353,6 +412,7 @@ def convert_csv(
             test = (test[0], encoded[1])
         if classes is not None:
             extra["classes"] = [str(c) for c in classes]
+            _check_attribute(path, "classes", extra["classes"])
     x_all = _x_storage(path, train[0], x_scale)
     y_all = train[1] if task == "classification" else train[1].astype(np.float32)
     if test_file is None:

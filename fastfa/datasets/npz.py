@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +11,14 @@ from fastfa.datasets.schema import (
     SPLITS,
     X_DTYPES,
     X_NDIMS,
+    DatasetError,
     _fail,
     _is_integer_dtype,
     _is_number_dtype,
     _show,
 )
 from fastfa.datasets.writer import _check_conversion, _strip_suffixes, check_input_file, write_dataset
+from fastfa.limits import check_memory, format_bytes
 
 
 def _one_hot_to_labels(path, key, y):
@@ -56,6 +59,49 @@ def _npz_y(path, key, y, task):
     return y
 
 
+def _member_header(member):
+    """``(shape, dtype)`` from an ``.npy`` member's header, or ``None`` when numpy should judge it."""
+    version = np.lib.format.read_magic(member)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in readers:
+        return None
+    shape, _fortran, dtype = readers[version](member)
+    return shape, dtype
+
+
+def _check_member_sizes(path):
+    """Check every member's declared shape against the bytes it holds and the memory it needs,
+    before numpy allocates anything (a header may claim terabytes; deflated zeros inflate a
+    thousandfold)."""
+    import zipfile
+
+    total, biggest = 0, None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with archive.open(info) as member:
+                    found = _member_header(member)
+                    offset = member.tell()
+                if found is None or found[1].hasobject:
+                    continue
+                shape, dtype = found
+                key, declared = info.filename[:-4], math.prod(shape) * dtype.itemsize
+                if declared > info.file_size - offset:
+                    _fail(path, f"'{key}' declares shape {shape} ({format_bytes(declared)}) but holds "
+                                f"{format_bytes(max(info.file_size - offset, 0))}")  # fmt: skip
+                total += declared
+                if biggest is None or declared > biggest[1]:
+                    biggest = (key, declared, shape)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        return  # numpy.load says what is wrong
+    if biggest is not None:  # the arrays, and the copies conversion makes
+        check_memory(2 * total, f"{path}: '{biggest[0]}' of shape {biggest[2]} and the other arrays")
+
+
 def _read_npz(path):
     """All arrays of an ``.npz`` archive (a zip of ``.npy`` files), refusing pickled objects."""
     check_input_file(path)
@@ -63,6 +109,7 @@ def _read_npz(path):
         magic = f.read(4)
     if magic != b"PK\x03\x04":
         _fail(path, "not an .npz archive (numpy.savez writes one)")
+    _check_member_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}

@@ -87,18 +87,50 @@ class _SplitInfo(NamedTuple):
     x_shape: tuple  # as stored: N x D, N x H x W or N x C x H x W
 
 
+#: A dataset declaring more than this many bytes must store at least 1/:data:`MAX_RATIO` of them:
+#: more than any compression filter achieves, so the rest were never written (a sparse "bomb").
+DECLARED_BYTES = 64 << 20
+MAX_RATIO = 2000
+
+
+def _link(path, group, key, prefix=""):
+    """The link ``key`` of ``group`` (``None`` when missing), refusing links out of the file."""
+    link = group.get(key, getlink=True)
+    if isinstance(link, h5py.ExternalLink):
+        _fail(path, f"'{prefix}{key}' is an external link to {link.filename}; fastfa reads only data the "
+                    "file holds itself")  # fmt: skip
+    return link
+
+
+def _check_stored(path, where, dataset):
+    """Refuse data kept in other files (external raw storage, virtual datasets) and sizes the file
+    cannot hold (:data:`DECLARED_BYTES`, :data:`MAX_RATIO`)."""
+    from fastfa.limits import format_bytes
+
+    if dataset.is_virtual or dataset.external:
+        kind = "a virtual dataset" if dataset.is_virtual else "stored in external files"
+        _fail(path, f"'{where}' is {kind}; fastfa reads only data the file holds itself")
+    declared = dataset.size * dataset.dtype.itemsize
+    if declared > DECLARED_BYTES:
+        stored = dataset.id.get_storage_size()
+        if stored * MAX_RATIO < declared:
+            _fail(path, f"'{where}' declares {dataset.shape[0]} rows ({format_bytes(declared)}) but the file "
+                        f"stores {format_bytes(stored)} of them; most were never written")  # fmt: skip
+
+
 def _split_info(path, f, name, task):
     """Check one split's structure (no data read); return its :class:`_SplitInfo`."""
-    if name not in f:
+    if _link(path, f, name) is None:
         _fail(path, f"missing group '{name}'")
     group = f[name]
     if not isinstance(group, h5py.Group):
         _fail(path, f"'{name}' is not a group")
     for key in ("x", "y"):
-        if key not in group:
+        if _link(path, group, key, f"{name}/") is None:
             _fail(path, f"missing dataset '{name}/{key}'")
         if not isinstance(group[key], h5py.Dataset):
             _fail(path, f"'{name}/{key}' is not a dataset")
+        _check_stored(path, f"{name}/{key}", group[key])
     x, y = group["x"], group["y"]
     _check_x_dtype(path, name, x.dtype)
     _check_y_dtype(path, name, y.dtype, task)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -227,14 +228,44 @@ def write_dataset(
     attrs["format_version"] = FORMAT_VERSION
     if image_shape is not None:
         attrs["image_shape"] = np.asarray(image_shape, dtype=np.int64)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs.update(attrs)
-            _write_extras(f, extra_groups, extra_attrs)
-            for split, (x, y) in arrays.items():
-                _write_split(f, split, x, y)
-        open_dataset(tmp).close()
+    for key, value in (extra_attrs or {}).items():
+        _check_attribute(path, key, value)
+    try:
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.attrs.update(attrs)
+                _write_extras(f, extra_groups, extra_attrs)
+                for split, (x, y) in arrays.items():
+                    _write_split(f, split, x, y)
+            open_dataset(tmp).close()
+    except OSError as exc:  # the temporary file is gone (atomic_path); say why in one line
+        if isinstance(exc, FileSafetyError):
+            raise
+        _fail(path, f"cannot write ({_write_problem(exc)}); nothing was written")
     return path
+
+
+#: Entries an HDF5 attribute list holds at most (attributes are stored in one 64 KiB header
+#: message; a variable-length string takes 16 bytes of it).
+MAX_ATTRIBUTE_ITEMS = 4000
+
+
+def _check_attribute(path, key, value):
+    """Refuse a root attribute too big for HDF5 (``classes`` of a CSV with thousands of names)."""
+    if isinstance(value, (list, tuple, np.ndarray)) and len(value) > MAX_ATTRIBUTE_ITEMS:
+        what = "class names" if key == "classes" else f"entries in attribute {key!r}"
+        hint = "; number the classes 0..K-1 instead" if key == "classes" else ""
+        _fail(path, f"{len(value):,} {what}: more than the {MAX_ATTRIBUTE_ITEMS:,} fastfa can store{hint}")
+
+
+def _write_problem(exc):
+    """A short reason for a failed write: no space, over quota, or the system's words."""
+    text = " ".join(str(exc).split())
+    if exc.errno == errno.ENOSPC or "errno = 28" in text or "No space left" in text:
+        return "no space left on the device"
+    if exc.errno == errno.EDQUOT or "errno = 122" in text:
+        return "disk quota exceeded"
+    return exc.strerror or text
 
 
 def check_input_file(path):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import re
 import sys
 from dataclasses import dataclass, fields
@@ -36,6 +37,7 @@ from pathlib import Path
 
 from fastfa.config import TrainConfig
 from fastfa.files import FileSafetyError, check_regular
+from fastfa.limits import MAX_GRID_POINTS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -150,6 +152,13 @@ def load_spec(path):
     in_memory = data.get("in_memory", False)
     if not isinstance(in_memory, bool):
         raise SpecError(f"{path}: in_memory must be true or false, got {in_memory!r}")
+    points = math.prod(len(values) for values in axes.values())
+    if points > MAX_GRID_POINTS:
+        shape = " x ".join(str(len(values)) for values in axes.values())
+        raise SpecError(
+            f"{path}: the grid has {points:,} points ({shape}), each a training run; at most "
+            f"{MAX_GRID_POINTS:,}"
+        )
     return SweepSpec(str(path), str(dataset_path), base, axes, threads, in_memory)
 
 
