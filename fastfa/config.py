@@ -14,6 +14,7 @@ from fastfa.optim import SCHEDULES
 
 DTYPES = ("float32", "float64")
 STANDARDIZE = ("auto", "on", "off")
+MAX_SEED = 2**63 - 1  # seeds travel through int64 (the kernels' configuration)
 
 
 def _positive_int(name, value):
@@ -171,8 +172,9 @@ class TrainConfig:
         if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 0:
             raise ValueError(f"early stopping must be a non-negative number of epochs, got {patience!r}")
         checks["early_stopping"] = int(patience)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer from 0 to 2**63-1 ({MAX_SEED}), got {self.seed!r}")
         checks["seed"] = int(self.seed)
         checks["nesterov"] = bool(self.nesterov)
         checks["shuffle"] = bool(self.shuffle)

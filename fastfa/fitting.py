@@ -165,7 +165,8 @@ def _add_evaluation(record, trainer, splits, probe):
     for split in splits:
         record[f"{split.name}_loss"], record[f"{split.name}_error"] = evaluate_split(trainer, split)
     if probe is not None and trainer.arch.n_layers > 1:
-        metrics = alignment(trainer, *probe)
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging run's angles are NaN, quietly
+            metrics = alignment(trainer, *probe)
         for key in ("update_angle", "feedback_angle", "norm_ratio"):
             record[key] = [m[key] for m in metrics]
     return record

@@ -32,6 +32,8 @@ working.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +51,42 @@ DIRECT_SIGNALS = ("direct", "direct-sign", "target")
 
 class PluginWarning(UserWarning):
     """A rule plugin could not be loaded, or clashes with another one."""
+
+
+class PluginError(ValueError):
+    """A rule plugin's code raised; the message is one line naming the rule, the plugin and the hook."""
+
+
+def guard_plugin(rule, origin):
+    """``rule`` with the exceptions of its plugin code (``init_feedback``, ``after_batch``) turned
+    into :class:`PluginError`: one line naming the rule, ``origin`` (its file or entry point),
+    the hook and what it raised."""
+
+    def guarded(hook, func):
+        if func is None or getattr(func, "_fastfa_guarded", False):
+            return func
+
+        @functools.wraps(func)
+        def call(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except PluginError:
+                raise
+            except Exception as exc:
+                what = " ".join(str(exc).split())
+                raise PluginError(
+                    f"rule {rule.name!r} (plugin {origin}): {hook} raised {type(exc).__name__}"
+                    + (f": {what}" if what else "")
+                ) from None
+
+        call._fastfa_guarded = True
+        return call
+
+    return dataclasses.replace(
+        rule,
+        init_feedback=guarded("init_feedback", rule.init_feedback),
+        after_batch=guarded("after_batch", rule.after_batch),
+    )
 
 
 @dataclass(frozen=True)
@@ -134,6 +172,18 @@ def _convert_option(rule, key, value, default):
     """``value`` converted to the type of ``default`` (text from the command line included)."""
     kind = type(default)
     bad = ValueError(f"rule {rule!r}: option {key}={value!r} must be a {kind.__name__}")
+    if isinstance(default, (list, tuple)):  # "1,2,3" or one value; items take the first default's type
+        if isinstance(value, str):
+            items = [item for item in value.split(",") if item.strip()]
+        else:
+            items = list(value) if isinstance(value, (list, tuple)) else [value]
+        if default and isinstance(default[0], (str, bool, int, float)):
+            items = [_convert_option(rule, key, item, default[0]) for item in items]
+        return kind(items)
+    if not isinstance(default, (str, bool, int, float)):  # a dict, None, an object: as given only
+        if isinstance(value, kind):
+            return value
+        raise ValueError(f"rule {rule!r}: option {key} takes a {kind.__name__}, not {value!r}")
     if isinstance(default, str):
         return str(value)
     if isinstance(default, bool):
@@ -219,7 +269,7 @@ def _load_entry_points():
                 stacklevel=3,
             )
             continue
-        rules[rule.name] = rule
+        rules[rule.name] = rule if _is_builtin(ep) else guard_plugin(rule, ep.value)
     return rules
 
 
@@ -286,6 +336,7 @@ def load_plugin_file(path):
     rules = [value for value in vars(module).values() if isinstance(value, Rule)]
     if not rules:
         raise ValueError(f"{path}: defines no fastfa Rule (expected e.g. `rule = Rule(...)` at module level)")
+    rules = [guard_plugin(rule, path) for rule in rules]
     for rule in rules:
         register_rule(rule, replace=rule.name in _runtime_rules)
     return rules

@@ -42,6 +42,8 @@ import numpy as np
 
 from fastfa.config import TrainConfig
 from fastfa.files import FileSafetyError, atomic_path, check_regular, is_regular
+from fastfa.limits import LimitError, check_config
+from fastfa.rules import PluginError, available_rules
 from fastfa.train import Trainer
 
 FORMAT = "fastfa-run"
@@ -227,6 +229,99 @@ def _fill(view, f, name, path):
     view[...] = data
 
 
+def _integer(path, name, value, low=0, high=None):
+    """A root attribute that must be an integer in ``low .. high``."""
+    value = np.asarray(value)
+    integer = value.shape == () and value.dtype.kind in "iu"
+    if not integer or value < low or (high is not None and value > high):
+        bound = f"{low}..{high}" if high is not None else f"{low} or more"
+        raise RunFileError(f"{path}: {name} is {_short(value)}, not an integer {bound}")
+    return int(value)
+
+
+def _short(value):
+    text = " ".join(str(value.tolist() if hasattr(value, "tolist") else value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json_object(path, name, text):
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        raise RunFileError(f"{path}: corrupt or incomplete run file ({name} is not valid JSON)") from None
+    if not isinstance(value, dict):
+        raise RunFileError(f"{path}: corrupt or incomplete run file ({name} is not a JSON object)")
+    return value
+
+
+def _config(path, attrs):
+    """The run's configuration and layer sizes, checked against each other and against the memory
+    they imply before anything is allocated (:func:`fastfa.limits.check_config`)."""
+    sizes = np.asarray(attrs["sizes"])
+    if sizes.ndim != 1 or sizes.size < 2 or sizes.dtype.kind not in "iu" or (sizes < 1).any():
+        raise RunFileError(f"{path}: sizes {_short(sizes)} are not two or more positive integers")
+    sizes = [int(s) for s in sizes]
+    task = str(attrs["task"])
+    if task not in ("classification", "regression"):
+        raise RunFileError(f"{path}: task {task!r} is neither classification nor regression")
+    text = attrs["config"]
+    rule = _json_object(path, "config", text).get("rule")
+    if isinstance(rule, str) and rule not in available_rules():
+        raise RunFileError(
+            f"{path}: made with rule {rule!r}, which no loaded plugin defines; pass --plugin FILE, "
+            "the plugin that defines it"
+        )
+    try:
+        config = TrainConfig.from_json(text)
+    except (TypeError, ValueError) as exc:
+        raise RunFileError(
+            f"{path}: corrupt or incomplete run file (config: {' '.join(str(exc).split())})"
+        ) from None
+    if not config.layers and list(config.hidden) != sizes[1:-1]:
+        raise RunFileError(f"{path}: layer sizes {sizes} do not match its configuration")
+    check_config(config, sizes[0], sizes[-1], str(path))
+    return config, sizes, task
+
+
+def _check_finite(path, trainer):
+    """Every parameter, feedback and optimiser value must be finite (a diverged run is never saved)."""
+    groups = [("model/W", trainer.weights), ("model/b", trainer.biases)]
+    groups.append(("feedback/B", trainer.feedback_matrices))
+    for prefix, views in groups:
+        for layer, view in enumerate(views):
+            if not np.isfinite(view).all():
+                raise RunFileError(f"{path}: {prefix}{layer} holds NaN or infinite values")
+    if not np.isfinite(trainer.state).all():
+        raise RunFileError(f"{path}: optimizer/state holds NaN or infinite values")
+
+
+def _progress(path, attrs, chunk_rows):
+    from fastfa.fitting import Progress
+
+    progress = _json_object(path, "progress", attrs.get("progress", "{}"))
+    for key, default in Progress().__dict__.items():
+        if key not in progress:
+            continue
+        value = progress[key]
+        kind = (int,) if isinstance(default, int) else (int, float)
+        low = -1 if key == "epoch_seed" else 0
+        if isinstance(value, bool) or not isinstance(value, kind) or not value >= low:
+            raise RunFileError(f"{path}: progress {key} is {_short(value)}, not a number {low} or more")
+        if isinstance(value, float) and not np.isfinite(value):
+            raise RunFileError(f"{path}: progress {key} is {value}")
+    return progress
+
+
+def _check_history(path, history, epoch):
+    lengths = {len(values) for values in history.values()}
+    if len(lengths) > 1:
+        raise RunFileError(f"{path}: history metrics have different lengths ({sorted(lengths)})")
+    epochs = history.get("epoch", [])
+    last = int(epochs[-1]) if epochs and np.isfinite(epochs[-1]) else 0
+    if last != epoch:
+        raise RunFileError(f"{path}: epoch is {epoch} but its history ends at epoch {last}")
+
+
 def load_run(path):
     """Rebuild the :class:`~fastfa.train.Trainer` of a run file and its history.
 
@@ -248,9 +343,13 @@ def load_run(path):
     try:
         with f:
             attrs = f.attrs
-            sizes = [int(s) for s in attrs["sizes"]]
-            config = TrainConfig.from_json(attrs["config"])
-            trainer = Trainer(config, sizes[0], sizes[-1], str(attrs["task"]))
+            config, sizes, task = _config(path, attrs)
+            step = _integer(path, "step", attrs["step"])
+            epoch = _integer(path, "epoch", attrs["epoch"], high=config.epochs)
+            chunk_rows = _integer(path, "chunk_rows", attrs.get("chunk_rows", 0))
+            progress = _progress(path, attrs, chunk_rows)
+            rng_state = _json_object(path, "rng_state", attrs["rng_state"])
+            trainer = Trainer(config, sizes[0], sizes[-1], task)
             if list(trainer.arch.sizes) != sizes:
                 raise RunFileError(f"{path}: layer sizes {sizes} do not match its configuration")
             for layer, (w, b) in enumerate(zip(trainer.weights, trainer.biases)):
@@ -262,9 +361,12 @@ def load_run(path):
                 for layer, view in enumerate(trainer.feedback_views(trainer.magnitude)):
                     _fill(view, f, f"feedback/M{layer}", path)
             _fill(trainer.state, f, "optimizer/state", path)
-            trainer.step = int(attrs["step"])
-            trainer.epoch = int(attrs["epoch"])
-            trainer.rng.bit_generator.state = json.loads(attrs["rng_state"])
+            _check_finite(path, trainer)
+            trainer.step, trainer.epoch = step, epoch
+            try:
+                trainer.rng.bit_generator.state = rng_state
+            except (TypeError, ValueError, KeyError, OverflowError):
+                raise RunFileError(f"{path}: rng_state is not a PCG64 generator state") from None
             if "standardize" in f:
                 mean, std = (np.asarray(f[f"standardize/{k}"][()], dtype=np.float64) for k in ("mean", "std"))
                 if mean.shape != (sizes[0],) or std.shape != (sizes[0],) or not np.all(std > 0):
@@ -277,18 +379,25 @@ def load_run(path):
                     names = len(trainer.class_names)
                     raise RunFileError(f"{path}: {names} class names for {sizes[-1]} outputs")
             history = {key: f[f"history/{key}"][()].tolist() for key in f["history"]}
+            _check_history(path, history, epoch)
+            if selection.best_params is not None and not np.isfinite(selection.best_params).all():
+                raise RunFileError(f"{path}: best/params holds NaN or infinite values")
+            if not 0 <= selection.best_epoch <= epoch:
+                raise RunFileError(f"{path}: best epoch {selection.best_epoch} is not one of its 0..{epoch}")
             meta = {
                 "dataset": str(attrs.get("dataset", "")),
                 "complete": bool(attrs.get("complete", False)),
                 "versions": json.loads(attrs.get("versions", "{}")),
                 "updated": str(attrs.get("updated", "")),
-                "progress": json.loads(attrs.get("progress", "{}")),
-                "chunk_rows": int(attrs.get("chunk_rows", 0)),
+                "progress": progress,
+                "chunk_rows": chunk_rows,
                 "selection": selection,
             }
     except RunFileError:
         raise
     except (KeyError, ValueError, TypeError, OSError) as exc:
+        if isinstance(exc, (LimitError, PluginError)):  # one line of their own
+            raise
         raise RunFileError(f"{path}: corrupt or incomplete run file ({type(exc).__name__}: {exc})") from None
     return trainer, history, meta
 

@@ -19,6 +19,7 @@ figures as learning curves, as the papers plot them.
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -37,6 +38,8 @@ from fastfa.fitting import (
     probe_batch,
     train_epoch,
 )
+from fastfa.limits import check_config
+from fastfa.rules import PluginError
 from fastfa.runs import Selection, load_run, save_run
 from fastfa.standardize import feature_stats, unscaled_warning, wants_standardization
 from fastfa.train import Trainer
@@ -44,7 +47,46 @@ from fastfa.validation import holdout_rows, run_splits
 
 
 class Diverged(ValueError):
-    """The training loss became NaN or infinite; the run file keeps the last good epoch."""
+    """The training loss became NaN or infinite, or blew up (:func:`blowup`); the run file keeps
+    the last good epoch."""
+
+
+#: A classification run whose epoch's training loss exceeds this multiple of the chance-level loss
+#: (:func:`chance_loss`) has diverged: its outputs are saturated and mostly wrong.
+BLOWUP_CLASSIFICATION = 8.0
+#: The same for regression, whose squared error has no ceiling: orders of magnitude above chance.
+BLOWUP_REGRESSION = 1000.0
+
+
+def chance_loss(trainer, probe=None):
+    """The loss per row of guessing: uniform class probabilities for classification (``ln K`` for
+    softmax cross-entropy, ``K ln 2`` for logistic outputs, ``(1 - 1/K) / 2`` for squared error);
+    for regression predicting the mean target (half the summed variance of the probe rows'
+    targets, ``probe = (x, y)``)."""
+    arch, k = trainer.arch, trainer.arch.sizes[-1]
+    if trainer.task == "classification":
+        if arch.loss == "cross_entropy":
+            return k * math.log(2) if arch.output_activation == "logistic" or k == 1 else math.log(k)
+        return 0.5 * (1 - 1 / max(k, 2))
+    y = np.asarray(probe[1], dtype=np.float64) if probe is not None else np.zeros((0, k))
+    if y.ndim == 1:
+        y = y[:, None]
+    spread = 0.5 * float(np.sum(np.var(y, axis=0))) if len(y) > 1 else 0.0
+    return max(spread, 1e-12 * (1.0 + float(np.mean(y * y)) if y.size else 1.0))
+
+
+def blowup(record, trainer, probe=None):
+    """Why an epoch's ``record`` shows divergence, or ``None``: a train loss that is NaN or
+    infinite, or above :data:`BLOWUP_CLASSIFICATION` (classification) or
+    :data:`BLOWUP_REGRESSION` (regression) times :func:`chance_loss`."""
+    loss = record["train_loss"]
+    if not np.isfinite(loss):
+        return f"loss {loss}"
+    chance = chance_loss(trainer, probe)
+    factor = BLOWUP_CLASSIFICATION if trainer.task == "classification" else BLOWUP_REGRESSION
+    if loss > factor * chance:
+        return f"train loss {loss:.4g}, over {factor:g} times the {chance:.4g} of guessing"
+    return None
 
 
 def selection_key(history, index, task):
@@ -263,6 +305,8 @@ def fit(run, *, in_memory=False, record_start=False, device="cpu", should_stop=N
         new = run.trainer is None
         if new:
             run.config = _with_image_shape(run.config, ds)
+            outputs = f"n_classes = {ds.n_outputs}" if ds.task == "classification" else "targets"
+            check_config(run.config, ds.n_features, ds.n_outputs, f"{run.dataset} ({outputs})")
             run.trainer = Trainer(run.config, ds.n_features, ds.n_outputs, ds.task)
         trainer = run.trainer
         if shape != (trainer.arch.sizes[0], trainer.arch.sizes[-1], trainer.task):
@@ -308,14 +352,18 @@ def fit(run, *, in_memory=False, record_start=False, device="cpu", should_stop=N
             except Interrupted:
                 run.save(progress=run.progress.to_attrs())
                 raise
+            except PluginError as exc:
+                kept = f"; {run.out} keeps its last checkpoint" if run.out and trainer.epoch else ""
+                raise PluginError(f"{exc}{kept}") from None
             finally:
                 if hasattr(report, "close"):
                     report.close()
             record = epoch_record(trainer, run.progress, curves, probe)
-            if not np.isfinite(record["train_loss"]):
+            why = blowup(record, trainer, probe)
+            if why:
                 kept = f" ({run.out} keeps the last good epoch)" if run.out and trainer.epoch > 1 else ""
-                loss = record["train_loss"]
-                raise Diverged(f"training diverged in epoch {trainer.epoch} (loss {loss}); lower --lr{kept}")
+                advice = f"lower --lr or the --init scale{kept}"
+                raise Diverged(f"training diverged in epoch {trainer.epoch} ({why}); {advice}")
             for key, value in record.items():
                 run.history.setdefault(key, []).append(value)
             run.note_epoch(record)

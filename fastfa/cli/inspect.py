@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from fastfa.cli.options import CONTEXT, MODEL_OPTION, check_inputs, echo_json, fail, user_errors
+from fastfa.cli.options import (
+    CONTEXT,
+    MODEL_OPTION,
+    PLUGIN_OPTION,
+    check_inputs,
+    echo_json,
+    fail,
+    load_plugins,
+    user_errors,
+)
 
 
 @click.command(context_settings=CONTEXT)
@@ -13,8 +22,9 @@ from fastfa.cli.options import CONTEXT, MODEL_OPTION, check_inputs, echo_json, f
 @click.option("--split", "splits", multiple=True, help="Split(s) to evaluate (default: every split).")
 @MODEL_OPTION
 @click.option("--json", "json_out", is_flag=True, help="Print the results as JSON.")
+@PLUGIN_OPTION
 @user_errors
-def evaluate(run, data, splits, model, json_out):
+def evaluate(run, data, splits, model, json_out, plugins):
     """Evaluate the model in RUN (a run file) on DATA (a dataset file).
 
     A run that held out --valid-fraction of the training rows sees DATA's training split
@@ -29,6 +39,7 @@ def evaluate(run, data, splits, model, json_out):
     from fastfa.runs import load_model
     from fastfa.validation import run_splits
 
+    load_plugins(plugins)
     trainer, meta = load_model(run, model)
     selection = meta["selection"]
     results = {}
@@ -120,8 +131,9 @@ def rules(json_out, plugins):
     help="Write a run's history as CSV, one row per epoch, to PATH ('-' or no PATH: stdout).",
 )
 @click.option("--overwrite", is_flag=True, help="With --csv PATH: replace an existing PATH.")
+@PLUGIN_OPTION
 @user_errors
-def info(file, json_out, csv_out, overwrite):
+def info(file, json_out, csv_out, overwrite, plugins):
     """Describe FILE: a dataset (splits, shapes, attributes) or a run (model, settings, history).
 
     --csv writes a run's per-epoch history instead: epoch, lr, the train, valid and test
@@ -138,6 +150,7 @@ def info(file, json_out, csv_out, overwrite):
     from fastfa.runs import is_run_file
 
     check_inputs([file])
+    load_plugins(plugins)
     if csv_out is not None:
         if json_out:
             fail("--csv and --json: choose one")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from fastfa.cli.options import CONTEXT, MODEL_OPTION, fail, user_errors
+from fastfa.cli.options import CONTEXT, MODEL_OPTION, PLUGIN_OPTION, fail, load_plugins, user_errors
 
 
 @click.command(context_settings=CONTEXT)
@@ -15,8 +15,9 @@ from fastfa.cli.options import CONTEXT, MODEL_OPTION, fail, user_errors
 @click.option("--split", default="test", show_default=True, help="Split to predict when DATA is a dataset.")
 @MODEL_OPTION
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@PLUGIN_OPTION
 @user_errors
-def predict(run, data, out, proba, split, model, overwrite):
+def predict(run, data, out, proba, split, model, overwrite, plugins):
     """Predict with the model in RUN on DATA: a dataset (.h5), a CSV of feature columns or an .npy.
 
     The run's standardisation is applied; rows are streamed in chunks. OUT holds one row per
@@ -31,7 +32,8 @@ def predict(run, data, out, proba, split, model, overwrite):
     from fastfa.predict import check_output, open_inputs, write_predictions
     from fastfa.runs import load_model
 
-    check_output(out, overwrite, inputs=(run, data))
+    check_output(out, overwrite, inputs=(run, data, *plugins))
+    load_plugins(plugins)
     trainer, _meta = load_model(run, model)
     if proba and trainer.task != "classification":
         fail("--proba needs a classification model; this one does regression")
@@ -45,8 +47,9 @@ def predict(run, data, out, proba, split, model, overwrite):
 @click.option("-o", "--out", required=True, type=click.Path(), help="The archive to write (.npz).")
 @MODEL_OPTION
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@PLUGIN_OPTION
 @user_errors
-def export(run, out, model, overwrite):
+def export(run, out, model, overwrite, plugins):
     """Export the model in RUN as a NumPy .npz archive: weights, biases, activations,
     standardisation, class names and feedback matrices (docs/models.md shows the forward pass).
 
@@ -59,7 +62,8 @@ def export(run, out, model, overwrite):
 
     if not str(out).lower().endswith(".npz"):
         fail(f"{out}: give a file name ending in .npz")
-    check_output(out, overwrite, inputs=(run,))
+    check_output(out, overwrite, inputs=(run, *plugins))
+    load_plugins(plugins)
     trainer, meta = load_model(run, model)
     export_npz(trainer, out, {"model": meta["model"], "epoch": meta["model_epoch"], "run": str(run)})
     click.echo(f"{meta['model']} model (epoch {meta['model_epoch']}) exported to {out}", err=True)

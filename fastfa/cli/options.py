@@ -20,6 +20,25 @@ MODEL_OPTION = click.option(
 )
 
 
+PLUGIN_OPTION = click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="A one-file rule plugin (a .py defining a Rule) to load first, for a run trained with it; "
+    "repeatable.",
+)
+
+
+def load_plugins(paths):
+    """Load one-file rule plugins (``--plugin``), refusing FIFOs and devices first."""
+    from fastfa.rules import load_plugin_file
+
+    check_inputs(paths)
+    for path in paths:
+        load_plugin_file(path)
+
+
 def fail(message):
     """Stop the command with a one-line error (exit status 1)."""
     raise click.ClickException(" ".join(str(message).split()))
@@ -32,7 +51,7 @@ def user_errors(func):
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except click.ClickException:
+        except (click.ClickException, BrokenPipeError):
             raise
         except (ValueError, OSError, KeyError) as exc:
             fail(exc.args[0] if exc.args and isinstance(exc.args[0], str) else exc)
