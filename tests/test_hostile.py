@@ -104,14 +104,20 @@ def _pause_at(target, call):
     setattr(owner, name, paused)
 
 
-def _child(args, cwd, umask, out_path, err_path, pause):
+def _child(args, cwd, umask, out_path, err_path, pause, env=None, stdout="file"):
     """A forked ``fastfa ARGS``: what ``python -m fastfa ARGS`` does, in ``cwd``."""
     _limit(umask)
     os.chdir(cwd)
+    os.environ.update(env or {})
     for fd, path in ((1, out_path), (2, err_path)):
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(handle, fd)
         os.close(handle)
+    if stdout == "closed-pipe":  # a reader that went away, as `| head -1` does after one line
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        os.dup2(write_end, 1)
+        os.close(write_end)
     if pause:
         _pause_at(*pause)
     from fastfa.cli import main
@@ -129,14 +135,14 @@ def _kill_group(pid):
 class Command:
     """A started ``fastfa`` command; :meth:`wait` returns its :class:`Result`."""
 
-    def __init__(self, args, cwd, io_dir, umask=0o022, pause=None):
+    def __init__(self, args, cwd, io_dir, umask=0o022, pause=None, env=None, stdout="file"):
         self.args = [str(a) for a in args]
         self.started = time.perf_counter()
         io_dir = Path(io_dir)
         io_dir.mkdir(parents=True, exist_ok=True)
         tag = f"{os.getpid()}-{time.monotonic_ns()}"
         self.out_path, self.err_path = io_dir / f"{tag}.out", io_dir / f"{tag}.err"
-        if SUBPROCESS and not pause:
+        if SUBPROCESS and not pause and stdout == "file":
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "fastfa", *self.args],
                 cwd=cwd,
@@ -144,12 +150,13 @@ class Command:
                 stdout=open(self.out_path, "w"),  # noqa: SIM115 (closed by the child's exit)
                 stderr=open(self.err_path, "w"),  # noqa: SIM115
                 preexec_fn=lambda: _limit(umask),
+                env={**os.environ, **(env or {})},
             )
             self.pid = self.proc.pid
         else:
             self.proc = _CONTEXT.Process(
                 target=_child,
-                args=(self.args, str(cwd), umask, str(self.out_path), str(self.err_path), pause),
+                args=(self.args, str(cwd), umask, str(self.out_path), str(self.err_path), pause, env, stdout),
             )
             self.proc.start()
             self.pid = self.proc.pid
@@ -183,9 +190,9 @@ class Command:
         return Result(status, out, err, seconds)
 
 
-def fastfa(args, cwd, io_dir, umask=0o022, timeout=TIMEOUT):
+def fastfa(args, cwd, io_dir, umask=0o022, timeout=TIMEOUT, env=None, stdout="file"):
     """Run ``fastfa ARGS`` in ``cwd`` to its end."""
-    return Command(args, cwd, io_dir, umask).wait(timeout)
+    return Command(args, cwd, io_dir, umask, env=env, stdout=stdout).wait(timeout)
 
 
 # ---------------------------------------------------------------------------- the folder's state
@@ -414,6 +421,172 @@ def no_name_longer_than(limit):
     return check
 
 
+def h5copy(name, source, attrs=None, edit=None):
+    """A copy of ``source`` (an HDF5 file) with root ``attrs`` replaced and ``edit(h5file)`` applied."""
+
+    def setup(work):
+        import h5py
+
+        if name != source:
+            shutil.copyfile(work / source, work / name)
+        with h5py.File(work / name, "a") as f:
+            for key, value in (attrs or {}).items():
+                f.attrs[key] = value
+            if edit is not None:
+                edit(f)
+
+    return setup
+
+
+def run_config(name, **changes):
+    """A copy of run.h5 whose configuration has ``changes``."""
+    import json
+
+    def edit(f):
+        config = json.loads(f.attrs["config"])
+        config.update(changes)
+        f.attrs["config"] = json.dumps(config)
+        if "rule" in changes:
+            f["feedback"].attrs["rule"] = changes["rule"]
+
+    return h5copy(name, "run.h5", edit=edit)
+
+
+def made(name, write):
+    """``write(path)`` makes file ``name``."""
+
+    def setup(work):
+        write(work / name)
+
+    return setup
+
+
+def gzip_bomb(unit, members):
+    """A gzip stream of ``members`` copies of one member holding ``unit`` (cheap to make, huge to read)."""
+
+    def write(path):
+        path.write_bytes(gzip.compress(unit, 9) * members)
+
+    return write
+
+
+def _npy(array):
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def npz_with_x(x_train_bytes):
+    """An .npz archive whose ``x_train.npy`` member is ``x_train_bytes`` (the other arrays valid)."""
+
+    def write(path):
+        import zipfile
+
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("x_train.npy", x_train_bytes)
+            for key, array in (
+                ("y_train", np.arange(3)),
+                ("x_test", np.zeros((3, 4))),
+                ("y_test", np.arange(3)),
+            ):
+                archive.writestr(f"{key}.npy", _npy(array))
+
+    return write
+
+
+def npy_header(shape, descr="<f8"):
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def npz_bomb(path):
+    """An honest .npz whose x_train is 96 MiB of zeros (about 100 KB deflated)."""
+    import zipfile
+
+    rows = (96 << 20) // (64 * 8)  # x 64 float64 columns = 96 MiB
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("x_train.npy", "w", force_zip64=True) as member:
+            member.write(npy_header((rows, 64)))
+            block = bytes(1 << 20)
+            for _ in range(96):
+                member.write(block)
+        for key, array in (
+            ("y_train", np.zeros(rows, np.int64)),
+            ("x_test", np.zeros((3, 64))),
+            ("y_test", np.arange(3)),
+        ):
+            archive.writestr(f"{key}.npy", _npy(array))
+
+
+def sparse_rows(path):
+    """A dataset declaring 10**9 rows in a few KB: chunked, compressed, nothing written."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"format_version": 1, "name": "rows", "task": "classification", "n_classes": 10})
+        f.attrs["x_scale"] = 1 / 16
+        for split in ("train", "test"):
+            f.create_dataset(f"{split}/x", (10**9, 64), "uint8", chunks=(4096, 64), compression="gzip")
+            f.create_dataset(f"{split}/y", (10**9,), "int64", chunks=(4096,), compression="gzip")
+
+
+def linked_out(kind):
+    """A copy of d.h5 whose train split lives in another file: an external link, external raw
+    storage, or a virtual dataset."""
+
+    def write(path):
+        import h5py
+
+        work = path.parent
+        with h5py.File(work / "d.h5") as source, h5py.File(path, "w") as f:
+            f.attrs.update(dict(source.attrs))
+            source.copy("test", f)
+            x, y = source["train/x"][()], source["train/y"][()]
+        with h5py.File(path, "a") as f:
+            if kind == "link":
+                f["train"] = h5py.ExternalLink("d.h5", "/train")
+            elif kind == "raw":
+                (work / "x.bin").write_bytes(x.tobytes())
+                f.create_group("train").create_dataset(
+                    "x", x.shape, x.dtype, external=[("x.bin", 0, x.nbytes)]
+                )
+                f["train/y"] = y
+            else:
+                layout = h5py.VirtualLayout(x.shape, x.dtype)
+                layout[...] = h5py.VirtualSource("d.h5", "train/x", shape=x.shape)
+                f.create_group("train").create_virtual_dataset("x", layout)
+                f["train/y"] = y
+
+    return write
+
+
+def grid_spec(name, axes, values):
+    """A spec of ``axes`` axes with ``values`` values each (a grid of values**axes points)."""
+    names = ["lr", "momentum", "weight_decay", "gamma", "beta1", "beta2", "epsilon", "lr_min", "seed"]
+    lines = [f"{axis} = [{', '.join(str(0.001 * (i + 1)) for i in range(values))}]" for axis in names[:axes]]
+    return text(
+        name, 'dataset = "d.h5"\n[base]\nhidden = [4]\nepochs = 1\n[axes]\n' + "\n".join(lines) + "\n"
+    )
+
+
+def plugin_file(name, rule, init="random_feedback", hook=None, options="RANDOM_FEEDBACK_OPTIONS"):
+    """A one-file plugin defining ``rule``, whose init_feedback or after_batch may raise."""
+    body = (
+        "from fastfa.rules import RANDOM_FEEDBACK_OPTIONS, Rule, random_feedback\n\n\n"
+        "def broken_init(rng, shape, **kwargs):\n"
+        "    raise ZeroDivisionError('the plugin divided by zero')\n\n\n"
+        "def broken_hook(trainer):\n    raise RuntimeError('the plugin hook failed')\n\n\n"
+        f"rule = Rule(name={rule!r}, summary='x', reference='x', signal='layerwise', init_feedback={init}, "
+        f"options={options}, after_batch={hook})\n"
+    )
+    return text(name, body.replace("{", "{{").replace("}", "}}"))
+
+
 # --------------------------------------------------------------------------------------- cases
 
 
@@ -425,7 +598,10 @@ class Case:
     prepare it (one may return a cleanup); ``status`` is the expected exit status and ``message``
     fragments the error line must hold (``{pid}``: this process's id); ``creates`` paths (globs)
     must be new after a success, ``may_create`` may be; ``changes`` pre-existing paths may change
-    and ``removes`` must be gone; ``check(work)`` is any further check.
+    and ``removes`` must be gone; ``check(work)`` is any further check. ``absent`` fragments must
+    not be in the error line (a library's words); ``env`` is added to the command's environment;
+    ``stdout="closed-pipe"`` makes its stdout a pipe nobody reads (``fastfa info RUN | head -1``),
+    and then the command must end quietly: nothing on stderr, whatever its status.
     """
 
     id: str
@@ -440,13 +616,16 @@ class Case:
     removes: tuple = ()
     umask: int = 0o022
     check: object = None
+    absent: tuple = ()
+    env: dict = dataclasses.field(default_factory=dict)
+    stdout: str = "file"
 
 
 def C(id, kind, args, *setup, **kw):  # noqa: N802 (a table row)
     args = tuple(args.split()) if isinstance(args, str) else tuple(args)
     message = kw.pop("message", ())
     kw["message"] = (message,) if isinstance(message, str) else tuple(message)
-    for key in ("creates", "may_create", "changes", "removes"):
+    for key in ("creates", "may_create", "changes", "removes", "absent"):
         if isinstance(kw.get(key), str):
             kw[key] = (kw[key],)
     return Case(id, kind, args, tuple(setup), **kw)
@@ -1097,7 +1276,292 @@ CASES = [
         spec("s.toml", axes='rule_options = [{"a/b" = 1.0}, {"a_b" = 1.0}]'),
         message="name",
     ),
+    # ------------------------------------------------------------------ sizes taken on trust
+    C(
+        "dataset-declares-1e9-classes",
+        "sizes",
+        f"train nc.h5 -o out.h5 {T}",
+        h5copy("nc.h5", "d.h5", {"n_classes": np.int64(10**9)}),
+        message=("nc.h5", "n_classes", "memory"),
+    ),
+    C(
+        "run-declares-huge-output-layer",
+        "sizes",
+        "info big.h5",
+        h5copy("big.h5", "run.h5", {"sizes": np.array([64, 4, 10**9])}),
+        message="big.h5",
+    ),
+    C(
+        "run-declares-huge-hidden-layer",
+        "sizes",
+        "evaluate big.h5 d.h5",
+        run_config("big.h5", hidden=[10**9]),
+        h5copy("big.h5", "big.h5", {"sizes": np.array([64, 10**9, 10])}),
+        message=("big.h5", "memory"),
+    ),
+    C(
+        "batch-size-1e12",
+        "sizes",
+        "train d.h5 -o out.h5 --batch-size 1000000000000 --epochs 1 --hidden 4 -q",
+        message=("batch", "memory"),
+    ),
+    C(
+        "hidden-1e9",
+        "sizes",
+        "train d.h5 --hidden 1000000000 --epochs 1 -q",
+        message=("1000000000", "memory"),
+    ),
+    C(
+        "sweep-grid-1e9-points",
+        "sizes",
+        "sweep g9.toml -o g -q",
+        grid_spec("g9.toml", 9, 10),
+        message="g9.toml",
+    ),
+    C(
+        "csv-gzip-bomb",
+        "sizes",
+        "data csv bomb.csv.gz -o x.h5",
+        made("bomb.csv.gz", gzip_bomb(b"0,0,0,0,1\n" * 1_000_000, 40)),
+        message=("bomb.csv.gz", "memory"),
+        env={"FASTFA_MAX_MEMORY": "64M"},
+    ),
+    C(
+        "csv-gzip-bomb-without-newline",
+        "sizes",
+        "data csv nl.csv.gz -o x.h5",
+        made("nl.csv.gz", gzip_bomb(b"0," * 5_000_000, 40)),
+        message=("nl.csv.gz", "memory"),
+        env={"FASTFA_MAX_MEMORY": "64M"},
+    ),
+    C(
+        "npz-member-declares-huge-shape",
+        "sizes",
+        "data npz huge.npz -o x.h5",
+        made("huge.npz", npz_with_x(npy_header((10**9, 1000)) + bytes(800))),
+        message=("huge.npz", "x_train"),
+    ),
+    C(
+        "npz-bomb",
+        "sizes",
+        "data npz bomb.npz -o x.h5",
+        made("bomb.npz", npz_bomb),
+        message=("bomb.npz", "x_train", "memory"),
+        env={"FASTFA_MAX_MEMORY": "64M"},
+    ),
+    C(
+        "dataset-declares-1e9-rows",
+        "sizes",
+        f"train rows.h5 {T}",
+        made("rows.h5", sparse_rows),
+        message=("rows.h5", "1000000000"),
+    ),
+    # ------------------------------------------------------------------ silent garbage
+    C(
+        "lr-1e30-blows-up",
+        "garbage",
+        "train d.h5 -o out.h5 --lr 1e30 --epochs 2 --hidden 4 -q",
+        message=("diverged", "--lr"),
+    ),
+    C(
+        "init-1e30-blows-up",
+        "garbage",
+        "train d.h5 -o out.h5 --init 1e30 --epochs 2 --hidden 4 -q",
+        message=("diverged", "--init"),
+    ),
+    C(
+        "high-but-sane-lr-trains",
+        "garbage",
+        "train d.h5 -o out.h5 --lr 0.5 --epochs 2 --hidden 4 -q",
+        status=0,
+        creates="out.h5",
+    ),
+    C(
+        "evaluate-nan-weights",
+        "garbage",
+        "evaluate nan.h5 d.h5",
+        h5copy("nan.h5", "run.h5", edit=lambda f: f["model/W0"].__setitem__(Ellipsis, np.nan)),
+        message=("nan.h5", "W0"),
+    ),
+    C(
+        "resume-negative-epoch",
+        "garbage",
+        "train -o neg.h5 --resume --epochs 2 -q",
+        h5copy("neg.h5", "run.h5", {"epoch": np.int64(-5)}),
+        message=("neg.h5", "epoch"),
+    ),
+    C(
+        "info-epoch-beyond-history",
+        "garbage",
+        "info ep.h5",
+        h5copy("ep.h5", "run.h5", {"epoch": np.int64(7)}),
+        message=("ep.h5", "epoch"),
+    ),
+    C(
+        "resume-negative-step",
+        "garbage",
+        "train -o st.h5 --resume --epochs 2 -q",
+        h5copy("st.h5", "run.h5", {"step": np.int64(-1)}),
+        message=("st.h5", "step"),
+    ),
+    C(
+        "resume-bogus-progress",
+        "garbage",
+        "train -o pr.h5 --resume --epochs 2 -q",
+        h5copy("pr.h5", "run.h5", {"progress": '{"rows_done": -40, "loss_sum": "x"}'}),
+        message=("pr.h5", "progress"),
+    ),
+    C(
+        "evaluate-bogus-rng-state",
+        "garbage",
+        "evaluate rng.h5 d.h5",
+        h5copy("rng.h5", "run.h5", {"rng_state": '{"bit_generator": "MT19937", "state": 3}'}),
+        message=("rng.h5", "rng_state"),
+    ),
+    # ------------------------------------------------------------------ plugins
+    C(
+        "plugin-init-feedback-raises",
+        "plugins",
+        f"train d.h5 --plugin bad.py --rule bad-fa -o out.h5 {T}",
+        plugin_file("bad.py", "bad-fa", init="broken_init"),
+        message=("bad-fa", "init_feedback", "divided by zero"),
+    ),
+    C(
+        "plugin-after-batch-raises",
+        "plugins",
+        f"train d.h5 --plugin hook.py --rule hook-fa -o out.h5 {T}",
+        plugin_file("hook.py", "hook-fa", hook="broken_hook"),
+        message=("hook-fa", "after_batch", "hook failed"),
+    ),
+    C(
+        "plugin-after-batch-raises-on-resume-keeps-checkpoint",
+        "plugins",
+        "train -o hr.h5 --plugin hook.py --resume --epochs 2 -q",
+        plugin_file("hook.py", "hook-fa", hook="broken_hook"),
+        run_config("hr.h5", rule="hook-fa"),
+        message=("hook-fa", "after_batch", "hr.h5"),
+    ),
+    C(
+        "info-run-of-missing-plugin",
+        "plugins",
+        "info pr.h5",
+        run_config("pr.h5", rule="half-fa"),
+        message=("pr.h5", "half-fa", "--plugin"),
+        absent="corrupt",
+    ),
+    C(
+        "info-run-with-its-plugin",
+        "plugins",
+        "info pr.h5 --plugin plugin.py",
+        run_config("pr.h5", rule="half-fa"),
+        status=0,
+    ),
+    C(
+        "evaluate-run-of-missing-plugin",
+        "plugins",
+        "evaluate pr.h5 d.h5",
+        run_config("pr.h5", rule="half-fa"),
+        message=("pr.h5", "half-fa", "--plugin"),
+        absent="corrupt",
+    ),
+    C(
+        "evaluate-run-with-its-plugin",
+        "plugins",
+        "evaluate pr.h5 d.h5 --plugin plugin.py",
+        run_config("pr.h5", rule="half-fa"),
+        status=0,
+    ),
+    C(
+        "resume-run-of-missing-plugin",
+        "plugins",
+        "train -o pr.h5 --resume --epochs 2 -q",
+        run_config("pr.h5", rule="half-fa"),
+        message=("pr.h5", "half-fa", "--plugin"),
+        absent="corrupt",
+    ),
+    # ------------------------------------------------------------------ tracebacks and library text
+    C("seed-2-to-the-63", "tracebacks", f"train d.h5 --seed 9223372036854775808 {T}", message="seed"),
+    C("seed-1e20", "tracebacks", f"train d.h5 --seed 99999999999999999999 {T}", message="seed"),
+    C(
+        "plugin-option-with-list-default",
+        "tracebacks",
+        f"train d.h5 --plugin lp.py --rule list-fa --rule-opt widths=1,x {T}",
+        plugin_file("lp.py", "list-fa", options="{'widths': [1, 2]}"),
+        message=("widths", "list-fa"),
+    ),
+    C(
+        "csv-gzip-corrupt",
+        "tracebacks",
+        "data csv bad.csv.gz -o x.h5",
+        made("bad.csv.gz", lambda p: p.write_bytes(_corrupt_gzip())),
+        message=("bad.csv.gz", "gzip"),
+        absent=("zlib", "Error -3"),
+    ),
+    C(
+        "csv-gzip-truncated",
+        "tracebacks",
+        "data csv cut.csv.gz -o x.h5",
+        made("cut.csv.gz", lambda p: p.write_bytes(_csv_gzip()[:-600])),
+        message=("cut.csv.gz", "truncated"),
+        absent="end-of-stream",
+    ),
+    C(
+        "hdf5-external-link",
+        "tracebacks",
+        f"train ext.h5 {T}",
+        made("ext.h5", linked_out("link")),
+        message="link",
+    ),
+    C(
+        "hdf5-external-link-info",
+        "tracebacks",
+        "info ext.h5",
+        made("ext.h5", linked_out("link")),
+        message="link",
+    ),
+    C(
+        "hdf5-external-raw-storage",
+        "tracebacks",
+        f"train raw.h5 {T}",
+        made("raw.h5", linked_out("raw")),
+        may_create="x.bin",
+        message=("raw.h5", "train/x"),
+    ),
+    C(
+        "hdf5-virtual-dataset",
+        "tracebacks",
+        f"train vds.h5 {T}",
+        made("vds.h5", linked_out("virtual")),
+        message=("vds.h5", "train/x"),
+    ),
+    C("info-into-closed-pipe", "tracebacks", "info run.h5", status=1, stdout="closed-pipe"),
+    C(
+        "csv-5000-text-classes",
+        "tracebacks",
+        "data csv cls.csv -o c.h5",
+        text("cls.csv", "".join(f"{i},{i % 7},class{i:05d}\n" for i in range(5000))),
+        message=("cls.csv", "class"),
+        absent="synchronously",
+    ),
+    C(
+        "csv-ragged-quoted-line",
+        "tracebacks",
+        "data csv q.csv -o q.h5",
+        text("q.csv", "1,2,a\n3,4,b\n" * 20 + '5,"6\n7",c\n'),
+        message="q.csv",
+        absent=("usecols", "dtype", "float64", "quotechar"),
+    ),
 ]
+
+
+def _csv_gzip():
+    return gzip.compress(b"".join(b"%d,%d,%d,%d,%d\n" % (i, i + 1, i + 2, i + 3, i % 3) for i in range(2000)))
+
+
+def _corrupt_gzip():
+    data = bytearray(_csv_gzip())
+    data[len(data) // 2 : len(data) // 2 + 20] = b"x" * 20
+    return bytes(data)
 
 
 def _bundled():
@@ -1124,12 +1588,16 @@ def _expect(case, work, result, before, after):
     assert "Traceback" not in result.err + result.out, where
     lines = [line for line in result.err.splitlines() if line.strip()]
     assert result.status == case.status, where
-    if case.status:
+    if case.stdout == "closed-pipe":
+        assert result.err == "", f"{where}\nnot quiet"
+    elif case.status:
         assert len(lines) == 1 and len(result.err.splitlines()) == 1, f"{where}\nnot one line on stderr"
         assert lines[0].startswith("Error: "), where
         for fragment in case.message:
             fragment = fragment.format(pid=os.getpid(), work=work)
             assert fragment.lower() in lines[0].lower(), f"{where}\nno {fragment!r} in the error"
+        for fragment in case.absent:
+            assert fragment.lower() not in lines[0].lower(), f"{where}\n{fragment!r} in the error"
     else:
         assert len(lines) <= 1, f"{where}\nmore than one line on stderr"
     relative = lambda rel: os.path.relpath(os.path.join(root_of(work), rel), work)  # noqa: E731
@@ -1159,7 +1627,8 @@ def test_hostile_input(case, shared, tmp_path):
     work, cleanups = _prepare(case, shared, tmp_path / "root")
     try:
         before = snapshot(root_of(work))
-        result = fastfa(_substitute(case.args, work), work, tmp_path / "io", umask=case.umask)
+        args = _substitute(case.args, work)
+        result = fastfa(args, work, tmp_path / "io", umask=case.umask, env=case.env, stdout=case.stdout)
         after = snapshot(root_of(work))
     finally:
         for cleanup in cleanups:
@@ -1169,8 +1638,9 @@ def test_hostile_input(case, shared, tmp_path):
 
 def test_corpus_is_large_and_names_are_unique():
     assert len({c.id for c in CASES}) == len(CASES)
-    assert len(CASES) >= 60
-    assert {c.kind for c in CASES} == {"data-loss", "writers", "special", "leftovers", "permissions", "names"}
+    assert len(CASES) >= 130
+    kinds = {"data-loss", "writers", "special", "leftovers", "permissions", "names"}
+    assert {c.kind for c in CASES} == kinds | {"sizes", "garbage", "plugins", "tracebacks"}
 
 
 # ------------------------------------------------------------------------------------ concurrency
@@ -1316,3 +1786,44 @@ def test_long_run_names_stay_distinct():
 
     assert run_name({"rule": "x" * 300 + "a"}) != run_name({"rule": "x" * 300 + "b"})
     assert run_name({"rule": "fa", "seed": 1}) == "rule-fa_seed-1"  # short names do not change
+
+
+# ------------------------------------------------------------------------- in-process (unit)
+
+
+def test_full_disk_while_writing_a_dataset_leaves_one_line_and_no_temp_file(tmp_path, monkeypatch):
+    """ENOSPC in the middle of ``fastfa data``'s write: one line, nothing written, no temporary file."""
+    import errno
+
+    from click.testing import CliRunner
+
+    import fastfa.datasets.writer as writer
+    from fastfa.cli import main
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writer, "_write_split", full)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["data", "teacher", "-o", "t.h5", "--n-train", "50", "--n-test", "10"])
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines() == [
+        "Error: t.h5: cannot write (no space left on the device); nothing was written"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_memory_error_anywhere_is_one_line(monkeypatch):
+    """The last resort: a MemoryError that gets past every size check ends as one line."""
+    from click.testing import CliRunner
+
+    import fastfa.rules
+    from fastfa.cli import main
+
+    def exhausted():
+        raise MemoryError
+
+    monkeypatch.setattr(fastfa.rules, "available_rules", exhausted)
+    result = CliRunner().invoke(main, ["rules"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == ["Error: out of memory (a smaller model, batch or dataset may help)"]
