@@ -166,7 +166,7 @@ def one_line_error(est, x, y, match):
         ({"layers": LAYERS, "image_shape": (2, 8, 8)}, r"X has images of shape \(8, 8\), but image_shape="),
         ({"image_shape": (8,)}, r"image_shape must be None, \(H, W\) or \(C, H, W\)"),
         ({"image_shape": "1x8x8"}, r"image_shape must be None"),
-        ({"layers": LAYERS, "device": "cuda"}, r"conv and pooling layers have no CUDA kernels"),
+        ({"layers": LAYERS, "device": "cuda", "dtype": "float64"}, r"cuda engine does not support .*float64"),
     ],
 )
 def test_bad_layer_parameters(params, match, digits):
