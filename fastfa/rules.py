@@ -82,11 +82,11 @@ def guard_plugin(rule, origin):
         call._fastfa_guarded = True
         return call
 
-    return dataclasses.replace(
-        rule,
-        init_feedback=guarded("init_feedback", rule.init_feedback),
-        after_batch=guarded("after_batch", rule.after_batch),
-    )
+    init_feedback = guarded("init_feedback", rule.init_feedback)
+    after_batch = guarded("after_batch", rule.after_batch)
+    if init_feedback is rule.init_feedback and after_batch is rule.after_batch:
+        return rule  # nothing to guard: the registry keeps the plugin's own object
+    return dataclasses.replace(rule, init_feedback=init_feedback, after_batch=after_batch)
 
 
 @dataclass(frozen=True)
