@@ -2,8 +2,12 @@
 
 Inputs (:func:`open_inputs`) are a fastfa dataset (one of its splits), a CSV of feature
 columns (an optional header line is recognised), or a 2-D ``.npy`` array; they are read in
-chunks of :func:`~fastfa.fitting.default_chunk_rows` rows, so a file larger than memory
-works, and each chunk is checked (feature count, finite values) before the model sees it.
+chunks of :func:`~fastfa.fitting.default_chunk_rows` rows, and each chunk is checked (feature
+count, finite values) before the model sees it. Datasets and ``.npy`` arrays are streamed from
+the file, so one larger than memory works (an ``.npy`` header declaring more bytes than the file
+holds is refused first); a CSV's text is read once, as ``fastfa data csv`` reads it: gzip
+decompressed block by block and refused past a third of the memory budget
+(:mod:`fastfa.limits`), a damaged gzip stream one line.
 The model applies the run's standardisation itself (:meth:`fastfa.train.Trainer.scale_inputs`),
 and predicts in the run's dtype with the kernel ``fastfa evaluate`` uses, chunk for chunk,
 so ``predict``'s labels give exactly ``evaluate``'s error rate.
@@ -17,8 +21,10 @@ them), class probabilities with ``proba=True``, or regression outputs.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
+import math
 import os
 from pathlib import Path
 
@@ -26,7 +32,7 @@ import h5py
 import numpy as np
 
 from fastfa import files
-from fastfa.datasets.csvfile import _is_number, _open_text
+from fastfa.datasets.csvfile import _is_number, _read_text
 from fastfa.files import atomic_path, check_regular
 from fastfa.fitting import default_chunk_rows
 from fastfa.layers import layers_text
@@ -103,7 +109,33 @@ def _dataset_inputs(path, split):
     return Inputs(f"{path} (split {split})", n_rows, n_features, read)
 
 
+def _check_npy_size(path):
+    """Check an ``.npy`` file's declared shape against the bytes it holds and a chunk of its rows
+    against the memory budget, before numpy maps or allocates anything."""
+    from fastfa.datasets.npz import _member_header
+    from fastfa.limits import check_memory, format_bytes
+
+    try:
+        with open(path, "rb") as f:
+            found = _member_header(f)
+            offset = f.tell()
+    except (OSError, ValueError, EOFError):
+        return  # numpy.load says what is wrong
+    if found is None or found[1].hasobject:
+        return
+    shape, dtype = found
+    declared, present = math.prod(shape) * dtype.itemsize, max(os.path.getsize(path) - offset, 0)
+    if declared > present:
+        raise ValueError(f"{path}: declares shape {shape} of {dtype} ({format_bytes(declared)}) but holds "
+                         f"{format_bytes(present)}")  # fmt: skip
+    if len(shape) == 2:  # a chunk as stored and converted
+        width = max(shape[1], 1)
+        rows = default_chunk_rows(width, np.float64)
+        check_memory(2 * rows * width * 8, f"{path}: rows of {shape[1]} values")
+
+
 def _npy_inputs(path):
+    _check_npy_size(path)
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -118,9 +150,9 @@ def _npy_inputs(path):
     return Inputs(path, array.shape[0], array.shape[1], read)
 
 
-def _csv_layout(path):
-    """``(delimiter, header, n_rows, n_features)`` of a CSV of feature columns."""
-    with _open_text(path) as f:
+def _csv_layout(path, text):
+    """``(delimiter, header, n_rows, n_features)`` of a CSV of feature columns (its ``text``)."""
+    with io.StringIO(text, newline="") as f:
         lines = (line for line in f if line.strip())
         first = next(lines, None)
         if first is None:
@@ -133,10 +165,11 @@ def _csv_layout(path):
 
 
 def _csv_inputs(path):
-    delimiter, header, n_rows, n_features = _csv_layout(path)
+    text = _read_text(path)  # read once, as `fastfa data csv` does: bounded, gzip errors one line
+    delimiter, header, n_rows, n_features = _csv_layout(path, text)
 
     def read(rows, dtype):
-        with _open_text(path) as f:
+        with io.StringIO(text, newline="") as f:
             lines = (line for line in f if line.strip())
             if header:
                 next(lines)

@@ -208,6 +208,15 @@ def _read(path):
     if f.attrs.get("format") != FORMAT:
         f.close()
         raise RunFileError(f"{path}: not a fastfa run file (no format='{FORMAT}' attribute)")
+    from fastfa.datasets.reader import DatasetError, check_contained
+
+    try:  # nothing read from other files: the checks datasets get (links, external storage, virtual)
+        check_contained(path, f)
+    except (DatasetError, KeyError, RuntimeError, OSError) as exc:
+        f.close()
+        if isinstance(exc, DatasetError):
+            raise RunFileError(str(exc)) from None
+        raise RunFileError(f"{path}: corrupt or incomplete run file ({type(exc).__name__}: {exc})") from None
     return f
 
 

@@ -565,6 +565,62 @@ def linked_out(kind):
     return write
 
 
+def soft_linked(kind):
+    """An edit of a copy of d.h5: its train split a soft link to test (``alias``), or train/x a soft
+    link to itself (``loop``)."""
+
+    def edit(f):
+        import h5py
+
+        if kind == "alias":
+            del f["train"]
+            f["train"] = h5py.SoftLink("/test")
+        else:
+            del f["train/x"]
+            f["train/x"] = h5py.SoftLink("/train/x")
+
+    return edit
+
+
+def run_linked_out(kind):
+    """An edit of a copy of run.h5 whose ``model`` group is an external link to src.h5 (``link``) or
+    whose optimiser state is a virtual dataset reading src.h5 (``virtual``)."""
+
+    def edit(f):
+        import h5py
+
+        if kind == "link":
+            del f["model"]
+            f["model"] = h5py.ExternalLink("src.h5", "/model")
+        else:
+            state = f["optimizer/state"]
+            shape, dtype = state.shape, state.dtype
+            del f["optimizer/state"]
+            layout = h5py.VirtualLayout(shape, dtype)
+            layout[...] = h5py.VirtualSource("src.h5", "optimizer/state", shape=shape)
+            f.create_virtual_dataset("optimizer/state", layout)
+
+    return edit
+
+
+def idx_bomb(folder):
+    """An MNIST folder whose train images declare 200,000 images, all present but zeros (156 MiB
+    that gzip packs into about 150 KB)."""
+
+    def setup(work):
+        _mnist_folder(work / folder)
+        header = struct.pack(">4i", 0x803, 200_000, 28, 28)
+        with gzip.open(work / folder / "train-images-idx3-ubyte.gz", "wb") as f:
+            f.write(header)
+            block = bytes(28 * 28 * 1000)
+            for _ in range(200):
+                f.write(block)
+        labels = struct.pack(">2i", 0x801, 200_000) + bytes(200_000)
+        (work / folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels))
+
+    return setup
+
+
 def grid_spec(name, axes, values):
     """A spec of ``axes`` axes with ``values`` values each (a grid of values**axes points)."""
     names = ["lr", "momentum", "weight_decay", "gamma", "beta1", "beta2", "epsilon", "lr_min", "seed"]
@@ -1356,6 +1412,29 @@ CASES = [
         made("rows.h5", sparse_rows),
         message=("rows.h5", "1000000000"),
     ),
+    C(
+        "predict-csv-gzip-bomb",
+        "sizes",
+        "predict run.h5 bomb.csv.gz -o p.csv",
+        made("bomb.csv.gz", gzip_bomb((b"0," * 63 + b"0\n") * 100_000, 4)),
+        message=("bomb.csv.gz", "memory"),
+        env={"FASTFA_MAX_MEMORY": "64M"},
+    ),
+    C(
+        "predict-npy-declares-huge-shape",
+        "sizes",
+        "predict run.h5 huge.npy -o p.csv",
+        made("huge.npy", lambda p: p.write_bytes(npy_header((10**9, 64)) + bytes(800))),
+        message=("huge.npy", "declares", "1000000000"),
+    ),
+    C(
+        "mnist-idx-gzip-bomb",
+        "sizes",
+        "data mnist mb -o m.h5",
+        idx_bomb("mb"),
+        message=("train-images-idx3-ubyte", "memory"),
+        env={"FASTFA_MAX_MEMORY": "64M"},
+    ),
     # ------------------------------------------------------------------ silent garbage
     C(
         "lr-1e30-blows-up",
@@ -1533,6 +1612,44 @@ CASES = [
         f"train vds.h5 {T}",
         made("vds.h5", linked_out("virtual")),
         message=("vds.h5", "train/x"),
+    ),
+    C(
+        "predict-csv-gzip-corrupt",
+        "tracebacks",
+        "predict run.h5 bad.csv.gz -o p.csv",
+        made("bad.csv.gz", lambda p: p.write_bytes(_corrupt_gzip())),
+        message=("bad.csv.gz", "gzip"),
+        absent=("zlib", "Error -3"),
+    ),
+    C(
+        "run-file-external-link",
+        "tracebacks",
+        "info ext.h5",
+        h5copy("src.h5", "run.h5"),
+        h5copy("ext.h5", "run.h5", edit=run_linked_out("link")),
+        message=("ext.h5", "external link"),
+    ),
+    C(
+        "run-file-virtual-dataset",
+        "tracebacks",
+        "evaluate vds.h5 d.h5",
+        h5copy("src.h5", "run.h5"),
+        h5copy("vds.h5", "run.h5", edit=run_linked_out("virtual")),
+        message=("vds.h5", "optimizer/state", "virtual"),
+    ),
+    C(
+        "hdf5-soft-link-to-another-split",
+        "tracebacks",
+        f"train alias.h5 {T}",
+        h5copy("alias.h5", "d.h5", edit=soft_linked("alias")),
+        message=("alias.h5", "'train'", "soft link"),
+    ),
+    C(
+        "hdf5-soft-link-loop",
+        "tracebacks",
+        "info loop.h5",
+        h5copy("loop.h5", "d.h5", edit=soft_linked("loop")),
+        message=("loop.h5", "train/x", "soft link"),
     ),
     C("info-into-closed-pipe", "tracebacks", "info run.h5", status=1, stdout="closed-pipe"),
     C(

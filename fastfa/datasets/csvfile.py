@@ -40,20 +40,28 @@ def _open_text(path):
     return open(path, encoding="utf-8-sig", newline="")
 
 
+@contextlib.contextmanager
+def gzip_errors(path, prefix=""):
+    """Turn a truncated, invalid or damaged gzip stream read in the block into one line naming ``path``
+    (``prefix`` starts what it says of it)."""
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile) as exc:
+        truncated = isinstance(exc, EOFError)
+        problem = "truncated gzip file (it ends mid-stream)" if truncated else "not a valid gzip file"
+        _fail(path, prefix + problem)
+    except zlib.error:
+        _fail(path, prefix + "corrupt gzip data (the compressed stream is damaged)")
+
+
 def _read_text(path):
     """The whole text of ``path``, read once, decompressed block by block and refused past a third
     of the memory budget (:func:`fastfa.limits.read_bounded`: a gzip bomb stops there)."""
     check_input_file(path)
-    try:
-        with open(path, "rb") as raw:
-            stream = gzip.GzipFile(fileobj=raw, mode="rb") if raw.read(2) == b"\x1f\x8b" else raw
-            raw.seek(0)
-            data = read_bounded(stream, path, memory_budget() // 3)
-    except (EOFError, gzip.BadGzipFile) as exc:
-        truncated = isinstance(exc, EOFError)
-        _fail(path, "truncated gzip file (it ends mid-stream)" if truncated else "not a valid gzip file")
-    except zlib.error:
-        _fail(path, "corrupt gzip data (the compressed stream is damaged)")
+    with gzip_errors(path), open(path, "rb") as raw:
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if raw.read(2) == b"\x1f\x8b" else raw
+        raw.seek(0)
+        data = read_bounded(stream, path, memory_budget() // 3)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

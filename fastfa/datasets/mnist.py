@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import math
+import os
 import struct
 from pathlib import Path
 
 import numpy as np
 
+from fastfa.datasets.csvfile import gzip_errors
 from fastfa.datasets.schema import _fail
 from fastfa.datasets.writer import _check_target, check_input_file, write_dataset
+from fastfa.limits import check_memory, format_bytes
 
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -31,43 +35,56 @@ def _open_maybe_gzip(path):
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
-def _read_bytes(path):
-    try:
-        with _open_maybe_gzip(path) as f:
-            return f.read()
-    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
-        _fail(path, f"cannot read ({' '.join(str(exc).split())})")
-
-
 def read_idx(path, magic):
     """Read an IDX file (gzip or raw) with the expected ``magic`` number.
 
     IDX: a big-endian int32 magic (``0x00000800 + n_dims`` for unsigned bytes),
-    then one big-endian int32 per dimension, then the raw bytes.
+    then one big-endian int32 per dimension, then the raw bytes. The header is read first: the
+    dimensions are checked against the bytes a raw file holds and against the memory budget
+    (:func:`fastfa.limits.check_memory`) before the data is read, and a gzip stream is never
+    inflated past the bytes they declare (a gzip bomb stops there).
 
     Returns
     -------
     ndarray of uint8, shape given by the header.
     """
-    data = _read_bytes(path)
-    if len(data) < 4:
-        _fail(path, f"too short for an IDX file ({len(data)} bytes)")
-    (found,) = struct.unpack(">i", data[:4])
+    try:
+        with gzip_errors(path, "cannot read: "), _open_maybe_gzip(path) as f:
+            return _read_idx(path, f, magic, compressed=isinstance(f, gzip.GzipFile))
+    except OSError as exc:
+        _fail(path, f"cannot read ({' '.join(str(exc).split())})")
+
+
+def _read_idx(path, f, magic, compressed):
+    head = f.read(4)
+    if len(head) < 4:
+        _fail(path, f"too short for an IDX file ({len(head)} bytes)")
+    (found,) = struct.unpack(">i", head)
     if found != magic:
         _fail(path, f"bad IDX magic number 0x{found & 0xFFFFFFFF:08x}, expected 0x{magic:08x}")
     n_dims = magic & 0xFF
     header = 4 + 4 * n_dims
-    if len(data) < header:
-        _fail(path, f"truncated IDX header ({len(data)} bytes, expected {header})")
-    dims = struct.unpack(f">{n_dims}i", data[4:header])
+    raw_dims = f.read(4 * n_dims)
+    if len(raw_dims) < 4 * n_dims:
+        _fail(path, f"truncated IDX header ({4 + len(raw_dims)} bytes, expected {header})")
+    dims = struct.unpack(f">{n_dims}i", raw_dims)
     if any(d < 0 for d in dims) or (n_dims > 1 and 0 in dims[1:]):
         _fail(path, f"bad IDX dimensions {dims}")
-    expected = int(np.prod(dims, dtype=np.int64))
-    found_bytes = len(data) - header
-    if found_bytes != expected:
-        what = "truncated" if found_bytes < expected else "has trailing bytes"
-        _fail(path, f"IDX data {what}: {found_bytes} bytes, expected {expected} for dimensions {dims}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    expected = math.prod(dims)
+    if not compressed:  # the bytes present are known before anything is read
+        _check_idx_bytes(path, os.path.getsize(path) - header, expected, dims)
+    shape = "x".join(str(d) for d in dims)
+    check_memory(2 * expected, f"{path}: IDX dimensions {shape} ({format_bytes(expected)})")  # and a copy
+    data = f.read(expected + 1)
+    _check_idx_bytes(path, len(data), expected, dims)
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+
+
+def _check_idx_bytes(path, found_bytes, expected, dims):
+    if found_bytes < expected:
+        _fail(path, f"IDX data truncated: {found_bytes} bytes, expected {expected} for dimensions {dims}")
+    if found_bytes > expected:
+        _fail(path, f"IDX data has trailing bytes: more than the {expected} expected for dimensions {dims}")
 
 
 def _find_idx(directory, base):

@@ -94,12 +94,33 @@ MAX_RATIO = 2000
 
 
 def _link(path, group, key, prefix=""):
-    """The link ``key`` of ``group`` (``None`` when missing), refusing links out of the file."""
+    """The link ``key`` of ``group`` (``None`` when missing), refusing links out of the file and soft
+    links (a soft link may lead anywhere in the file, to another split, or round in a loop)."""
     link = group.get(key, getlink=True)
     if isinstance(link, h5py.ExternalLink):
         _fail(path, f"'{prefix}{key}' is an external link to {link.filename}; fastfa reads only data the "
                     "file holds itself")  # fmt: skip
+    if isinstance(link, h5py.SoftLink):
+        _fail(path, f"'{prefix}{key}' is a soft link to {link.path}; fastfa reads only groups and datasets "
+                    "stored under their own names")  # fmt: skip
     return link
+
+
+def check_contained(path, group, prefix="", seen=None):
+    """Refuse anything in ``group`` (an open HDF5 file: a run file), at any depth, that reads data
+    from elsewhere: external or soft links (:func:`_link`), external raw storage and virtual datasets
+    (:func:`_check_stored`). Raises :class:`DatasetError`."""
+    seen = set() if seen is None else seen
+    for key in group:
+        _link(path, group, key, prefix)
+        item = group[key]
+        if hash(item.id) in seen:  # a group hard-linked twice (or into itself) is walked once
+            continue
+        seen.add(hash(item.id))
+        if isinstance(item, h5py.Group):
+            check_contained(path, item, f"{prefix}{key}/", seen)
+        elif isinstance(item, h5py.Dataset):
+            _check_stored(path, f"{prefix}{key}", item)
 
 
 def _check_stored(path, where, dataset):
