@@ -58,19 +58,25 @@ def _kind(mode):
     return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
 
 
+def _mode(path, verb):
+    """``path``'s ``st_mode`` (symbolic links followed), None when it does not exist;
+    :class:`FileSafetyError` ("cannot be VERB") when it cannot be looked at."""
+    try:
+        return os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise FileSafetyError(f"{path}: cannot be {verb} ({exc.strerror or exc})") from None
+
+
 def check_regular(path, directories=False):
     """Raise :class:`FileSafetyError` when ``path`` exists and is not a regular file.
 
     Symbolic links are followed. A missing path passes (the caller says "no such file" its own
     way), and so does a folder when ``directories`` is true.
     """
-    try:
-        mode = os.stat(path).st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    except OSError as exc:
-        raise FileSafetyError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if stat.S_ISREG(mode) or (directories and stat.S_ISDIR(mode)):
+    mode = _mode(path, "read")
+    if mode is None or stat.S_ISREG(mode) or (directories and stat.S_ISDIR(mode)):
         return
     raise FileSafetyError(f"{path}: not a regular file ({_kind(mode)})")
 
@@ -99,12 +105,9 @@ def check_output(out, inputs=()):
     paths (``None`` entries are skipped); one that is the same file as ``out`` -- through any
     name -- is refused, since writing ``out`` would destroy it.
     """
-    try:
-        mode = os.stat(out).st_mode
-    except (FileNotFoundError, NotADirectoryError):
+    mode = _mode(out, "checked")
+    if mode is None:
         return
-    except OSError as exc:
-        raise FileSafetyError(f"{out}: cannot be checked ({exc.strerror or exc})") from None
     if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
         raise FileSafetyError(f"{out}: not a regular file ({_kind(mode)}); refusing to replace it")
     for source in inputs:
