@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import sys
+import time
 
 import numba
 
@@ -75,12 +77,56 @@ def blas_controls():
     return _controls
 
 
+def busy_elsewhere(samples=3, pause=0.002):
+    """Cores kept busy by other processes right now (Linux; 0 where it cannot be told).
+
+    The runnable tasks of the whole machine (``/proc/loadavg``) less this process's own
+    runnable threads (``/proc/self/task/*/stat``), the smallest of ``samples`` readings
+    ``pause`` seconds apart, so that a task waking for a moment does not count.
+    """
+    fewest = None
+    for sample in range(samples):
+        try:
+            with open("/proc/loadavg") as f:
+                running = int(f.read().split()[3].split("/")[0])
+            own = 0
+            for task in os.listdir("/proc/self/task"):
+                try:
+                    with open(f"/proc/self/task/{task}/stat") as f:
+                        own += f.read().rsplit(")", 1)[1].split()[0] == "R"
+                except OSError:
+                    continue
+        except (OSError, ValueError, IndexError):
+            return 0
+        others = max(0, running - own)
+        fewest = others if fewest is None else min(fewest, others)
+        if fewest == 0:
+            break
+        if sample + 1 < samples:
+            time.sleep(pause)
+    return fewest
+
+
+def free_cores():
+    """Cores this process may use (its affinity) that no other process keeps busy; at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, cores - busy_elsewhere())
+
+
 @contextlib.contextmanager
 def kernel_threads():
-    """Yield how many threads the kernels may use; OpenBLAS runs one thread per caller meanwhile.
+    """Yield how many parts the kernels split their work into; OpenBLAS runs one thread per
+    caller meanwhile.
 
-    Yields ``numba.get_num_threads()`` when OpenBLAS can be held to one thread,
-    else 1 (the kernels then run serially and BLAS keeps its own threads).
+    Yields ``numba.get_num_threads()`` when OpenBLAS can be held to one thread, else 1 (the
+    kernels then run serially and BLAS keeps its own threads). On a busy machine the parts
+    run on fewer threads: as many as there are cores no other process keeps busy
+    (:func:`free_cores`), since a part whose thread shares a core with another process holds
+    up every parallel region it is in (docs/engine.md, "Threads"). The split itself does not
+    change, so the arithmetic, and every result, is the same whatever the load.
     """
     threads = numba.get_num_threads()
     controls = blas_controls() if threads > 1 else []
@@ -90,9 +136,14 @@ def kernel_threads():
     before = [get() for get, _ in controls]
     for _, set_threads in controls:
         set_threads(1)
+    running = min(threads, free_cores())
+    if running < threads:
+        numba.set_num_threads(running)
     try:
         yield threads
     finally:
+        if running < threads:
+            numba.set_num_threads(threads)
         for (_, set_threads), n in zip(controls, before, strict=True):
             set_threads(n)
 
