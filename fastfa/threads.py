@@ -107,13 +107,25 @@ def busy_elsewhere(samples=3, pause=0.002):
     return fewest
 
 
+_free = (-1.0, 1)  # (time.monotonic() of the last count, free cores then)
+FREE_CORES_TTL = 1.0  # seconds a count of the free cores is reused (a count sleeps up to 4 ms)
+
+
 def free_cores():
-    """Cores this process may use (its affinity) that no other process keeps busy; at least 1."""
+    """Cores this process may use (its affinity) that no other process keeps busy; at least 1.
+
+    Counted at most once every :data:`FREE_CORES_TTL` seconds (calls in between reuse the count).
+    """
+    global _free
+    now = time.monotonic()
+    if 0 <= now - _free[0] < FREE_CORES_TTL:
+        return _free[1]
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    return max(1, cores - busy_elsewhere())
+    _free = (now, max(1, cores - busy_elsewhere()))
+    return _free[1]
 
 
 @contextlib.contextmanager
