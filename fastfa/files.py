@@ -303,6 +303,43 @@ def atomic_path(path, suffix=".tmp"):
         raise
 
 
+def write_problem(exc):
+    """A short reason for a failed write (``OSError`` ``exc``): no space, over quota, or the
+    system's words."""
+    text = " ".join(str(exc).split())
+    if exc.errno == errno.ENOSPC or "errno = 28" in text or "No space left" in text:
+        return "no space left on the device"
+    if exc.errno == errno.EDQUOT or "errno = 122" in text:
+        return "disk quota exceeded"
+    return exc.strerror or text
+
+
+@contextlib.contextmanager
+def hdf5_in_memory(tmp):
+    """Yield an HDF5 file built in memory; when the block ends without error, write its bytes
+    to ``tmp`` (a temporary path from :func:`atomic_path`) with one plain ``write``.
+
+    HDF5 meets a full disk badly: its writes fail inside destructors (tracebacks printed as
+    "Exception ignored"), then closing the file can crash the process. Built in memory, the file
+    reaches the disk through Python, which raises ``OSError`` (``ENOSPC``) cleanly, so the caller
+    reports one line and :func:`atomic_path` removes the temporary file. Costs the file's size in
+    memory while it is written.
+    """
+    import h5py
+
+    f = h5py.File(f"{tmp}.image", "w", driver="core", backing_store=False)
+    try:
+        yield f
+        f.flush()
+        image = f.id.get_file_image()
+    finally:
+        f.close()
+    with open(tmp, "wb") as out:
+        out.write(image)
+        out.flush()
+        os.fsync(out.fileno())
+
+
 def atomic_text(path, text):
     """Write ``text`` to ``path`` atomically (:func:`atomic_path`)."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:

@@ -41,7 +41,14 @@ import h5py
 import numpy as np
 
 from fastfa.config import TrainConfig
-from fastfa.files import FileSafetyError, atomic_path, check_regular, is_regular
+from fastfa.files import (
+    FileSafetyError,
+    atomic_path,
+    check_regular,
+    hdf5_in_memory,
+    is_regular,
+    write_problem,
+)
 from fastfa.limits import LimitError, check_config
 from fastfa.rules import PluginError, available_rules
 from fastfa.train import Trainer
@@ -78,8 +85,15 @@ def versions(device="cpu"):
 
 def atomic_h5(path, write):
     """Call ``write(h5file)`` on a temporary file, then move it to ``path`` (:func:`atomic_path`)."""
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        write(f)
+    try:
+        with atomic_path(path) as tmp, hdf5_in_memory(tmp) as f:
+            write(f)
+    except OSError as exc:
+        if isinstance(exc, FileSafetyError):
+            raise
+        raise FileSafetyError(
+            f"{path}: cannot write ({write_problem(exc)}); an earlier version of it, if any, is kept"
+        ) from None
 
 
 def save_run(path, trainer, history, *, dataset="", complete=False, progress=None, chunk_rows=0,

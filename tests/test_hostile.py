@@ -1944,3 +1944,32 @@ def test_memory_error_anywhere_is_one_line(monkeypatch):
     result = CliRunner().invoke(main, ["rules"])
     assert result.exit_code == 1
     assert result.output.splitlines() == ["Error: out of memory (a smaller model, batch or dataset may help)"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["data", "teacher", "-o", "out.h5", "--n-train", "20000", "--n-test", "100"],
+        ["train", "--hidden", "300", "--epochs", "1", "-o", "run.h5"],
+    ],
+    ids=["dataset", "run-file"],
+)
+def test_a_write_the_disk_refuses_is_one_line_and_leaves_nothing(args, tmp_path):
+    """A real failed write, not an injected one: a 100 KB file-size limit (RLIMIT_FSIZE) makes the
+    kernel refuse the write as a full disk would. HDF5 meeting that inside its own writes used to
+    print destructor tracebacks and then crash; the file is now built in memory and written by
+    Python (files.hdf5_in_memory), so the command fails in one line and leaves no file."""
+    import resource
+    import subprocess
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "fastfa", *args], cwd=tmp_path, capture_output=True, text=True,
+        preexec_fn=limit, timeout=600,
+    )  # fmt: skip
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1, result.stderr
+    assert len(lines) == 1 and "cannot write" in lines[0] and "Traceback" not in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []

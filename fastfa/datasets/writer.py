@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from fastfa.datasets.reader import open_dataset
@@ -27,7 +25,14 @@ from fastfa.datasets.schema import (
     _positive_float,
     _positive_int,
 )
-from fastfa.files import FileSafetyError, atomic_path, check_output, check_regular
+from fastfa.files import (
+    FileSafetyError,
+    atomic_path,
+    check_output,
+    check_regular,
+    hdf5_in_memory,
+    write_problem,
+)
 
 CHUNK_BYTES = 1 << 18  # target size of one HDF5 storage chunk (256 KiB)
 
@@ -232,7 +237,7 @@ def write_dataset(
         _check_attribute(path, key, value)
     try:
         with atomic_path(path) as tmp:
-            with h5py.File(tmp, "w") as f:
+            with hdf5_in_memory(tmp) as f:
                 f.attrs.update(attrs)
                 _write_extras(f, extra_groups, extra_attrs)
                 for split, (x, y) in arrays.items():
@@ -241,7 +246,7 @@ def write_dataset(
     except OSError as exc:  # the temporary file is gone (atomic_path); say why in one line
         if isinstance(exc, FileSafetyError):
             raise
-        _fail(path, f"cannot write ({_write_problem(exc)}); nothing was written")
+        _fail(path, f"cannot write ({write_problem(exc)}); nothing was written")
     return path
 
 
@@ -256,16 +261,6 @@ def _check_attribute(path, key, value):
         what = "class names" if key == "classes" else f"entries in attribute {key!r}"
         hint = "; number the classes 0..K-1 instead" if key == "classes" else ""
         _fail(path, f"{len(value):,} {what}: more than the {MAX_ATTRIBUTE_ITEMS:,} fastfa can store{hint}")
-
-
-def _write_problem(exc):
-    """A short reason for a failed write: no space, over quota, or the system's words."""
-    text = " ".join(str(exc).split())
-    if exc.errno == errno.ENOSPC or "errno = 28" in text or "No space left" in text:
-        return "no space left on the device"
-    if exc.errno == errno.EDQUOT or "errno = 122" in text:
-        return "disk quota exceeded"
-    return exc.strerror or text
 
 
 def check_input_file(path):
