@@ -24,6 +24,7 @@ import errno
 import os
 import re
 import secrets
+import shutil
 import socket
 import stat
 from pathlib import Path
@@ -301,6 +302,23 @@ def atomic_path(path, suffix=".tmp"):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def check_space(path, nbytes):
+    """Refuse to write about ``nbytes`` to ``path`` when its file system has less room than that
+    (one line, before anything is written; for writers that stream, such as predictions)."""
+    folder = Path(path).parent
+    try:
+        free = shutil.disk_usage(folder if str(folder) else ".").free
+    except OSError:
+        return
+    if nbytes > free:
+        from fastfa.limits import format_bytes
+
+        raise FileSafetyError(
+            f"{path}: needs about {format_bytes(nbytes)} but its device has {format_bytes(free)} free; "
+            "nothing was written"
+        )
 
 
 def write_problem(exc):

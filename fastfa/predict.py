@@ -238,6 +238,8 @@ def write_predictions(trainer, inputs, out, *, proba=False):
     shape = (inputs.n_rows,) if labels else (inputs.n_rows, width)
     dtype = np.int64 if labels else trainer.dtype
     names = np.asarray(trainer.class_names) if labels and trainer.class_names else None
+    # about 20 characters per value as CSV text; .npy and .h5 hold the values themselves
+    files.check_space(out, int(np.prod(shape)) * (20 if kind == ".csv" else np.dtype(dtype).itemsize))
     with atomic_path(out, suffix=kind) as tmp:
         if kind == ".npy":
             target = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)

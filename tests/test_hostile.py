@@ -1973,3 +1973,18 @@ def test_a_write_the_disk_refuses_is_one_line_and_leaves_nothing(args, tmp_path)
     assert result.returncode == 1, result.stderr
     assert len(lines) == 1 and "cannot write" in lines[0] and "Traceback" not in result.stderr, result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_predictions_larger_than_the_free_space_are_refused_before_writing(tmp_path, monkeypatch):
+    """Predictions stream through HDF5 or text (they may not fit in memory), so the free space is
+    checked first (files.check_space)."""
+    import shutil
+
+    from fastfa import files
+
+    usage = shutil._ntuple_diskusage(10**9, 10**9 - 5000, 5000)
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage)
+    with pytest.raises(files.FileSafetyError, match="needs about .* free; nothing was written"):
+        files.check_space(tmp_path / "p.csv", 6000)
+    files.check_space(tmp_path / "p.csv", 4000)
+    assert list(tmp_path.iterdir()) == []
