@@ -222,7 +222,8 @@ def _read(path):
     if f.attrs.get("format") != FORMAT:
         f.close()
         raise RunFileError(f"{path}: not a fastfa run file (no format='{FORMAT}' attribute)")
-    from fastfa.datasets.reader import DatasetError, check_contained
+    from fastfa.datasets.containment import check_contained
+    from fastfa.datasets.reader import DatasetError
 
     try:  # nothing read from other files: the checks datasets get (links, external storage, virtual)
         check_contained(path, f)
