@@ -8,18 +8,49 @@ compiles once per dtype per session (and is then cached on disk by numba).
 from __future__ import annotations
 
 import os
+import sys
 
 # The CUDA tests (tests/test_cuda.py, marker "cuda") run on numba's CPU simulator unless
 # FASTFA_TEST_GPU=1 asks for a real GPU; the variable must be set before numba is imported.
 if os.environ.get("FASTFA_TEST_GPU") != "1":
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
+import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from fastfa.config import TrainConfig  # noqa: E402
 from fastfa.train import Trainer  # noqa: E402
 from tests import naive  # noqa: E402
+
+
+def _atomic_simulator_shared_arrays():
+    """Make the CUDA simulator's ``cuda.shared.array`` allocation atomic across a block's threads.
+
+    numba's simulator (``FakeCUDAShared.array``) looks an allocation up by the caller's line and,
+    when missing, creates and stores it: a check-then-set that two of a block's threads (Python
+    threads) can both pass under load, each then using its own "shared" tile, so part of a
+    tiled product reads tiles nobody wrote. A loaded CI machine saw it once as a wrong Adam loss
+    from the fused kernel. ``dict.setdefault`` keeps the first allocation for every thread.
+    """
+    from numba.cuda.simulator import kernelapi
+
+    plain = kernelapi.FakeCUDAShared.array
+
+    def array(self, shape, dtype):
+        if shape == 0:
+            return plain(self, shape, dtype)
+        if isinstance(dtype, kernelapi.types.Type):
+            dtype = kernelapi.numpy_support.as_dtype(dtype)
+        caller = sys._getframe(1)
+        where = (caller.f_code.co_filename, caller.f_lineno)
+        return self._allocations.setdefault(where, np.zeros(shape, dtype))
+
+    kernelapi.FakeCUDAShared.array = array
+
+
+if numba.config.ENABLE_CUDASIM:
+    _atomic_simulator_shared_arrays()
 
 DTYPES = ("float64", "float32")
 SHAPES = ((7, 13, 5), (7, 13, 11, 5))
