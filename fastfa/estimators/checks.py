@@ -21,7 +21,7 @@ def _is_sparse(x):
 
 
 def _as_float_samples(x, name="X"):
-    """``x`` as finite float64 rows and the shape of one of its samples.
+    """``x`` as finite float rows (float32 kept, anything else float64) and the shape of one sample.
 
     Parameters
     ----------
@@ -34,7 +34,7 @@ def _as_float_samples(x, name="X"):
     Returns
     -------
     rows : ndarray
-        float64 ``(n_samples, n_features)``; images flattened in C order.
+        float32 or float64 ``(n_samples, n_features)``; images flattened in C order.
     sample_shape : tuple of int
         ``x.shape[1:]`` as given.
 
@@ -51,7 +51,8 @@ def _as_float_samples(x, name="X"):
     x = np.asarray(x)
     if np.iscomplexobj(x):
         raise ValueError(f"Complex data not supported in {name}; pass real numbers")
-    x = np.asarray(x, dtype=np.float64)  # object arrays of non-numbers raise TypeError here
+    if x.dtype not in (np.float32, np.float64):  # float32 stays: the float32 engine takes it as is
+        x = np.asarray(x, dtype=np.float64)  # object arrays of non-numbers raise TypeError here
     if x.ndim == 1:
         raise ValueError(
             f"Expected a 2D array for {name}, got a 1D array of shape {x.shape} instead. Reshape your "
