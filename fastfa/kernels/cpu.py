@@ -138,6 +138,15 @@ from fastfa.kernels.products import (  # noqa: F401 (the engine's parts, under t
 
 
 @kernel
+def copy_row(src, dst):
+    """``dst[:] = src`` for two 1-D arrays of one length, as a loop: numba's array-to-array slice
+    assignment compiles a formatted shape-mismatch error (string machinery, several seconds of
+    the first run's compile) that these copies, whose shapes always match, do not need."""
+    for j in range(dst.size):
+        dst[j] = src[j]
+
+
+@kernel
 def gather_batch(x_all, labels, targets, order, start, m, xb, tb):
     """Copy rows ``order[start:start+m]`` into ``xb`` and their targets into ``tb``.
 
@@ -146,12 +155,12 @@ def gather_batch(x_all, labels, targets, order, start, m, xb, tb):
     """
     for i in range(m):
         row = order[start + i]
-        xb[i, :] = x_all[row]
+        copy_row(x_all[row], xb[i])
         if labels.size > 0:
             tb[i, :] = 0.0
             tb[i, labels[row]] = 1.0
         else:
-            tb[i, :] = targets[row]
+            copy_row(targets[row], tb[i])
 
 
 @kernel
@@ -164,7 +173,8 @@ def load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out):
     if labels.size > 0 or targets.size > 0:
         gather_batch(x_all, labels, targets, order, start, m, xb, tb)
     else:
-        xb[:, :] = x_all[start : start + m]
+        for i in range(m):
+            copy_row(x_all[start + i], xb[i])
     return xb, tb
 
 
@@ -173,7 +183,8 @@ def score_rows(y, tb, e, act, icfg, has_targets, outputs, start):
     """Copy the outputs ``y`` of rows ``start...`` into ``outputs`` (when it has rows) and return
     their summed loss and error count (zeros without targets); ``e`` is scratch for the error."""
     if outputs.shape[0] > 0:
-        outputs[start : start + y.shape[0]] = y
+        for i in range(y.shape[0]):
+            copy_row(y[i], outputs[start + i])
     if not has_targets:
         return 0.0, 0
     return output_error(y, tb, act, icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0)
