@@ -434,10 +434,14 @@ class Trainer:
                 )  # fmt: skip
             self.step += -(-len(order) // batch)
             return loss, errors
+        fcfg = self._fcfg()
+        # None where this run cannot use them: numba then compiles only the paths it takes
+        grads = None if kernels.uses_fused_sgd(self.icfg, fcfg) else self.grads
+        magnitude = self.magnitude if self.magnitude.size else None  # sign-concordant feedback only
         with kernel_threads() as threads:
             loss, errors = kernels.train_epoch(
-                x, labels, targets, order, batch, self.params, self.feedback, self.magnitude, self.grads,
-                self.state, self.sizes, self.acts, with_threads(self.icfg, threads), self._fcfg(), ws.hidden,
+                x, labels, targets, order, batch, self.params, self.feedback, magnitude, grads,
+                self.state, self.sizes, self.acts, with_threads(self.icfg, threads), fcfg, ws.hidden,
                 ws.deltas, ws.x, ws.t, ws.decayed, self.step,
             )  # fmt: skip
         self.step += -(-len(order) // batch)

@@ -179,3 +179,17 @@ def test_a_second_reproduce_into_a_held_folder_fails_at_once(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_rule_settings_replace_the_base_in_full_runs_only(tmp_path):
+    from fastfa.reproduce.experiments import EXPERIMENTS
+    from fastfa.reproduce.runner import build_tasks
+
+    exp = EXPERIMENTS["biotorch-lenet-mnist"]
+    full, _, _ = build_tasks(exp, "data.h5", tmp_path)
+    quick, _, _ = build_tasks(exp, "data.h5", tmp_path, quick=True)
+    for rule in exp.rules:
+        lrs = {task.settings["lr"] for task in full if task.settings["rule"] == rule}
+        assert lrs == {exp.rule_settings[rule]["lr"]}
+    assert {task.settings["lr"] for task in quick} == {exp.quick["base"]["lr"]}
+    assert len({task.settings["lr"] for task in full}) > 1  # the rates differ between rules

@@ -70,16 +70,12 @@ from fastfa.kernels.codes import (
     DYNAMICS_KOLEN_POLLACK,
     DYNAMICS_MIRROR,
     F_LR,
-    F_MOMENTUM,
     F_WEIGHT_DECAY,
     I_CLASSIFICATION,
     I_DYNAMICS,
     I_LOSS,
-    I_NESTEROV,
-    I_OPTIMIZER,
     I_SEED,
     I_THREADS,
-    SGD,
 )
 from fastfa.kernels.dense import (  # noqa: F401 (the engine's parts, under their old names)
     backward,
@@ -123,6 +119,7 @@ from fastfa.kernels.optimisers import (  # noqa: F401 (the engine's parts, under
     settle_interval,
     sparse_sgd,
     update_parameters,
+    uses_fused_sgd,
 )
 from fastfa.kernels.products import (  # noqa: F401 (the engine's parts, under their old names)
     count_nonzero,
@@ -197,8 +194,14 @@ def train_batch(
     """One training step on batch ``(x, t)``: refresh feedback, deltas, update, learn feedback.
 
     SGD without Nesterov's correction (or without momentum, where the correction is void)
-    takes the fused path (:func:`fused_sgd_step`); Nesterov and Adam go through a
-    gradient buffer.
+    takes the fused path (:func:`fused_sgd_step`); Nesterov and Adam go through the
+    gradient buffer ``grads``.
+
+    ``grads`` and ``magnitude`` may be None, and the trainer passes None where a run cannot
+    use them: ``grads`` on the fused path, ``magnitude`` without sign-concordant feedback.
+    numba then prunes the branches that would use them before typing, so a run compiles only
+    the optimiser path and feedback refresh it takes (a first run compiles less); with arrays
+    every path is compiled and chosen at run time, as before.
 
     Plain SGD with weight decay defers the decay of the first layer's untouched rows
     (:func:`~fastfa.kernels.optimisers.defers_decay`; ``decayed`` has one entry per input,
@@ -207,7 +210,8 @@ def train_batch(
 
     Returns ``(summed loss, error count)`` measured before the update.
     """
-    refresh_feedback(params, feedback, magnitude, sizes, icfg, step)
+    if magnitude is not None:
+        refresh_feedback(params, feedback, magnitude, sizes, icfg, step)
     deferred = defers_decay(icfg, fcfg, sizes) and decayed.size > 0
     keep = 1.0 - fcfg[F_LR] * fcfg[F_WEIGHT_DECAY]
     sparse = deferred and is_sparse(x, count_nonzero(x))
@@ -219,7 +223,7 @@ def train_batch(
     dynamics = icfg[I_DYNAMICS]
     if dynamics == DYNAMICS_KOLEN_POLLACK:
         shift_feedback(params, feedback, sizes, 1.0, -1.0)
-    if icfg[I_OPTIMIZER] == SGD and (icfg[I_NESTEROV] == 0 or fcfg[F_MOMENTUM] == 0.0):
+    if grads is None or uses_fused_sgd(icfg, fcfg):
         fused_sgd_step(
             params, state, sizes, icfg, fcfg, x, hidden, deltas, decayed[: decayed.size * sparse], step
         )

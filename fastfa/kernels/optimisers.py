@@ -129,6 +129,14 @@ def update_parameters(params, grads, state, sizes, icfg, fcfg, step):
 
 
 @kernel
+def uses_fused_sgd(icfg, fcfg):
+    """Whether a step takes :func:`fused_sgd_step`: SGD without Nesterov's correction, or with it
+    but without momentum, where the correction is void. Nesterov with momentum and Adam go
+    through a gradient buffer (:func:`weight_gradients`, :func:`update_parameters`)."""
+    return icfg[I_OPTIMIZER] == SGD and (icfg[I_NESTEROV] == 0 or fcfg[F_MOMENTUM] == 0.0)
+
+
+@kernel
 def fused_sgd_step(params, state, sizes, icfg, fcfg, x, hidden, deltas, decayed, step):
     """SGD (plain or heavy-ball momentum) with the weight gradient accumulated by BLAS.
 

@@ -39,6 +39,9 @@ class Experiment:
         TrainConfig settings shared by every run (the epochs and milestones apart).
     rule_options : dict
         Rule -> its options (e.g. the scale of fa's feedback matrices).
+    rule_settings : dict
+        Rule -> TrainConfig settings that replace ``base``'s for that rule in a full run (e.g. a
+        learning rate chosen per rule on validation rows); ``--quick`` keeps ``base``'s.
     metric : str
         ``"nse"`` (normalised squared error on the test split) or ``"test_error"``.
     epochs : int
@@ -71,6 +74,7 @@ class Experiment:
     epochs: int
     published: dict = field(default_factory=dict)
     rule_options: dict = field(default_factory=dict)
+    rule_settings: dict = field(default_factory=dict)
     seeds: int = 3
     data_rows: tuple = (0, 0)
     quick: dict = field(default_factory=dict)
@@ -86,8 +90,9 @@ DFA_D = {"feedback_init": 0.2}
 
 #: BioTorch's LeNet MNIST test errors in percent (Benchmarks.md; 100 epochs, selected on the reported data)
 BIOTORCH_LENET_MNIST = {"bp": 0.91, "fa": 1.7, "dfa": 1.61, "usf": 0.94, "brsf": 0.91, "frsf": 0.97}
-#: The initial rate of biotorch-lenet-mnist: BioTorch's CIFAR-10 LeNet SGD rate (see LENET_NOTE)
-LENET_LR = 1e-3
+#: The initial rate of each rule in biotorch-lenet-mnist, chosen on validation rows (8-epoch pilots,
+#: benchmarks/lenet_lr.toml and benchmarks/select_lr.py; see LENET_NOTE)
+LENET_LRS = {"bp": 0.1, "fa": 0.01, "dfa": 0.003, "usf": 0.1, "brsf": 0.03, "frsf": 0.03}
 LENET_NOTE = (
     "BioTorch's settings: ReLU, Xavier-uniform (glorot) W and B, zero biases, SGD momentum 0.9, weight "
     "decay 1e-3 (on weights; PyTorch also decays biases), batch 64, the rate divided by 10 at 1/2 and 3/4 "
@@ -227,7 +232,6 @@ EXPERIMENTS = {
                 activation="relu",
                 init="glorot",
                 optimizer="sgd",
-                lr=LENET_LR,
                 momentum=0.9,
                 weight_decay=1e-3,
                 batch_size=64,
@@ -241,6 +245,7 @@ EXPERIMENTS = {
             metric="test_error",
             published={("lenet-mnist", rule): f"{value}%" for rule, value in BIOTORCH_LENET_MNIST.items()},
             seeds=3,
+            rule_settings={rule: {"lr": lr} for rule, lr in LENET_LRS.items()},
             quick=dict(seeds=1, epochs=2, data_rows=(6000, 2000), base=dict(lr=5e-3)),
             note=LENET_NOTE,
         ),

@@ -134,7 +134,8 @@ def build_tasks(exp, dataset, out_dir, *, seeds=None, epochs=None, quick=False):
         for net, layers in exp.nets.items():
             for seed in range(seeds):
                 point = {"rule": rule, **({"net": net} if several else {}), "seed": seed}
-                settings = {**base, "rule": rule, **network_settings(layers, exp.images), "seed": seed}
+                own = {} if quick else exp.rule_settings.get(rule, {})
+                settings = {**base, **own, "rule": rule, **network_settings(layers, exp.images), "seed": seed}
                 if rule in exp.rule_options:
                     settings["rule_options"] = dict(exp.rule_options[rule])
                 name = run_name(point)
