@@ -11,6 +11,12 @@ from numba import njit
 kernel = njit(cache=True, error_model="numpy")
 #: The same, for the kernels that split their work over threads.
 parallel_kernel = njit(cache=True, error_model="numpy", parallel=True)
+#: The same, for the engine's drivers with one or two callers in compiled code: numba types them
+#: inside their callers instead of building a module of their own, where LLVM would optimise and
+#: generate everything they call once more (a first run compiles several seconds less; called from
+#: Python they compile as any kernel). Not for small helpers called from many places: inlining
+#: those everywhere made the first run's compile three times longer.
+inlined_kernel = njit(cache=True, error_model="numpy", inline="always")
 
 #: A batch whose inputs are at most this fraction non-zero takes the sparse
 #: first-layer path. ``python -m benchmarks.sparsity`` on the 2-core development

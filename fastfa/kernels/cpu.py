@@ -61,6 +61,7 @@ from fastfa.kernels.base import (  # noqa: F401 (the engine's parts, under their
     PASS_GRAIN,
     SPARSE_DENSITY,
     flush_subnormal,
+    inlined_kernel,
     kernel,
     parallel_kernel,
     parts_for,
@@ -187,7 +188,7 @@ def score_rows(y, tb, e, act, icfg, has_targets, outputs, start):
     return output_error(y, tb, act, icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0)
 
 
-@kernel
+@inlined_kernel
 def train_batch(
     params, feedback, magnitude, grads, state, sizes, acts, icfg, fcfg, x, t, hidden, deltas, decayed, step
 ):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from fastfa.kernels.base import kernel
+from fastfa.kernels.base import inlined_kernel, kernel
 from fastfa.kernels.codes import (
     I_CLASSIFICATION,
     I_FIRST_TRAINABLE,
@@ -49,7 +49,7 @@ def forward(params, sizes, acts, x, hidden, threads):
 # ----------------------------------------------------------------------- gradients
 
 
-@kernel
+@inlined_kernel
 def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas):
     """Forward pass, output error and the rule's hidden signals ``delta_l``.
 

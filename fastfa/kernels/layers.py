@@ -41,6 +41,7 @@ correlation of the layer's input with ``delta_l`` (conv,
 import numpy as np
 
 from fastfa.kernels.base import (
+    inlined_kernel,
     kernel,
 )
 from fastfa.kernels.codes import (
@@ -187,7 +188,7 @@ def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, threads):
     return out
 
 
-@kernel
+@inlined_kernel
 def send_down(params, feedback, ltab, layer, signal, hidden, deltas, indices, workspace, m, threads):
     """``delta_{layer-1}`` from ``delta_layer`` through layer ``layer`` (see the module notes)."""
     kind = ltab[layer, L_KIND]
@@ -317,7 +318,7 @@ def layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, threads):
             )
 
 
-@kernel
+@inlined_kernel
 def update_layers(params, grads, state, ltab, icfg, fcfg, step):
     """One optimiser step on the layers that learn (weight decay on weights only).
 
@@ -334,7 +335,7 @@ def update_layers(params, grads, state, ltab, icfg, fcfg, step):
     optimise_range(params, grads, state, ltab[first, L_B_OFF], params.size, icfg, fcfg, 0.0, step)
 
 
-@kernel
+@inlined_kernel
 def train_batch_layers(
     params,
     feedback,

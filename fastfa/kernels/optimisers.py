@@ -9,6 +9,7 @@ from fastfa.kernels.base import (
     GEMM_GRAIN,
     PASS_GRAIN,
     flush_subnormal,
+    inlined_kernel,
     kernel,
     parallel_kernel,
     parts_for,
@@ -136,7 +137,7 @@ def uses_fused_sgd(icfg, fcfg):
     return icfg[I_OPTIMIZER] == SGD and (icfg[I_NESTEROV] == 0 or fcfg[F_MOMENTUM] == 0.0)
 
 
-@kernel
+@inlined_kernel
 def fused_sgd_step(params, state, sizes, icfg, fcfg, x, hidden, deltas, decayed, step):
     """SGD (plain or heavy-ball momentum) with the weight gradient accumulated by BLAS.
 
