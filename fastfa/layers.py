@@ -334,7 +334,10 @@ class Table:
 
         Returns a dict: ``hidden`` and ``deltas`` (activations and signals of every layer),
         ``indices`` (max-pool argmaxes), ``zeros`` (a zero vector as long as the largest layer
-        output) and ``workspace`` (the conv kernels' scratch for ``threads`` threads).
+        output), ``workspace`` (the conv kernels' scratch for ``threads`` threads) and ``averages``
+        (None when no layer average-pools, else an empty marker array: the passes of
+        :mod:`fastfa.kernels.layers` then leave the average-pooling code out of the compile), in
+        the order the passes take them.
         """
         import numpy as np
 
@@ -351,12 +354,14 @@ class Table:
                     x_shape, w_shape, int(row[codes.L_STRIDE]), int(row[codes.L_PAD]), threads
                 )
                 scratch = max(scratch, int(need))
+        averages = codes.KIND_AVGPOOL in self.ltab[:, codes.L_KIND]
         return {
             "hidden": np.zeros(batch * self.out_size, dtype=dtype),
             "deltas": np.zeros(batch * self.out_size, dtype=dtype),
             "indices": np.zeros(max(1, batch * self.arg_size), dtype=np.int64),
             "zeros": np.zeros(int(self.ltab[:, codes.L_OUT_SIZE].max()), dtype=dtype),
             "workspace": np.zeros(scratch, dtype=dtype),
+            "averages": np.zeros(0, dtype=dtype) if averages else None,
         }
 
     def weight_shapes(self):

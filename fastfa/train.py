@@ -58,15 +58,13 @@ class Workspace:
         self.decayed = np.zeros(sizes[0], dtype=np.int64)
         if not arch.is_dense:
             buffers = arch.table.buffers(capacity, dtype, threads=numba.config.NUMBA_NUM_THREADS)
-            self.indices, self.zeros, self.scratch = (
-                buffers["indices"],
-                buffers["zeros"],
-                buffers["workspace"],
-            )
+            self.scratch = buffers["workspace"]
+            self._layer_buffers = (self.hidden, self.deltas, *list(buffers.values())[2:])
 
     def layer_buffers(self):
-        """The buffers every :mod:`fastfa.kernels.layers` pass takes, in its argument order."""
-        return self.hidden, self.deltas, self.indices, self.zeros, self.scratch
+        """The buffers every :mod:`fastfa.kernels.layers` pass takes, in its argument order
+        (:meth:`fastfa.layers.Table.buffers`, with this workspace's activations and signals)."""
+        return self._layer_buffers
 
 
 class Trainer:
@@ -425,10 +423,11 @@ class Trainer:
             self.step += -(-len(order) // batch)
             return loss, errors
         ws = self._train_ws
+        magnitude = self.magnitude if self.magnitude.size else None  # sign-concordant feedback only
         if not self.arch.is_dense:
             with kernel_threads() as threads:
                 loss, errors = layer_kernels.train_epoch_layers(
-                    x, labels, targets, order, batch, self.params, self.feedback, self.magnitude, self.grads,
+                    x, labels, targets, order, batch, self.params, self.feedback, magnitude, self.grads,
                     self.state, self.arch.table.ltab, with_threads(self.icfg, threads), self._fcfg(),
                     *ws.layer_buffers(), ws.x, ws.t, self.step,
                 )  # fmt: skip
@@ -437,7 +436,6 @@ class Trainer:
         fcfg = self._fcfg()
         # None where this run cannot use them: numba then compiles only the paths it takes
         grads = None if kernels.uses_fused_sgd(self.icfg, fcfg) else self.grads
-        magnitude = self.magnitude if self.magnitude.size else None  # sign-concordant feedback only
         with kernel_threads() as threads:
             loss, errors = kernels.train_epoch(
                 x, labels, targets, order, batch, self.params, self.feedback, magnitude, grads,

@@ -65,6 +65,7 @@ def engine_gradients(table, params, feedback, bufs, x, t, icfg):
         bufs["indices"],
         bufs["zeros"],
         bufs["workspace"],
+        bufs["averages"],
     )
     first = lk.first_learning_layer(table.ltab, icfg)
     lk.layer_gradients(x, bufs["hidden"], bufs["deltas"], grads, table.ltab, first, bufs["workspace"], 1)
@@ -74,7 +75,7 @@ def engine_gradients(table, params, feedback, bufs, x, t, icfg):
 def test_forward_matches_the_reference():
     table, params, _, bufs, x, _, _ = build()
     y = lk.forward_layers(
-        params, table.ltab, x, bufs["hidden"], bufs["indices"], bufs["zeros"], bufs["workspace"], 1
+        params, table.ltab, x, *[bufs[k] for k in ("hidden", "indices", "zeros", "workspace", "averages")], 1
     )
     pre, post = ref.forward(table.ltab, params, x)
     assert_close(y, post[-1], np.float64)
@@ -200,6 +201,7 @@ def test_training_steps_lower_the_loss_for_every_signal():
                 bufs["indices"],
                 bufs["zeros"],
                 bufs["workspace"],
+                bufs["averages"],
                 step,
             )
         assert ref.mean_loss(table.ltab, params, x, t) < 0.85 * before, signal

@@ -130,12 +130,15 @@ from fastfa.kernels.products import (
 
 
 @kernel
-def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, threads):
+def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages, threads):
     """Every layer's output for the batch ``x`` (``m x n_in``) into ``hidden``; returns the last block.
 
     ``indices`` receives the max-pool argmaxes, ``zeros`` is a zero vector at least as long as
-    a conv layer's output (the activation pass after a convolution adds no bias), and
-    ``workspace`` is the conv kernels' scratch (:func:`fastfa.kernels.conv.conv_workspace_size`).
+    a conv layer's output (the activation pass after a convolution adds no bias),
+    ``workspace`` is the conv kernels' scratch (:func:`fastfa.kernels.conv.conv_workspace_size`),
+    and ``averages`` is None when the network has no average-pooling layer, any array otherwise:
+    numba then drops the average-pooling code before typing, so a network without it does not
+    compile it (every pass of the engine takes it).
     """
     m = x.shape[0]
     out = x
@@ -177,7 +180,7 @@ def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, threads):
                 argmax_images(indices, ltab, layer, m),
                 threads,
             )
-        else:  # KIND_AVGPOOL
+        elif averages is not None:  # KIND_AVGPOOL
             avgpool_forward(
                 as_input_images(h_in, ltab, layer),
                 ltab[layer, L_KERNEL],
@@ -189,7 +192,9 @@ def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, threads):
 
 
 @inlined_kernel
-def send_down(params, feedback, ltab, layer, signal, hidden, deltas, indices, workspace, m, threads):
+def send_down(
+    params, feedback, ltab, layer, signal, hidden, deltas, indices, workspace, averages, m, threads
+):
     """``delta_{layer-1}`` from ``delta_layer`` through layer ``layer`` (see the module notes)."""
     kind = ltab[layer, L_KIND]
     src = output_rows(deltas, ltab, layer, m)
@@ -217,7 +222,7 @@ def send_down(params, feedback, ltab, layer, signal, hidden, deltas, indices, wo
             output_images(deltas, ltab, layer - 1, m),
             threads,
         )
-    else:  # KIND_AVGPOOL
+    elif averages is not None:  # KIND_AVGPOOL
         avgpool_backward(
             output_images(deltas, ltab, layer, m),
             ltab[layer, L_KERNEL],
@@ -231,7 +236,7 @@ def send_down(params, feedback, ltab, layer, signal, hidden, deltas, indices, wo
 
 
 @kernel
-def backward_layers(params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace):
+def backward_layers(params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace, averages):
     """Forward pass, output error and the rule's signal ``delta_l`` at every layer that learns.
 
     Returns ``(summed loss, error count)`` of the forward pass.
@@ -240,7 +245,7 @@ def backward_layers(params, feedback, ltab, icfg, x, t, hidden, deltas, indices,
     last = ltab.shape[0] - 1
     threads = icfg[I_THREADS]
     signal = icfg[I_SIGNAL]
-    y = forward_layers(params, ltab, x, hidden, indices, zeros, workspace, threads)
+    y = forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages, threads)
     e = output_rows(deltas, ltab, last, m)
     loss, errors = output_error(y, t, ltab[last, L_ACT], icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0 / m)
     if signal == SIGNAL_NONE:
@@ -250,7 +255,10 @@ def backward_layers(params, feedback, ltab, icfg, x, t, hidden, deltas, indices,
         while not has_params(ltab, lowest):
             lowest += 1
         for layer in range(last, lowest, -1):
-            send_down(params, feedback, ltab, layer, signal, hidden, deltas, indices, workspace, m, threads)
+            send_down(
+                params, feedback, ltab, layer, signal, hidden, deltas, indices, workspace, averages, m,
+                threads,
+            )  # fmt: skip
         return loss, errors
     n_out = e.shape[1]
     for layer in range(last):
@@ -352,15 +360,17 @@ def train_batch_layers(
     indices,
     zeros,
     workspace,
+    averages,
     step,
 ):
     """One training step on batch ``(x, t)``: refresh feedback, signals, gradients, update.
 
     Returns ``(summed loss, error count)`` measured before the update.
     """
-    refresh_layer_feedback(params, feedback, magnitude, ltab, icfg, step)
+    if magnitude is not None:  # None without sign-concordant feedback: not compiled then
+        refresh_layer_feedback(params, feedback, magnitude, ltab, icfg, step)
     loss, errors = backward_layers(
-        params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace
+        params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace, averages
     )
     first = first_learning_layer(ltab, icfg)
     threads = icfg[I_THREADS]
@@ -399,6 +409,7 @@ def train_epoch_layers(
     indices,
     zeros,
     workspace,
+    averages,
     xbuf,
     tbuf,
     step,
@@ -433,6 +444,7 @@ def train_epoch_layers(
             indices,
             zeros,
             workspace,
+            averages,
             step,
         )
         total_loss += loss
@@ -442,8 +454,9 @@ def train_epoch_layers(
 
 @kernel
 def evaluate_layers(
-    x_all, labels, targets, params, ltab, icfg, hidden, deltas, indices, zeros, workspace, xbuf, tbuf, outputs
-):
+    x_all, labels, targets, params, ltab, icfg, hidden, deltas, indices, zeros, workspace, averages,
+    xbuf, tbuf, outputs,
+):  # fmt: skip
     """Summed loss and error count on every row of ``x_all`` (as :func:`fastfa.kernels.cpu.evaluate`)."""
     n_in = ltab[0, L_IN_SIZE]
     last = ltab.shape[0] - 1
@@ -457,7 +470,7 @@ def evaluate_layers(
     for start in range(0, n, capacity):
         m = min(capacity, n - start)
         xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
-        y = forward_layers(params, ltab, xb, hidden, indices, zeros, workspace, icfg[I_THREADS])
+        y = forward_layers(params, ltab, xb, hidden, indices, zeros, workspace, averages, icfg[I_THREADS])
         e = output_rows(deltas, ltab, last, m)
         loss, errors = score_rows(y, tb, e, ltab[last, L_ACT], icfg, has_targets, outputs, start)
         total_loss += loss
