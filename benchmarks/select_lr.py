@@ -10,11 +10,11 @@ Test figures are printed for the record only, after the choice: they play no par
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections import defaultdict
 from pathlib import Path
 
+from benchmarks.select_scale import folder_argument, pilot_result
 from fastfa.runs import is_run_file, load_run
 
 
@@ -31,20 +31,20 @@ def pilots(folder):
         if not is_run_file(path):
             continue
         _, history, meta = load_run(path)
-        if not meta["complete"]:
-            continue
-        selection = meta["selection"]
-        best = history["epoch"].index(selection.best_epoch)
-        test = selection.final_test.get("error", float("nan"))
-        table[rule][lr] = (history["valid_error"][best], selection.best_epoch, test)
+        if meta["complete"]:
+            table[rule][lr] = pilot_result(history, meta)
     return table
 
 
+def cell(row, lr):
+    """One rule's result at one rate, for the table."""
+    if lr not in row:
+        return "not run"
+    return "diverged" if row[lr] is None else f"{100 * row[lr][0]:.2f}% ({row[lr][1]})"
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder")
-    args = parser.parse_args(argv)
-    table = pilots(args.folder)
+    table = pilots(folder_argument(__doc__, argv))
     rates = sorted({lr for row in table.values() for lr in row})
     print("| rule | " + " | ".join(f"lr {lr:g} valid (epoch)" for lr in rates) + " | chosen |")
     print("|---" * (len(rates) + 2) + "|")
@@ -53,10 +53,7 @@ def main(argv=None):
         finished = {lr: value for lr, value in row.items() if value is not None}
         if finished:
             chosen[rule] = min(finished, key=lambda lr: finished[lr][0])
-        cells = [
-            "not run" if lr not in row else "diverged" if row[lr] is None else f"{100 * row[lr][0]:.2f}% ({row[lr][1]})"
-            for lr in rates
-        ]
+        cells = [cell(row, lr) for lr in rates]
         print(f"| {rule} | " + " | ".join(cells) + f" | {chosen.get(rule, '-')} |")
     print("\nchosen on validation: " + ", ".join(f"{rule} {lr:g}" for rule, lr in chosen.items()))
     tests = ", ".join(f"{rule} {100 * table[rule][lr][2]:.2f}%" for rule, lr in chosen.items())

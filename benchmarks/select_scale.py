@@ -24,20 +24,29 @@ def candidates(folder):
         trainer, history, meta = load_run(path)
         if "valid_error" not in history or not meta["complete"]:
             continue
-        selection = meta["selection"]
-        best = history["epoch"].index(selection.best_epoch)
         scale = trainer.config.rule_options.get("feedback_init", "1/sqrt(n_l) (default)")
         net = "x".join(str(h) for h in trainer.config.hidden)
-        test = selection.final_test.get("error", float("nan"))
-        table[str(scale)][net] = (history["valid_error"][best], selection.best_epoch, test)
+        table[str(scale)][net] = pilot_result(history, meta)
     return table
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def pilot_result(history, meta):
+    """``(best validation error, its epoch, the selected model's test error)`` of a finished run
+    (:func:`fastfa.runs.load_run`'s history and meta)."""
+    selection = meta["selection"]
+    best = history["epoch"].index(selection.best_epoch)
+    return history["valid_error"][best], selection.best_epoch, selection.final_test.get("error", float("nan"))
+
+
+def folder_argument(doc, argv):
+    """The pilot folder named on the command line of a script documented by ``doc``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("folder")
-    args = parser.parse_args(argv)
-    table = candidates(args.folder)
+    return parser.parse_args(argv).folder
+
+
+def main(argv=None):
+    table = candidates(folder_argument(__doc__, argv))
     nets = sorted({net for row in table.values() for net in row})
     complete = {scale: row for scale, row in table.items() if set(row) == set(nets)}
     print("| D_l ~ U[-s, s], s = | " + " | ".join(f"{n} valid (epoch)" for n in nets) + " | sum |")
