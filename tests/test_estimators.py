@@ -866,3 +866,17 @@ def test_pipeline_with_a_scaler(cls, blobs, linear):
     assert model.predict(X).shape == (len(X),)
     assert model.score(X, y) > 0.9
     assert model[-1].n_features_in_ == 3
+
+
+def test_float32_samples_are_not_copied_to_float64():
+    """fit takes float32 rows as they are (no float64 round trip); other numbers become float64."""
+    from fastfa.estimators.checks import _as_float_samples
+
+    x32 = np.arange(12, dtype=np.float32).reshape(3, 4)
+    rows, shape = _as_float_samples(x32)
+    assert rows.dtype == np.float32 and np.shares_memory(rows, x32) and shape == (4,)
+    assert _as_float_samples(x32.astype(np.int16))[0].dtype == np.float64
+    assert _as_float_samples(x32.astype(np.float16))[0].dtype == np.float64
+    images = np.zeros((2, 1, 3, 3), dtype=np.float32)
+    rows, shape = _as_float_samples(images)
+    assert rows.shape == (2, 9) and rows.dtype == np.float32 and shape == (1, 3, 3)
