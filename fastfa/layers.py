@@ -335,9 +335,10 @@ class Table:
         Returns a dict: ``hidden`` and ``deltas`` (activations and signals of every layer),
         ``indices`` (max-pool argmaxes), ``zeros`` (a zero vector as long as the largest layer
         output), ``workspace`` (the conv kernels' scratch for ``threads`` threads) and ``averages``
-        (None when no layer average-pools, else an empty marker array: the passes of
-        :mod:`fastfa.kernels.layers` then leave the average-pooling code out of the compile), in
-        the order the passes take them.
+        (None when no layer average-pools, else an empty marker array) and ``sparse`` (None unless
+        the first layer is dense, the only one with a sparse-input path): the passes of
+        :mod:`fastfa.kernels.layers` leave the code a None marks out of the compile. In the order
+        the passes take them.
         """
         import numpy as np
 
@@ -362,6 +363,7 @@ class Table:
             "zeros": np.zeros(int(self.ltab[:, codes.L_OUT_SIZE].max()), dtype=dtype),
             "workspace": np.zeros(scratch, dtype=dtype),
             "averages": np.zeros(0, dtype=dtype) if averages else None,
+            "sparse": np.zeros(0, dtype=dtype) if self.ltab[0, codes.L_KIND] == codes.KIND_DENSE else None,
         }
 
     def weight_shapes(self):

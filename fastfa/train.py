@@ -423,22 +423,23 @@ class Trainer:
             self.step += -(-len(order) // batch)
             return loss, errors
         ws = self._train_ws
+        # None for what this run cannot use, so that numba compiles only the paths it takes:
         magnitude = self.magnitude if self.magnitude.size else None  # sign-concordant feedback only
+        learning = self.feedback if self.rule.dynamics in ("kolen-pollack", "mirror") else None  # kp, wm
         if not self.arch.is_dense:
             with kernel_threads() as threads:
                 loss, errors = layer_kernels.train_epoch_layers(
-                    x, labels, targets, order, batch, self.params, self.feedback, magnitude, self.grads,
-                    self.state, self.arch.table.ltab, with_threads(self.icfg, threads), self._fcfg(),
-                    *ws.layer_buffers(), ws.x, ws.t, self.step,
+                    x, labels, targets, order, batch, self.params, self.feedback, magnitude, learning,
+                    self.grads, self.state, self.arch.table.ltab, with_threads(self.icfg, threads),
+                    self._fcfg(), *ws.layer_buffers(), ws.x, ws.t, self.step,
                 )  # fmt: skip
             self.step += -(-len(order) // batch)
             return loss, errors
         fcfg = self._fcfg()
-        # None where this run cannot use them: numba then compiles only the paths it takes
-        grads = None if kernels.uses_fused_sgd(self.icfg, fcfg) else self.grads
+        grads = None if kernels.uses_fused_sgd(self.icfg, fcfg) else self.grads  # the fused SGD step has none
         with kernel_threads() as threads:
             loss, errors = kernels.train_epoch(
-                x, labels, targets, order, batch, self.params, self.feedback, magnitude, grads,
+                x, labels, targets, order, batch, self.params, self.feedback, magnitude, learning, grads,
                 self.state, self.sizes, self.acts, with_threads(self.icfg, threads), fcfg, ws.hidden,
                 ws.deltas, ws.x, ws.t, ws.decayed, self.step,
             )  # fmt: skip
@@ -526,7 +527,7 @@ class Trainer:
                 )
                 first = layer_kernels.first_learning_layer(ltab, icfg)
                 layer_kernels.layer_gradients(
-                    xb, ws.hidden, ws.deltas, grads, ltab, first, ws.scratch, threads
+                    xb, ws.hidden, ws.deltas, grads, ltab, first, ws.scratch, ws.layer_buffers()[-1], threads
                 )
             return grads
         with kernel_threads() as threads:

@@ -680,8 +680,8 @@ def test_deferred_decay_epoch_equals_eager(dtype, rng):
         xs, labels, targets = tr.prepare(x, y)
         ws = tr._train_ws
         decayed = ws.decayed if deferred else np.zeros(0, np.int64)
-        cpu.train_epoch(
-            xs, labels, targets, np.arange(len(x)), 1, tr.params, tr.feedback, tr.magnitude, tr.grads,
+        cpu.train_epoch(  # as the trainer calls it (None: no sign refresh, no learned feedback, fused SGD)
+            xs, labels, targets, np.arange(len(x)), 1, tr.params, tr.feedback, None, None, None,
             tr.state, tr.sizes, tr.acts, tr.icfg, tr._fcfg(), ws.hidden, ws.deltas, ws.x, ws.t, decayed, 0,
         )  # fmt: skip
         runs.append(tr.params.copy())

@@ -66,17 +66,19 @@ def engine_gradients(table, params, feedback, bufs, x, t, icfg):
         bufs["zeros"],
         bufs["workspace"],
         bufs["averages"],
+        bufs["sparse"],
     )
     first = lk.first_learning_layer(table.ltab, icfg)
-    lk.layer_gradients(x, bufs["hidden"], bufs["deltas"], grads, table.ltab, first, bufs["workspace"], 1)
+    lk.layer_gradients(
+        x, bufs["hidden"], bufs["deltas"], grads, table.ltab, first, bufs["workspace"], bufs["sparse"], 1
+    )
     return grads, loss, errors
 
 
 def test_forward_matches_the_reference():
     table, params, _, bufs, x, _, _ = build()
-    y = lk.forward_layers(
-        params, table.ltab, x, *[bufs[k] for k in ("hidden", "indices", "zeros", "workspace", "averages")], 1
-    )
+    names = ("hidden", "indices", "zeros", "workspace", "averages", "sparse")
+    y = lk.forward_layers(params, table.ltab, x, *[bufs[k] for k in names], 1)
     pre, post = ref.forward(table.ltab, params, x)
     assert_close(y, post[-1], np.float64)
     for layer in range(len(table.ltab)):
@@ -189,6 +191,7 @@ def test_training_steps_lower_the_loss_for_every_signal():
                 params,
                 feedback,
                 np.abs(feedback),
+                None,
                 grads,
                 state,
                 table.ltab,
@@ -202,6 +205,7 @@ def test_training_steps_lower_the_loss_for_every_signal():
                 bufs["zeros"],
                 bufs["workspace"],
                 bufs["averages"],
+                bufs["sparse"],
                 step,
             )
         assert ref.mean_loss(table.ltab, params, x, t) < 0.85 * before, signal
@@ -236,7 +240,7 @@ def test_kolen_pollack_feedback_receives_the_kernels_update():
     for step in range(1, 4):
         before = gaps()
         lk.train_batch_layers(
-            params, feedback, np.zeros(0), grads, state, table.ltab, icfg, fcfg, x, t, *bufs.values(), step
+            params, feedback, None, feedback, grads, state, table.ltab, icfg, fcfg, x, t, *bufs.values(), step
         )
         for old, new in zip(before, gaps()):
             np.testing.assert_allclose(new, (1 - 0.05 * 0.01) * old, rtol=1e-12, atol=1e-14)

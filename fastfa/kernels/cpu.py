@@ -190,18 +190,20 @@ def score_rows(y, tb, e, act, icfg, has_targets, outputs, start):
 
 @inlined_kernel
 def train_batch(
-    params, feedback, magnitude, grads, state, sizes, acts, icfg, fcfg, x, t, hidden, deltas, decayed, step
-):
+    params, feedback, magnitude, learning, grads, state, sizes, acts, icfg, fcfg, x, t, hidden, deltas,
+    decayed, step,
+):  # fmt: skip
     """One training step on batch ``(x, t)``: refresh feedback, deltas, update, learn feedback.
 
     SGD without Nesterov's correction (or without momentum, where the correction is void)
     takes the fused path (:func:`fused_sgd_step`); Nesterov and Adam go through the
     gradient buffer ``grads``.
 
-    ``grads`` and ``magnitude`` may be None, and the trainer passes None where a run cannot
-    use them: ``grads`` on the fused path, ``magnitude`` without sign-concordant feedback.
+    ``grads``, ``magnitude`` and ``learning`` (``feedback`` again, for feedback that learns: kp,
+    wm) may be None, and the trainer passes None where a run cannot use them: ``grads`` on the
+    fused path, ``magnitude`` without sign-concordant feedback, ``learning`` with fixed feedback.
     numba then prunes the branches that would use them before typing, so a run compiles only
-    the optimiser path and feedback refresh it takes (a first run compiles less); with arrays
+    the optimiser path and feedback dynamics it takes (a first run compiles less); with arrays
     every path is compiled and chosen at run time, as before.
 
     Plain SGD with weight decay defers the decay of the first layer's untouched rows
@@ -222,8 +224,9 @@ def train_batch(
         settle_decay(weight_view(params, sizes, 0), decayed, step - 1, keep)
     loss, errors = backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas)
     dynamics = icfg[I_DYNAMICS]
-    if dynamics == DYNAMICS_KOLEN_POLLACK:
-        shift_feedback(params, feedback, sizes, 1.0, -1.0)
+    kolen_pollack = learning is not None and dynamics == DYNAMICS_KOLEN_POLLACK
+    if kolen_pollack:
+        shift_feedback(params, learning, sizes, 1.0, -1.0)
     if grads is None or uses_fused_sgd(icfg, fcfg):
         fused_sgd_step(
             params, state, sizes, icfg, fcfg, x, hidden, deltas, decayed[: decayed.size * sparse], step
@@ -235,11 +238,11 @@ def train_batch(
     else:
         weight_gradients(x, hidden, deltas, grads, sizes, first_trainable(icfg), x.shape[0], icfg[I_THREADS])
         update_parameters(params, grads, state, sizes, icfg, fcfg, step)
-    if dynamics == DYNAMICS_KOLEN_POLLACK:
-        shift_feedback(params, feedback, sizes, 1.0 - fcfg[F_LR] * fcfg[F_WEIGHT_DECAY], 1.0)
-    elif dynamics == DYNAMICS_MIRROR:
+    if kolen_pollack:
+        shift_feedback(params, learning, sizes, 1.0 - fcfg[F_LR] * fcfg[F_WEIGHT_DECAY], 1.0)
+    elif learning is not None and dynamics == DYNAMICS_MIRROR:
         m = x.shape[0]
-        mirror_feedback(params, feedback, sizes, fcfg, icfg[I_SEED], step, m, hidden, deltas, icfg[I_THREADS])
+        mirror_feedback(params, learning, sizes, fcfg, icfg[I_SEED], step, m, hidden, deltas, icfg[I_THREADS])
     return loss, errors
 
 
@@ -253,6 +256,7 @@ def train_epoch(
     params,
     feedback,
     magnitude,
+    learning,
     grads,
     state,
     sizes,
@@ -285,8 +289,8 @@ def train_epoch(
         xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
         step += 1
         loss, errors = train_batch(
-            params, feedback, magnitude, grads, state, sizes, acts, icfg, fcfg, xb, tb, hidden, deltas,
-            decayed, step,
+            params, feedback, magnitude, learning, grads, state, sizes, acts, icfg, fcfg, xb, tb, hidden,
+            deltas, decayed, step,
         )  # fmt: skip
         total_loss += loss
         total_errors += errors

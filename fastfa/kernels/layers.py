@@ -130,15 +130,16 @@ from fastfa.kernels.products import (
 
 
 @kernel
-def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages, threads):
+def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages, sparse, threads):
     """Every layer's output for the batch ``x`` (``m x n_in``) into ``hidden``; returns the last block.
 
     ``indices`` receives the max-pool argmaxes, ``zeros`` is a zero vector at least as long as
     a conv layer's output (the activation pass after a convolution adds no bias),
     ``workspace`` is the conv kernels' scratch (:func:`fastfa.kernels.conv.conv_workspace_size`),
-    and ``averages`` is None when the network has no average-pooling layer, any array otherwise:
-    numba then drops the average-pooling code before typing, so a network without it does not
-    compile it (every pass of the engine takes it).
+    ``averages`` is None when the network has no average-pooling layer and ``sparse`` None when its
+    first layer is not dense (no sparse-input path), any array otherwise: numba then drops that
+    code before typing, so a network that cannot use it does not compile it (every pass of the
+    engine takes them; :meth:`fastfa.layers.Table.buffers`).
     """
     m = x.shape[0]
     out = x
@@ -148,8 +149,8 @@ def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages,
         out = output_rows(hidden, ltab, layer, m)
         if kind == KIND_DENSE:
             w = dense_matrix(params, ltab, layer, ltab[layer, L_W_OFF])
-            nonzero = count_nonzero(x) if layer == 0 else 0
-            if layer == 0 and is_sparse(x, nonzero):
+            nonzero = count_nonzero(x) if layer == 0 and sparse is not None else 0
+            if layer == 0 and sparse is not None and is_sparse(x, nonzero):
                 sparse_product(x, w, out, nonzero, threads)
             else:
                 product(1.0, h_in, False, w, False, 0.0, out, threads)
@@ -236,7 +237,9 @@ def send_down(
 
 
 @kernel
-def backward_layers(params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace, averages):
+def backward_layers(
+    params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace, averages, sparse
+):
     """Forward pass, output error and the rule's signal ``delta_l`` at every layer that learns.
 
     Returns ``(summed loss, error count)`` of the forward pass.
@@ -245,7 +248,7 @@ def backward_layers(params, feedback, ltab, icfg, x, t, hidden, deltas, indices,
     last = ltab.shape[0] - 1
     threads = icfg[I_THREADS]
     signal = icfg[I_SIGNAL]
-    y = forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages, threads)
+    y = forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages, sparse, threads)
     e = output_rows(deltas, ltab, last, m)
     loss, errors = output_error(y, t, ltab[last, L_ACT], icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0 / m)
     if signal == SIGNAL_NONE:
@@ -285,16 +288,17 @@ def first_learning_layer(ltab, icfg):
 
 
 @kernel
-def layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, threads):
-    """Weight and bias gradients of every layer with parameters from ``first`` on, into ``grads``."""
+def layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, sparse, threads):
+    """Weight and bias gradients of every layer with parameters from ``first`` on, into ``grads``
+    (``sparse``: as in :func:`forward_layers`)."""
     m = x.shape[0]
     for layer in range(first, ltab.shape[0]):
         kind = ltab[layer, L_KIND]
         if kind == KIND_DENSE:
             delta = output_rows(deltas, ltab, layer, m)
             grad = dense_matrix(grads, ltab, layer, ltab[layer, L_W_OFF])
-            nonzero = count_nonzero(x) if layer == 0 else 0
-            if layer == 0 and is_sparse(x, nonzero):
+            nonzero = count_nonzero(x) if layer == 0 and sparse is not None else 0
+            if layer == 0 and sparse is not None and is_sparse(x, nonzero):
                 sparse_gradient(x, delta, grad, nonzero, threads)
             else:
                 product(1.0, input_rows(x, hidden, ltab, layer, m), True, delta, False, 0.0, grad, threads)
@@ -348,6 +352,7 @@ def train_batch_layers(
     params,
     feedback,
     magnitude,
+    learning,
     grads,
     state,
     ltab,
@@ -361,30 +366,36 @@ def train_batch_layers(
     zeros,
     workspace,
     averages,
+    sparse,
     step,
 ):
     """One training step on batch ``(x, t)``: refresh feedback, signals, gradients, update.
+
+    ``magnitude`` (``|B0|``, sign-concordant feedback) and ``learning`` (``feedback`` again, for
+    feedback that learns: kp, wm) are None where the rule cannot use them, and numba then leaves
+    the refresh and the feedback's learning step out of the compile.
 
     Returns ``(summed loss, error count)`` measured before the update.
     """
     if magnitude is not None:  # None without sign-concordant feedback: not compiled then
         refresh_layer_feedback(params, feedback, magnitude, ltab, icfg, step)
     loss, errors = backward_layers(
-        params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace, averages
+        params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace, averages, sparse
     )
     first = first_learning_layer(ltab, icfg)
     threads = icfg[I_THREADS]
-    layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, threads)
+    layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, sparse, threads)
     dynamics = icfg[I_DYNAMICS]
-    if dynamics == DYNAMICS_KOLEN_POLLACK:
-        shift_layer_feedback(params, feedback, ltab, 1.0, -1.0)
+    kolen_pollack = learning is not None and dynamics == DYNAMICS_KOLEN_POLLACK
+    if kolen_pollack:
+        shift_layer_feedback(params, learning, ltab, 1.0, -1.0)
     update_layers(params, grads, state, ltab, icfg, fcfg, step)
-    if dynamics == DYNAMICS_KOLEN_POLLACK:
-        shift_layer_feedback(params, feedback, ltab, 1.0 - fcfg[F_LR] * fcfg[F_WEIGHT_DECAY], 1.0)
-    elif dynamics == DYNAMICS_MIRROR:
+    if kolen_pollack:
+        shift_layer_feedback(params, learning, ltab, 1.0 - fcfg[F_LR] * fcfg[F_WEIGHT_DECAY], 1.0)
+    elif learning is not None and dynamics == DYNAMICS_MIRROR:
         m = x.shape[0]
         mirror_layer_feedback(
-            params, feedback, grads, ltab, fcfg, icfg[I_SEED], step, m, hidden, deltas, workspace, threads
+            params, learning, grads, ltab, fcfg, icfg[I_SEED], step, m, hidden, deltas, workspace, threads
         )
     return loss, errors
 
@@ -399,6 +410,7 @@ def train_epoch_layers(
     params,
     feedback,
     magnitude,
+    learning,
     grads,
     state,
     ltab,
@@ -410,6 +422,7 @@ def train_epoch_layers(
     zeros,
     workspace,
     averages,
+    sparse,
     xbuf,
     tbuf,
     step,
@@ -432,6 +445,7 @@ def train_epoch_layers(
             params,
             feedback,
             magnitude,
+            learning,
             grads,
             state,
             ltab,
@@ -445,6 +459,7 @@ def train_epoch_layers(
             zeros,
             workspace,
             averages,
+            sparse,
             step,
         )
         total_loss += loss
@@ -455,7 +470,7 @@ def train_epoch_layers(
 @kernel
 def evaluate_layers(
     x_all, labels, targets, params, ltab, icfg, hidden, deltas, indices, zeros, workspace, averages,
-    xbuf, tbuf, outputs,
+    sparse, xbuf, tbuf, outputs,
 ):  # fmt: skip
     """Summed loss and error count on every row of ``x_all`` (as :func:`fastfa.kernels.cpu.evaluate`)."""
     n_in = ltab[0, L_IN_SIZE]
@@ -470,7 +485,8 @@ def evaluate_layers(
     for start in range(0, n, capacity):
         m = min(capacity, n - start)
         xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
-        y = forward_layers(params, ltab, xb, hidden, indices, zeros, workspace, averages, icfg[I_THREADS])
+        threads = icfg[I_THREADS]
+        y = forward_layers(params, ltab, xb, hidden, indices, zeros, workspace, averages, sparse, threads)
         e = output_rows(deltas, ltab, last, m)
         loss, errors = score_rows(y, tb, e, ltab[last, L_ACT], icfg, has_targets, outputs, start)
         total_loss += loss
