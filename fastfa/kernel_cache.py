@@ -28,11 +28,21 @@ def epoch_kernel(trainer):
     return layers.train_epoch_layers
 
 
+#: Where the epoch kernels of both engines take ``(magnitude, learning, grads)``, each None where
+#: a run cannot use it (:meth:`fastfa.train.Trainer.optional_buffers`)
+OPTIONAL_ARGS = slice(7, 10)
+
+
 def is_cached(trainer):
-    """True unless the trainer's epoch kernel has no cached compilation for its dtype."""
+    """True unless the trainer's epoch kernel has no cached compilation for its dtype and for the
+    pattern of None among its optional buffers (each pattern compiles on its own)."""
     try:
         index = epoch_kernel(trainer)._cache._cache_file._load_index()
+        dtype = str(trainer.dtype)
+        nones = tuple(a is None for a in trainer.optional_buffers())
+        return any(
+            dtype in str(key[0][0]) and tuple(str(t) == "none" for t in key[0][OPTIONAL_ARGS]) == nones
+            for key in index
+        )
     except Exception:  # noqa: BLE001 (numba internals: when in doubt, say nothing)
         return True
-    dtype = str(trainer.dtype)
-    return any(dtype in str(key[0][0]) for key in index)

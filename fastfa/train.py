@@ -416,6 +416,17 @@ class Trainer:
             self.rule.after_batch(self)
         return loss, errors
 
+    def optional_buffers(self):
+        """``(magnitude, learning, grads)`` as the epoch kernels take them: None where this run
+        cannot use them, so that numba compiles only the paths it takes (docs/engine.md, "The first
+        run"). ``magnitude`` (``|B0|``) serves sign-concordant feedback, ``learning`` (the feedback
+        again) feedback that learns (kp, wm), ``grads`` every step but the dense engine's fused SGD.
+        """
+        magnitude = self.magnitude if self.magnitude.size else None
+        learning = self.feedback if self.rule.dynamics in ("kolen-pollack", "mirror") else None
+        fused = self.arch.is_dense and kernels.uses_fused_sgd(self.icfg, self._fcfg())
+        return magnitude, learning, None if fused else self.grads
+
     def _train_batches(self, x, labels, targets, order, batch):
         """The compiled loop over the batches of ``order``; advances :attr:`step`."""
         if self._cuda is not None:
@@ -423,9 +434,7 @@ class Trainer:
             self.step += -(-len(order) // batch)
             return loss, errors
         ws = self._train_ws
-        # None for what this run cannot use, so that numba compiles only the paths it takes:
-        magnitude = self.magnitude if self.magnitude.size else None  # sign-concordant feedback only
-        learning = self.feedback if self.rule.dynamics in ("kolen-pollack", "mirror") else None  # kp, wm
+        magnitude, learning, grads = self.optional_buffers()
         if not self.arch.is_dense:
             with kernel_threads() as threads:
                 loss, errors = layer_kernels.train_epoch_layers(
@@ -435,12 +444,10 @@ class Trainer:
                 )  # fmt: skip
             self.step += -(-len(order) // batch)
             return loss, errors
-        fcfg = self._fcfg()
-        grads = None if kernels.uses_fused_sgd(self.icfg, fcfg) else self.grads  # the fused SGD step has none
         with kernel_threads() as threads:
             loss, errors = kernels.train_epoch(
                 x, labels, targets, order, batch, self.params, self.feedback, magnitude, learning, grads,
-                self.state, self.sizes, self.acts, with_threads(self.icfg, threads), fcfg, ws.hidden,
+                self.state, self.sizes, self.acts, with_threads(self.icfg, threads), self._fcfg(), ws.hidden,
                 ws.deltas, ws.x, ws.t, ws.decayed, self.step,
             )  # fmt: skip
         self.step += -(-len(order) // batch)

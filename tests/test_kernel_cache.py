@@ -32,3 +32,29 @@ def test_an_empty_index_means_a_compile(monkeypatch):
     monkeypatch.setattr(kernel_cache, "epoch_kernel", lambda trainer: object())  # numba moved: say nothing
     assert kernel_cache.is_cached(tr)
     assert np.dtype(tr.dtype) == np.float32
+
+
+def test_another_pattern_of_optional_buffers_means_a_compile(rng, monkeypatch):
+    """An index holding fa with plain SGD (no gradient buffer) says nothing of fa with Adam (one)."""
+    from fastfa.kernels import cpu
+
+    x, y = make_data(rng, 20, (7, 13, 5))
+    sgd = make_trainer((7, 13, 5), "fa", "float64")
+    sgd.train_epoch(x, y)
+    adam = make_trainer((7, 13, 5), "fa", "float64", optimizer="adam")
+    assert sgd.optional_buffers()[2] is None and adam.optional_buffers()[2] is not None
+    sgd_signature = [sig for sig in cpu.train_epoch.signatures if str(sig[9]) == "none"][0]
+
+    class Index:
+        def _load_index(self):
+            return {(sgd_signature, "target", "hashes"): "file"}
+
+    class Cache:
+        _cache_file = Index()
+
+    class Kernel:
+        _cache = Cache()
+
+    monkeypatch.setattr(kernel_cache, "epoch_kernel", lambda trainer: Kernel())
+    assert kernel_cache.is_cached(sgd)
+    assert not kernel_cache.is_cached(adam)
