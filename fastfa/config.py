@@ -13,7 +13,7 @@ from fastfa.network import check_init
 from fastfa.optim import SCHEDULES
 
 DTYPES = ("float32", "float64")
-STANDARDIZE = ("auto", "on", "off")
+STANDARDIZE = ("auto", "on", "channel", "off")
 MAX_SEED = 2**63 - 1  # seeds travel through int64 (the kernels' configuration)
 
 
@@ -89,10 +89,11 @@ class TrainConfig:
         (:mod:`fastfa.validation`).
     early_stopping : int
         Stop after this many epochs without a better validation figure (0: never).
-    standardize : {"auto", "on", "off"}
+    standardize : {"auto", "on", "channel", "off"}
         Per-feature standardisation with statistics of the training rows, kept with the
         model (:mod:`fastfa.standardize`); ``auto`` standardises float inputs and leaves
-        ``uint8`` inputs with ``x_scale`` (images) as they are.
+        ``uint8`` inputs with ``x_scale`` (images) as they are; ``channel`` uses one mean and
+        deviation per image channel (one for all features without an image shape).
     layers : str
         The hidden layers as a layer list or preset name (:mod:`fastfa.layers`), e.g.
         ``"conv:6:5,maxpool:2,dense:84"``; empty for a dense network of ``hidden``. Stored in

@@ -336,7 +336,8 @@ class Table:
         ``indices`` (max-pool argmaxes), ``zeros`` (a zero vector as long as the largest layer
         output), ``workspace`` (the conv kernels' scratch for ``threads`` threads) and ``averages``
         (None when no layer average-pools, else an empty marker array) and ``sparse`` (None unless
-        the first layer is dense, the only one with a sparse-input path): the passes of
+        the first layer is dense, the only one with a sparse-input path; the trainer also passes
+        None for rows that cannot be sparse, :func:`fastfa.workspace.sparse_marker`): the passes of
         :mod:`fastfa.kernels.layers` leave the code a None marks out of the compile. In the order
         the passes take them.
         """
@@ -363,7 +364,7 @@ class Table:
             "zeros": np.zeros(int(self.ltab[:, codes.L_OUT_SIZE].max()), dtype=dtype),
             "workspace": np.zeros(scratch, dtype=dtype),
             "averages": np.zeros(0, dtype=dtype) if averages else None,
-            "sparse": np.zeros(0, dtype=dtype) if self.ltab[0, codes.L_KIND] == codes.KIND_DENSE else None,
+            "sparse": np.zeros(0, dtype=np.int8) if self.ltab[0, codes.L_KIND] == codes.KIND_DENSE else None,
         }
 
     def weight_shapes(self):

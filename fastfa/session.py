@@ -41,7 +41,7 @@ from fastfa.fitting import (
 from fastfa.limits import check_config
 from fastfa.rules import PluginError
 from fastfa.runs import Selection, load_run, save_run
-from fastfa.standardize import feature_stats, unscaled_warning, wants_standardization
+from fastfa.standardize import channel_stats, feature_stats, unscaled_warning, wants_standardization
 from fastfa.train import Trainer
 from fastfa.validation import holdout_rows, run_splits
 
@@ -254,7 +254,10 @@ def _standardize_new_run(run, train_split, warn):
     """Give a new run's trainer the training rows' feature statistics, when its setting asks for them;
     warn (``warn(message)``) when it does not and the inputs look unscaled."""
     trainer = run.trainer
-    if wants_standardization(run.config.standardize, train_split.x_dtype):
+    if run.config.standardize == "channel":
+        channels = run.config.image_shape[0] if run.config.image_shape else 1
+        trainer.standardization = channel_stats(train_split, channels)
+    elif wants_standardization(run.config.standardize, train_split.x_dtype):
         trainer.standardization = feature_stats(train_split)
     elif train_split.x_dtype != np.uint8:
         x, _ = train_split.read(0, min(train_split.n_rows, 4096), dtype="float64")

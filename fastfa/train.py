@@ -24,7 +24,7 @@ from fastfa.network import Architecture, LayerNetwork
 from fastfa.optim import float_config, learning_rate
 from fastfa.rules import DIRECT_SIGNALS, get_rule
 from fastfa.threads import kernel_threads
-from fastfa.workspace import Workspace, with_threads
+from fastfa.workspace import Workspace, sparse_marker, with_threads
 
 TASKS = ("classification", "regression")
 EVAL_ROWS = 256  # rows per chunk when evaluating or predicting
@@ -403,15 +403,15 @@ class Trainer:
                 loss, errors = layer_kernels.train_epoch_layers(
                     x, labels, targets, order, batch, self.params, self.feedback, magnitude, learning,
                     self.grads, self.state, self.arch.table.ltab, with_threads(self.icfg, threads),
-                    self._fcfg(), *ws.layer_buffers(), ws.x, ws.t, self.step,
+                    self._fcfg(), *ws.layer_buffers(x), ws.x, ws.t, self.step,
                 )  # fmt: skip
             self.step += -(-len(order) // batch)
             return loss, errors
         with kernel_threads() as threads:
             loss, errors = kernels.train_epoch(
                 x, labels, targets, order, batch, self.params, self.feedback, magnitude, learning, grads,
-                self.state, self.sizes, self.acts, with_threads(self.icfg, threads), self._fcfg(), ws.hidden,
-                ws.deltas, ws.x, ws.t, ws.decayed, self.step,
+                sparse_marker(x), self.state, self.sizes, self.acts, with_threads(self.icfg, threads),
+                self._fcfg(), ws.hidden, ws.deltas, ws.x, ws.t, ws.decayed, self.step,
             )  # fmt: skip
         self.step += -(-len(order) // batch)
         return loss, errors
@@ -463,9 +463,10 @@ class Trainer:
                 ws.x,
                 ws.t,
                 outputs,
+                sparse_marker(x),
             )
         return layer_kernels.evaluate_layers(
-            x, labels, targets, params, self.arch.table.ltab, icfg, *ws.layer_buffers(), ws.x, ws.t, outputs
+            x, labels, targets, params, self.arch.table.ltab, icfg, *ws.layer_buffers(x), ws.x, ws.t, outputs
         )
 
     def gradients(self, x, y, signal=None):
@@ -492,18 +493,17 @@ class Trainer:
             ltab = self.arch.table.ltab
             with kernel_threads() as threads:
                 icfg = with_threads(icfg, threads)
-                layer_kernels.backward_layers(
-                    self.params, self.feedback, ltab, icfg, xb, tb, *ws.layer_buffers()
-                )
+                buffers = ws.layer_buffers(xb)
+                layer_kernels.backward_layers(self.params, self.feedback, ltab, icfg, xb, tb, *buffers)
                 first = layer_kernels.first_learning_layer(ltab, icfg)
                 layer_kernels.layer_gradients(
-                    xb, ws.hidden, ws.deltas, grads, ltab, first, ws.scratch, ws.layer_buffers()[-1], threads
+                    xb, ws.hidden, ws.deltas, grads, ltab, first, ws.scratch, buffers[-1], threads
                 )
             return grads
         with kernel_threads() as threads:
             kernels.compute_gradients(
                 self.params, self.feedback, grads, self.sizes, self.acts, with_threads(icfg, threads), xb, tb,
-                ws.hidden, ws.deltas,
+                ws.hidden, ws.deltas, sparse_marker(xb),
             )  # fmt: skip
         return grads
 

@@ -13,6 +13,29 @@ import numpy as np
 from fastfa.kernels import codes
 
 
+def can_be_sparse(x):
+    """Whether the batches of the rows ``x`` may take the first layer's sparse-input path: when
+    ``x`` as a whole is at most :data:`~fastfa.kernels.base.SPARSE_DENSITY` non-zero (MNIST's
+    pixels: about 19%).
+
+    Each batch then still chooses by its own density. Rows of denser data take BLAS even where a
+    batch happens to be sparse (a few rows of the bundled digits, 51% non-zero, at batch 1): a
+    choice between two ways of computing one product, which changes only rounding, made once per
+    call so that numba compiles the sparse path only for data that uses it.
+    """
+    from fastfa.kernels.base import SPARSE_DENSITY
+
+    x = np.asarray(x)
+    return x.size > 0 and np.count_nonzero(x) <= SPARSE_DENSITY * x.size
+
+
+def sparse_marker(x):
+    """What the CPU kernels take as ``sparse`` for the rows ``x``: None when they are not sparse
+    data (:func:`can_be_sparse`), so that numba leaves the sparse-input path out of the compile
+    (a first run on dense data compiles several seconds less), else an empty array."""
+    return np.zeros(0, dtype=np.int8) if can_be_sparse(x) else None
+
+
 def with_threads(icfg, threads):
     """A copy of the kernels' integer configuration that lets them use ``threads`` threads."""
     icfg = icfg.copy()
@@ -44,7 +67,10 @@ class Workspace:
             self.scratch = buffers["workspace"]
             self._layer_buffers = (self.hidden, self.deltas, *list(buffers.values())[2:])
 
-    def layer_buffers(self):
-        """The buffers every :mod:`fastfa.kernels.layers` pass takes, in its argument order
-        (:meth:`fastfa.layers.Table.buffers`, with this workspace's activations and signals)."""
-        return self._layer_buffers
+    def layer_buffers(self, x):
+        """The buffers every :mod:`fastfa.kernels.layers` pass takes on the rows ``x``, in its
+        argument order (:meth:`fastfa.layers.Table.buffers`, with this workspace's activations and
+        signals; the ``sparse`` marker is None also when no batch of ``x`` can be sparse,
+        :func:`sparse_marker`)."""
+        *buffers, sparse = self._layer_buffers
+        return (*buffers, None if sparse is None else sparse_marker(x))

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from fastfa.kernels import codes, cpu
 from fastfa.optim import float_config
+from fastfa.workspace import sparse_marker
 from tests import naive
 from tests.conftest import (
     DTYPES,
@@ -202,7 +203,7 @@ def test_forward(act, out_act, loss, sizes, m, dtype, rng):
     x = rng.uniform(-1, 1, size=(m, sizes[0])).astype(dtype)
     capacity = N_ROWS + 3  # spare rows: the views must respect the workspace's capacity
     hidden = np.zeros(capacity * sum(sizes[1:]), dtype=dtype)
-    y = cpu.forward(tr.params, tr.sizes, tr.acts, x, hidden, 1)
+    y = cpu.forward(tr.params, tr.sizes, tr.acts, x, hidden, sparse_marker(x), 1)
     pre, post = naive.forward(net.weights, net.biases, net.acts, x.astype(np.float64))
     assert_close(y, post[-1], dtype)
     for layer in range(len(sizes) - 1):
@@ -273,6 +274,7 @@ def test_compute_gradients_kernel_direct(signal, dtype, rng):
         np.ascontiguousarray(t, dtype=dtype),
         hidden,
         deltas,
+        sparse_marker(x),
     )
     dws, dbs, nloss, nerrors = net.gradients(as_dtype(x, tr), t, signal=signal)
     assert_close(loss, nloss, dtype)
@@ -584,6 +586,7 @@ def test_evaluate_kernel_small_workspace(with_targets, dtype, rng):
         tr.icfg,
         *buffers,
         outputs,
+        sparse_marker(x),
     )
     assert_close(outputs, net.outputs(x.astype(np.float64)), dtype)
     if with_targets:
@@ -682,7 +685,8 @@ def test_deferred_decay_epoch_equals_eager(dtype, rng):
         decayed = ws.decayed if deferred else np.zeros(0, np.int64)
         cpu.train_epoch(  # as the trainer calls it (None: no sign refresh, no learned feedback, fused SGD)
             xs, labels, targets, np.arange(len(x)), 1, tr.params, tr.feedback, None, None, None,
-            tr.state, tr.sizes, tr.acts, tr.icfg, tr._fcfg(), ws.hidden, ws.deltas, ws.x, ws.t, decayed, 0,
+            sparse_marker(xs), tr.state, tr.sizes, tr.acts, tr.icfg, tr._fcfg(), ws.hidden, ws.deltas, ws.x,
+            ws.t, decayed, 0,
         )  # fmt: skip
         runs.append(tr.params.copy())
     assert_close(runs[0], runs[1].astype(np.float64), dtype, factor=10)
@@ -807,7 +811,11 @@ def test_fused_sgd_step_equals_gradient_then_update(sparse, opt, m, dtype, rng):
     xs = fused.prepare(x)[0]
     t = target_matrix(fused, y).astype(dtype)
     hidden, deltas = fused._train_ws.hidden, fused._train_ws.deltas
-    cpu.backward(fused.params, fused.feedback, fused.sizes, fused.acts, fused.icfg, xs, t, hidden, deltas)
+    marker = sparse_marker(xs)
+    assert (marker is not None) == sparse
+    cpu.backward(
+        fused.params, fused.feedback, fused.sizes, fused.acts, fused.icfg, xs, t, hidden, deltas, marker
+    )
     cpu.fused_sgd_step(
         fused.params,
         fused.state,
@@ -818,6 +826,7 @@ def test_fused_sgd_step_equals_gradient_then_update(sparse, opt, m, dtype, rng):
         hidden,
         deltas,
         np.zeros(0, np.int64),
+        marker,
         1,
     )
     grads = plain.gradients(x, y)

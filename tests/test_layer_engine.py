@@ -18,6 +18,7 @@ from fastfa.kernels import codes as c
 from fastfa.kernels import cpu
 from fastfa.kernels import layers as lk
 from fastfa.layers import layer_table, parse_layers, plan_network
+from fastfa.workspace import sparse_marker
 from tests import naive
 from tests import naive_layers as ref
 from tests.conftest import assert_close, make_trainer
@@ -171,7 +172,17 @@ def test_dense_table_is_the_dense_engine(signal):
     width = sum(sizes[1:])
     hidden, deltas, grads = np.zeros(M * width), np.zeros(M * width), np.full(trainer.params.size, 7.0)
     loss, errors = cpu.compute_gradients(
-        trainer.params, trainer.feedback, grads, trainer.sizes, trainer.acts, icfg, x, t, hidden, deltas
+        trainer.params,
+        trainer.feedback,
+        grads,
+        trainer.sizes,
+        trainer.acts,
+        icfg,
+        x,
+        t,
+        hidden,
+        deltas,
+        sparse_marker(x),
     )
     mine, my_loss, my_errors = engine_gradients(table, trainer.params, trainer.feedback, bufs, x, t, icfg)
     np.testing.assert_array_equal(mine, grads)

@@ -191,6 +191,34 @@ def test_feature_stats_stream_in_chunks(data):
     np.testing.assert_allclose(whole[1], chunked[1], rtol=1e-12)
 
 
+def test_channel_stats_take_each_channel_over_all_its_pixels(rng):
+    from fastfa.datasets import ArraySplit
+    from fastfa.standardize import channel_stats
+
+    images = rng.normal(size=(50, 3, 4, 5)) * np.array([1.0, 10.0, 0.1])[:, None, None]
+    images += np.array([-2.0, 0.0, 5.0])[:, None, None]
+    split = ArraySplit("train", images.reshape(50, -1), np.zeros(50, dtype=np.int64))
+    mean, std = channel_stats(split, 3, chunk_rows=7)
+    for c in range(3):
+        np.testing.assert_allclose(mean.reshape(3, -1)[c], images[:, c].mean(), rtol=1e-12)
+        np.testing.assert_allclose(std.reshape(3, -1)[c], images[:, c].std(), rtol=1e-12)
+    one_mean, one_std = channel_stats(split, 1)
+    np.testing.assert_allclose(one_mean, images.mean(), rtol=1e-12)
+    np.testing.assert_allclose(one_std, images.std(), rtol=1e-12)
+    with pytest.raises(ValueError, match="do not split into 7 channels"):
+        channel_stats(split, 7)
+
+
+def test_standardize_channel_on_images_is_kept_in_the_run(tmp_path):
+    """The bundled digits as 1 x 8 x 8 images, standardised with one mean and deviation."""
+    out = tmp_path / "chan.h5"
+    ok(cli("train", "--layers", "conv:2:3,dense:8", "--image-shape", "1x8x8", "--epochs", "1",
+           "--standardize", "channel", "-q", "-o", out))  # fmt: skip
+    trainer = load_run(out)[0]
+    mean, std = trainer.standardization
+    assert np.all(mean == mean[0]) and np.all(std == std[0]) and 0 < mean[0] < 1 and std[0] > 0
+
+
 def test_standardize_auto_leaves_uint8_images_alone(tmp_path):
     """The bundled digits (uint8 with x_scale) train exactly as with --standardize off."""
     a, b = tmp_path / "a.h5", tmp_path / "b.h5"

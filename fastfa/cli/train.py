@@ -265,12 +265,13 @@ class ProgressBar:
 )
 @click.option(
     "--standardize",
-    type=click.Choice(["auto", "on", "off"]),
+    type=click.Choice(["auto", "on", "channel", "off"]),
     default="auto",
     show_default=True,
     help="Standardise each feature with the mean and deviation of the training rows, kept in the run "
     "file and applied by evaluate, predict and export. auto: yes for float inputs (tabular data), no "
-    "for uint8 inputs with x_scale (images such as MNIST, which train exactly as before).",
+    "for uint8 inputs with x_scale (images such as MNIST, which train exactly as before). channel: one "
+    "mean and deviation per image channel over all its pixels, as image models are usually fed.",
 )
 @click.option("-b", "--batch-size", type=int, default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -190,8 +190,8 @@ def score_rows(y, tb, e, act, icfg, has_targets, outputs, start):
 
 @inlined_kernel
 def train_batch(
-    params, feedback, magnitude, learning, grads, state, sizes, acts, icfg, fcfg, x, t, hidden, deltas,
-    decayed, step,
+    params, feedback, magnitude, learning, grads, sparse, state, sizes, acts, icfg, fcfg, x, t, hidden,
+    deltas, decayed, step,
 ):  # fmt: skip
     """One training step on batch ``(x, t)``: refresh feedback, deltas, update, learn feedback.
 
@@ -199,9 +199,10 @@ def train_batch(
     takes the fused path (:func:`fused_sgd_step`); Nesterov and Adam go through the
     gradient buffer ``grads``.
 
-    ``grads``, ``magnitude`` and ``learning`` (``feedback`` again, for feedback that learns: kp,
-    wm) may be None, and the trainer passes None where a run cannot use them: ``grads`` on the
-    fused path, ``magnitude`` without sign-concordant feedback, ``learning`` with fixed feedback.
+    ``grads``, ``magnitude``, ``learning`` (``feedback`` again, for feedback that learns: kp,
+    wm) and ``sparse`` (a marker) may be None, and the trainer passes None where a run cannot use
+    them: ``grads`` on the fused path, ``magnitude`` without sign-concordant feedback,
+    ``learning`` with fixed feedback, ``sparse`` when no batch of the rows can be sparse.
     numba then prunes the branches that would use them before typing, so a run compiles only
     the optimiser path and feedback dynamics it takes (a first run compiles less); with arrays
     every path is compiled and chosen at run time, as before.
@@ -215,28 +216,35 @@ def train_batch(
     """
     if magnitude is not None:
         refresh_feedback(params, feedback, magnitude, sizes, icfg, step)
-    deferred = defers_decay(icfg, fcfg, sizes) and decayed.size > 0
     keep = 1.0 - fcfg[F_LR] * fcfg[F_WEIGHT_DECAY]
-    sparse = deferred and is_sparse(x, count_nonzero(x))
-    if sparse:
-        scale_by_pending_decay(x, decayed, step - 1, keep)
-    elif deferred:  # the dense step decays every row: settle the debts first
-        settle_decay(weight_view(params, sizes, 0), decayed, step - 1, keep)
-    loss, errors = backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas)
+    deferred = False
+    sparse_batch = False
+    if sparse is not None:  # only sparse batches defer decay: on dense data every step decays every row
+        deferred = defers_decay(icfg, fcfg, sizes) and decayed.size > 0
+        sparse_batch = deferred and is_sparse(x, count_nonzero(x))
+        if sparse_batch:
+            scale_by_pending_decay(x, decayed, step - 1, keep)
+        elif deferred:  # the dense step decays every row: settle the debts first
+            settle_decay(weight_view(params, sizes, 0), decayed, step - 1, keep)
+    loss, errors = backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse)
     dynamics = icfg[I_DYNAMICS]
     kolen_pollack = learning is not None and dynamics == DYNAMICS_KOLEN_POLLACK
     if kolen_pollack:
         shift_feedback(params, learning, sizes, 1.0, -1.0)
     if grads is None or uses_fused_sgd(icfg, fcfg):
         fused_sgd_step(
-            params, state, sizes, icfg, fcfg, x, hidden, deltas, decayed[: decayed.size * sparse], step
-        )
-        if deferred and not sparse:  # the dense step decayed every row
+            params, state, sizes, icfg, fcfg, x, hidden, deltas, decayed[: decayed.size * sparse_batch],
+            sparse, step,
+        )  # fmt: skip
+        if sparse is None:
+            pass
+        elif deferred and not sparse_batch:  # the dense step decayed every row
             decayed[:] = step
-        elif sparse and step % settle_interval(keep) == 0:
+        elif sparse_batch and step % settle_interval(keep) == 0:
             settle_decay(weight_view(params, sizes, 0), decayed, step, keep)
     else:
-        weight_gradients(x, hidden, deltas, grads, sizes, first_trainable(icfg), x.shape[0], icfg[I_THREADS])
+        m = x.shape[0]
+        weight_gradients(x, hidden, deltas, grads, sizes, first_trainable(icfg), m, sparse, icfg[I_THREADS])
         update_parameters(params, grads, state, sizes, icfg, fcfg, step)
     if kolen_pollack:
         shift_feedback(params, learning, sizes, 1.0 - fcfg[F_LR] * fcfg[F_WEIGHT_DECAY], 1.0)
@@ -258,6 +266,7 @@ def train_epoch(
     magnitude,
     learning,
     grads,
+    sparse,
     state,
     sizes,
     acts,
@@ -274,7 +283,8 @@ def train_epoch(
 
     ``step`` is the number of updates made before this call. ``decayed`` (int64, one entry
     per input) is scratch for the deferred weight decay of :func:`train_batch`; every row's
-    decay is settled before this returns. Returns ``(summed loss, error count)`` over the
+    decay is settled before this returns. ``magnitude``, ``learning``, ``grads`` and ``sparse``
+    may be None, as :func:`train_batch` says. Returns ``(summed loss, error count)`` over the
     epoch, each batch measured before its own update (the convention of scikit-learn's
     ``loss_curve_``).
     """
@@ -289,22 +299,23 @@ def train_epoch(
         xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
         step += 1
         loss, errors = train_batch(
-            params, feedback, magnitude, learning, grads, state, sizes, acts, icfg, fcfg, xb, tb, hidden,
-            deltas, decayed, step,
+            params, feedback, magnitude, learning, grads, sparse, state, sizes, acts, icfg, fcfg, xb, tb,
+            hidden, deltas, decayed, step,
         )  # fmt: skip
         total_loss += loss
         total_errors += errors
-    if decayed.size > 0 and defers_decay(icfg, fcfg, sizes):
+    if sparse is not None and decayed.size > 0 and defers_decay(icfg, fcfg, sizes):
         settle_decay(weight_view(params, sizes, 0), decayed, step, 1.0 - fcfg[F_LR] * fcfg[F_WEIGHT_DECAY])
     return total_loss, total_errors
 
 
 @kernel
-def evaluate(x_all, labels, targets, params, sizes, acts, icfg, hidden, deltas, xbuf, tbuf, outputs):
+def evaluate(x_all, labels, targets, params, sizes, acts, icfg, hidden, deltas, xbuf, tbuf, outputs, sparse):
     """Summed loss and error count of the network on every row of ``x_all``.
 
     Rows go through in chunks as large as the workspace holds. When
-    ``outputs`` has rows, the network's outputs are written there too.
+    ``outputs`` has rows, the network's outputs are written there too. ``sparse``: as in
+    :func:`~fastfa.kernels.dense.forward`.
     """
     n_in = sizes[0]
     n_out = sizes[sizes.size - 1]
@@ -317,7 +328,7 @@ def evaluate(x_all, labels, targets, params, sizes, acts, icfg, hidden, deltas, 
     for start in range(0, n, capacity):
         m = min(capacity, n - start)
         xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
-        y = forward(params, sizes, acts, xb, hidden, icfg[I_THREADS])
+        y = forward(params, sizes, acts, xb, hidden, sparse, icfg[I_THREADS])
         e = activation_view(deltas, sizes, sizes.size - 2, m)
         loss, errors = score_rows(y, tb, e, acts[sizes.size - 2], icfg, has_targets, outputs, start)
         total_loss += loss

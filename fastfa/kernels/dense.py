@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from fastfa.kernels.base import inlined_kernel, kernel
+from fastfa.kernels.base import kernel
 from fastfa.kernels.codes import (
     I_CLASSIFICATION,
     I_FIRST_TRAINABLE,
@@ -18,29 +18,39 @@ from fastfa.kernels.codes import (
 )
 from fastfa.kernels.elementwise import activate, column_sums, derive, output_error
 from fastfa.kernels.layout import activation_view, bias_view, feedback_view, weight_view
-from fastfa.kernels.products import count_nonzero, is_sparse, product, sparse_gradient, sparse_product
+from fastfa.kernels.products import (
+    NO_TRANS,
+    TRANS,
+    count_nonzero,
+    is_sparse,
+    product,
+    sparse_gradient,
+    sparse_product,
+)
 
 # ------------------------------------------------------------------------- forward
 
 
 @kernel
-def forward(params, sizes, acts, x, hidden, threads):
+def forward(params, sizes, acts, x, hidden, sparse, threads):
     """Forward pass of ``x`` (``(m, sizes[0])``); activations go to ``hidden``.
 
     ``a_l = h_{l-1} W_l`` is one product per layer (:func:`sparse_product` for
     sparse inputs, else BLAS), then bias and activation in one fused pass.
-    Returns the output view ``h_{L-1}`` (``(m, sizes[-1])``).
+    ``sparse`` is None when no batch of the data can be sparse (the trainer checks the rows,
+    :func:`fastfa.workspace.sparse_marker`): numba then leaves the sparse-input path out of the
+    compile; any array otherwise. Returns the output view ``h_{L-1}`` (``(m, sizes[-1])``).
     """
     m = x.shape[0]
     h_in = x
     for layer in range(sizes.size - 1):
         h = activation_view(hidden, sizes, layer, m)
         w = weight_view(params, sizes, layer)
-        nonzero = count_nonzero(x) if layer == 0 else 0
-        if layer == 0 and is_sparse(x, nonzero):
+        nonzero = count_nonzero(x) if layer == 0 and sparse is not None else 0
+        if layer == 0 and sparse is not None and is_sparse(x, nonzero):
             sparse_product(x, w, h, nonzero, threads)
         else:
-            product(1.0, h_in, False, w, False, 0.0, h, threads)
+            product(1.0, h_in, NO_TRANS, w, NO_TRANS, 0.0, h, threads)
         activate(h, bias_view(params, sizes, layer), acts[layer], threads)
         h_in = h
     return h_in
@@ -49,8 +59,8 @@ def forward(params, sizes, acts, x, hidden, threads):
 # ----------------------------------------------------------------------- gradients
 
 
-@inlined_kernel
-def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas):
+@kernel
+def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse):
     """Forward pass, output error and the rule's hidden signals ``delta_l``.
 
     For hidden layer ``l`` (0 <= l < L-1):
@@ -63,13 +73,14 @@ def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas):
     - none:      no signal; hidden deltas are not computed.
 
     ``delta_{L-1} = e / m`` carries the ``1/m`` of the batch mean. Deltas go to
-    ``deltas`` (layout of ``hidden``). Returns ``(summed loss, error count)``.
+    ``deltas`` (layout of ``hidden``); ``sparse`` as in :func:`forward`. Returns ``(summed loss,
+    error count)``.
     """
     m = x.shape[0]
     last = sizes.size - 2
     signal = icfg[I_SIGNAL]
     threads = icfg[I_THREADS]
-    y = forward(params, sizes, acts, x, hidden, threads)
+    y = forward(params, sizes, acts, x, hidden, sparse, threads)
     e = activation_view(deltas, sizes, last, m)
     loss, errors = output_error(y, t, acts[last], icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0 / m)
     if signal == SIGNAL_NONE:
@@ -78,19 +89,21 @@ def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas):
         delta = activation_view(deltas, sizes, layer, m)
         if signal == SIGNAL_BACKPROP:
             source = activation_view(deltas, sizes, layer + 1, m)
-            product(1.0, source, False, weight_view(params, sizes, layer + 1), True, 0.0, delta, threads)
+            product(1.0, source, NO_TRANS, weight_view(params, sizes, layer + 1), TRANS, 0.0, delta, threads)
         elif signal == SIGNAL_LAYERWISE:
             source = activation_view(deltas, sizes, layer + 1, m)
             f = feedback_view(feedback, sizes, signal, layer)
-            product(1.0, source, False, f, True, 0.0, delta, threads)
+            product(1.0, source, NO_TRANS, f, TRANS, 0.0, delta, threads)
         elif signal == SIGNAL_DIRECT:
-            product(1.0, e, False, feedback_view(feedback, sizes, signal, layer), True, 0.0, delta, threads)
+            product(
+                1.0, e, NO_TRANS, feedback_view(feedback, sizes, signal, layer), TRANS, 0.0, delta, threads
+            )
         elif signal == SIGNAL_DIRECT_SIGN:
             f = feedback_view(feedback, sizes, signal, layer)
-            product(1.0 / m, np.sign(e), False, f, True, 0.0, delta, threads)
+            product(1.0 / m, np.sign(e), NO_TRANS, f, TRANS, 0.0, delta, threads)
         elif signal == SIGNAL_TARGET:
             f = feedback_view(feedback, sizes, signal, layer)
-            product(-1.0 / m, t, False, f, True, 0.0, delta, threads)
+            product(-1.0 / m, t, NO_TRANS, f, TRANS, 0.0, delta, threads)
         derive(delta, activation_view(hidden, sizes, layer, m), acts[layer], threads)
     return loss, errors
 
@@ -104,16 +117,17 @@ def layer_input(x, hidden, sizes, layer, m):
 
 
 @kernel
-def weight_gradients(x, hidden, deltas, grads, sizes, first, m, threads):
-    """``dW_l = h_{l-1}^T delta_l`` and ``db_l = sum_rows(delta_l)`` for layers ``first..L-1``."""
+def weight_gradients(x, hidden, deltas, grads, sizes, first, m, sparse, threads):
+    """``dW_l = h_{l-1}^T delta_l`` and ``db_l = sum_rows(delta_l)`` for layers ``first..L-1``
+    (``sparse``: as in :func:`forward`)."""
     for layer in range(first, sizes.size - 1):
         delta = activation_view(deltas, sizes, layer, m)
         grad = weight_view(grads, sizes, layer)
-        nonzero = count_nonzero(x) if layer == 0 else 0
-        if layer == 0 and is_sparse(x, nonzero):
+        nonzero = count_nonzero(x) if layer == 0 and sparse is not None else 0
+        if layer == 0 and sparse is not None and is_sparse(x, nonzero):
             sparse_gradient(x, delta, grad, nonzero, threads)
         else:
-            product(1.0, layer_input(x, hidden, sizes, layer, m), True, delta, False, 0.0, grad, threads)
+            product(1.0, layer_input(x, hidden, sizes, layer, m), TRANS, delta, NO_TRANS, 0.0, grad, threads)
         column_sums(delta, bias_view(grads, sizes, layer))
 
 
@@ -124,12 +138,15 @@ def first_trainable(icfg):
 
 
 @kernel
-def compute_gradients(params, feedback, grads, sizes, acts, icfg, x, t, hidden, deltas):
-    """:func:`backward` then :func:`weight_gradients` into ``grads`` (layout of ``params``).
+def compute_gradients(params, feedback, grads, sizes, acts, icfg, x, t, hidden, deltas, sparse):
+    """:func:`backward` then :func:`weight_gradients` into ``grads`` (layout of ``params``;
+    ``sparse``: as in :func:`forward`).
 
     Gradients of layers that do not learn are left as they are. Returns
     ``(summed loss, error count)`` of the forward pass.
     """
-    loss, errors = backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas)
-    weight_gradients(x, hidden, deltas, grads, sizes, first_trainable(icfg), x.shape[0], icfg[I_THREADS])
+    loss, errors = backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse)
+    weight_gradients(
+        x, hidden, deltas, grads, sizes, first_trainable(icfg), x.shape[0], sparse, icfg[I_THREADS]
+    )
     return loss, errors

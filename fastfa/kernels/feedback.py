@@ -17,7 +17,7 @@ from fastfa.kernels.codes import (
     SIGNAL_LAYERWISE,
 )
 from fastfa.kernels.layout import activation_view, feedback_view, weight_view
-from fastfa.kernels.products import product
+from fastfa.kernels.products import NO_TRANS, TRANS, product
 
 # ------------------------------------------------------------------------ feedback
 
@@ -122,6 +122,6 @@ def mirror_feedback(params, feedback, sizes, fcfg, seed, step, m, hidden, deltas
                 xi[i, j] = half_width * (2.0 * u - 1.0)
         base += m * n_l
         y = activation_view(deltas, sizes, layer + 1, m)
-        product(1.0, xi, False, weight_view(params, sizes, layer + 1), False, 0.0, y, threads)
+        product(1.0, xi, NO_TRANS, weight_view(params, sizes, layer + 1), NO_TRANS, 0.0, y, threads)
         f = feedback_view(feedback, sizes, SIGNAL_LAYERWISE, layer)
-        product(eta / m, xi, True, y, False, 1.0 - eta * lam, f, threads)
+        product(eta / m, xi, TRANS, y, NO_TRANS, 1.0 - eta * lam, f, threads)

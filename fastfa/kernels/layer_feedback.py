@@ -45,6 +45,8 @@ from fastfa.kernels.layer_table import (
     weight_count,
 )
 from fastfa.kernels.products import (
+    NO_TRANS,
+    TRANS,
     product,
 )
 
@@ -123,13 +125,13 @@ def mirror_layer_feedback(
         w_off = ltab[layer, L_W_OFF]
         y = output_rows(deltas, ltab, layer, m)
         if ltab[layer, L_KIND] == KIND_DENSE:
-            product(1.0, xi, False, dense_matrix(params, ltab, layer, w_off), False, 0.0, y, threads)
+            product(1.0, xi, NO_TRANS, dense_matrix(params, ltab, layer, w_off), NO_TRANS, 0.0, y, threads)
             product(
                 eta / m,
                 xi,
-                True,
+                TRANS,
                 y,
-                False,
+                NO_TRANS,
                 1.0 - eta * lam,
                 dense_matrix(feedback, ltab, layer, start),
                 threads,

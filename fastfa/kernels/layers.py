@@ -119,6 +119,8 @@ from fastfa.kernels.optimisers import (
     optimise_range,
 )
 from fastfa.kernels.products import (
+    NO_TRANS,
+    TRANS,
     count_nonzero,
     is_sparse,
     product,
@@ -153,11 +155,11 @@ def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages,
             if layer == 0 and sparse is not None and is_sparse(x, nonzero):
                 sparse_product(x, w, out, nonzero, threads)
             else:
-                product(1.0, h_in, False, w, False, 0.0, out, threads)
+                product(1.0, h_in, NO_TRANS, w, NO_TRANS, 0.0, out, threads)
             activate(out, layer_bias(params, ltab, layer), ltab[layer, L_ACT], threads)
         elif kind == KIND_CONV and covers_input(ltab, layer):  # out = h_in W^T + b, as a dense layer
             w = kernel_matrix(params, ltab, layer, ltab[layer, L_W_OFF])
-            product(1.0, h_in, False, w, True, 0.0, out, threads)
+            product(1.0, h_in, NO_TRANS, w, TRANS, 0.0, out, threads)
             activate(out, layer_bias(params, ltab, layer), ltab[layer, L_ACT], threads)
         elif kind == KIND_CONV:
             conv_forward(
@@ -203,9 +205,9 @@ def send_down(
     source = params if signal == SIGNAL_BACKPROP else feedback
     offset = ltab[layer, L_W_OFF] if signal == SIGNAL_BACKPROP else ltab[layer, L_FB_OFF]
     if kind == KIND_DENSE:
-        product(1.0, src, False, dense_matrix(source, ltab, layer, offset), True, 0.0, dst, threads)
+        product(1.0, src, NO_TRANS, dense_matrix(source, ltab, layer, offset), TRANS, 0.0, dst, threads)
     elif kind == KIND_CONV and covers_input(ltab, layer):
-        product(1.0, src, False, kernel_matrix(source, ltab, layer, offset), False, 0.0, dst, threads)
+        product(1.0, src, NO_TRANS, kernel_matrix(source, ltab, layer, offset), NO_TRANS, 0.0, dst, threads)
     elif kind == KIND_CONV:
         conv_backward_input(
             output_images(deltas, ltab, layer, m),
@@ -270,11 +272,11 @@ def backward_layers(
         delta = output_rows(deltas, ltab, layer, m)
         d = direct_matrix(feedback, ltab, layer, n_out)
         if signal == SIGNAL_DIRECT:
-            product(1.0, e, False, d, True, 0.0, delta, threads)
+            product(1.0, e, NO_TRANS, d, TRANS, 0.0, delta, threads)
         elif signal == SIGNAL_DIRECT_SIGN:
-            product(1.0 / m, np.sign(e), False, d, True, 0.0, delta, threads)
+            product(1.0 / m, np.sign(e), NO_TRANS, d, TRANS, 0.0, delta, threads)
         elif signal == SIGNAL_TARGET:
-            product(-1.0 / m, t, False, d, True, 0.0, delta, threads)
+            product(-1.0 / m, t, NO_TRANS, d, TRANS, 0.0, delta, threads)
         derive(delta, output_rows(hidden, ltab, layer, m), ltab[layer, L_ACT], threads)
     return loss, errors
 
@@ -301,7 +303,9 @@ def layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, sparse, th
             if layer == 0 and sparse is not None and is_sparse(x, nonzero):
                 sparse_gradient(x, delta, grad, nonzero, threads)
             else:
-                product(1.0, input_rows(x, hidden, ltab, layer, m), True, delta, False, 0.0, grad, threads)
+                product(
+                    1.0, input_rows(x, hidden, ltab, layer, m), TRANS, delta, NO_TRANS, 0.0, grad, threads
+                )
             column_sums(delta, layer_bias(grads, ltab, layer))
         elif kind == KIND_CONV and covers_input(ltab, layer):  # dW = delta^T h_in, C_out x (C_in k k)
             delta = output_rows(deltas, ltab, layer, m)
@@ -309,9 +313,9 @@ def layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, sparse, th
             product(
                 1.0,
                 delta,
-                True,
+                TRANS,
                 h_in,
-                False,
+                NO_TRANS,
                 0.0,
                 kernel_matrix(grads, ltab, layer, ltab[layer, L_W_OFF]),
                 threads,

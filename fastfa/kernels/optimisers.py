@@ -30,7 +30,15 @@ from fastfa.kernels.codes import (
 )
 from fastfa.kernels.dense import first_trainable, layer_input
 from fastfa.kernels.layout import activation_view, bias_view, n_weights, weight_view
-from fastfa.kernels.products import count_nonzero, is_sparse, nonzeros, product, weighted_rows
+from fastfa.kernels.products import (
+    NO_TRANS,
+    TRANS,
+    count_nonzero,
+    is_sparse,
+    nonzeros,
+    product,
+    weighted_rows,
+)
 
 # ----------------------------------------------------------------------- optimisers
 
@@ -138,7 +146,7 @@ def uses_fused_sgd(icfg, fcfg):
 
 
 @inlined_kernel
-def fused_sgd_step(params, state, sizes, icfg, fcfg, x, hidden, deltas, decayed, step):
+def fused_sgd_step(params, state, sizes, icfg, fcfg, x, hidden, deltas, decayed, sparse, step):
     """SGD (plain or heavy-ball momentum) with the weight gradient accumulated by BLAS.
 
     With ``g = h_{l-1}^T delta_l`` (never stored):
@@ -148,8 +156,9 @@ def fused_sgd_step(params, state, sizes, icfg, fcfg, x, hidden, deltas, decayed,
       carried momentum ``mu v`` kept in ``state[0]``, then one pass
       ``v <- v - lr wd W``, ``W <- W + v``, ``state[0] <- mu v``.
 
-    Sparse inputs take :func:`sparse_sgd` for the first layer, which defers the decay of
-    the rows it does not touch when ``decayed`` has entries (:func:`defers_decay`). Biases
+    Sparse inputs take :func:`sparse_sgd` for the first layer (unless ``sparse`` is None, as in
+    :func:`~fastfa.kernels.dense.forward`), which defers the decay of the rows it does not
+    touch when ``decayed`` has entries (:func:`defers_decay`). Biases
     likewise, without decay. The same step as :func:`weight_gradients` followed by
     :func:`update_parameters`, up to rounding, with fewer passes over the weights.
     ``step`` numbers this update.
@@ -163,13 +172,13 @@ def fused_sgd_step(params, state, sizes, icfg, fcfg, x, hidden, deltas, decayed,
         delta = activation_view(deltas, sizes, layer, m)
         w = weight_view(params, sizes, layer)
         v = weight_view(carried, sizes, layer)
-        nonzero = count_nonzero(x) if layer == 0 else 0
-        if layer == 0 and is_sparse(x, nonzero):
+        nonzero = count_nonzero(x) if layer == 0 and sparse is not None else 0
+        if layer == 0 and sparse is not None and is_sparse(x, nonzero):
             sparse_sgd(x, delta, w, v, lr, mu, lr * decay, nonzero, threads, decayed, step)
         elif mu == 0.0:
-            product(-lr, h_in, True, delta, False, 1.0 - lr * decay, w, threads)
+            product(-lr, h_in, TRANS, delta, NO_TRANS, 1.0 - lr * decay, w, threads)
         else:
-            product(-lr, h_in, True, delta, False, 1.0, v, threads)
+            product(-lr, h_in, TRANS, delta, NO_TRANS, 1.0, v, threads)
             apply_velocity(w, v, lr * decay, mu, threads)
         b = bias_view(params, sizes, layer)
         n_out = b.size

@@ -9,9 +9,17 @@ from fastfa.kernels.blas import gemm
 # ---------------------------------------------------------------------- products
 
 
+#: BLAS's transpose flags for :func:`product`. numba types a constant ``True`` or ``False``
+#: argument as a literal and compiles the callee once for each combination; these numpy booleans
+#: are typed as plain booleans, so one compile serves all four (BLAS takes the flags at run time).
+TRANS = np.bool_(True)
+NO_TRANS = np.bool_(False)
+
+
 @parallel_kernel
 def product(alpha, a, trans_a, b, trans_b, beta, c, threads):
-    """``c <- alpha op(a) op(b) + beta c`` (BLAS :func:`gemm`), the columns of ``c`` split over threads."""
+    """``c <- alpha op(a) op(b) + beta c`` (BLAS :func:`gemm`), the columns of ``c`` split over
+    threads; ``trans_*``: :data:`TRANS` or :data:`NO_TRANS`."""
     rows, cols = c.shape
     depth = a.shape[0] if trans_a else a.shape[1]
     parts = parts_for(threads, rows * cols * depth, GEMM_GRAIN, cols)
