@@ -183,7 +183,10 @@ class Trainer:
         return feedback, magnitude
 
     def _refresh_feedback(self, feedback, magnitude, step):
-        """Sign-concordant feedback from the current weights (a no-op for other rules)."""
+        """Sign-concordant feedback from the current weights (a no-op for other rules, which have no
+        magnitudes: then the kernel is not even compiled)."""
+        if not magnitude.size:
+            return
         if self.arch.is_dense:
             kernels.refresh_feedback(self.params, feedback, magnitude, self.sizes, self.icfg, step)
         else:
