@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -121,6 +122,10 @@ class Rule:
         Engines the rule runs on.
     after_batch : callable, optional
         ``after_batch(trainer)`` called after every update.
+    hidden_signal : callable, optional
+        A compiled hidden-layer signal that replaces the built-in one of ``signal`` (which then
+        only chooses the layout of the feedback matrices): numba code the epoch loop calls for
+        every hidden layer, contract in :mod:`fastfa.compiled_rules`. Dense networks on the CPU.
     """
 
     name: str
@@ -132,6 +137,7 @@ class Rule:
     options: Mapping = field(default_factory=dict)
     devices: tuple = ("cpu",)
     after_batch: Callable | None = None
+    hidden_signal: Callable | None = None
 
     def __post_init__(self):
         if self.signal not in codes.SIGNALS:
@@ -140,6 +146,13 @@ class Rule:
             raise ValueError(f"rule {self.name!r}: unknown dynamics {self.dynamics!r}")
         if self.dynamics != "fixed" and self.signal != "layerwise":
             raise ValueError(f"rule {self.name!r}: {self.dynamics!r} dynamics need a layerwise signal")
+        if self.hidden_signal is not None:
+            if not callable(self.hidden_signal):
+                raise ValueError(f"rule {self.name!r}: hidden_signal must be a function")
+            if self.signal == "none":
+                raise ValueError(f"rule {self.name!r}: a hidden_signal needs a signal other than 'none'")
+            if "cuda" in self.devices:
+                raise ValueError(f"rule {self.name!r}: a compiled hidden_signal has no CUDA twin yet")
         needs_feedback = self.signal in FEEDBACK_SIGNALS
         if needs_feedback and self.init_feedback is None:
             raise ValueError(f"rule {self.name!r}: a {self.signal!r} signal needs init_feedback")
@@ -322,7 +335,10 @@ def load_plugin_file(path):
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such plugin file")
-    module_name = f"fastfa_plugin_file_{abs(hash(str(path.resolve())))}"
+    # a name stable across processes (not hash(), which Python salts per process): numba's cache
+    # of a compiled plugin's code refers to its module by name when a later run loads it
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+    module_name = f"fastfa_plugin_file_{digest}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ValueError(f"{path}: not a Python file")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastfa import standardize
+from fastfa import compiled_rules, standardize
 from fastfa.config import TrainConfig
 from fastfa.cuda_engine import DeviceRows
 from fastfa.kernels import codes
@@ -68,7 +68,13 @@ class Trainer:
             )  # fmt: skip
         else:
             self.arch = Architecture((n_inputs, *config.hidden, n_outputs), config.activation, out_act, loss)
+        if self.rule.hidden_signal is not None and not self.arch.is_dense:
+            raise ValueError(
+                f"rule {self.rule.name!r}: a compiled hidden_signal runs on dense networks only, "
+                "not on a layer list"
+            )
         self.dtype = np.dtype(config.dtype)
+        self.plugin_signal = compiled_rules.compiled_signal(self.rule, self.dtype)
         self.sizes = np.array(self.arch.sizes, dtype=np.int64)
         self.acts = self.arch.codes()
         self.icfg = self._int_config()
@@ -115,11 +121,13 @@ class Trainer:
         state = self.__dict__.copy()  # workspaces are scratch memory: not pickled
         state["_train_ws"], state["_eval_ws"] = None, {}
         state["device"], state["_cuda"] = "cpu", None  # device buffers stay with the process
+        state["plugin_signal"] = None  # compiled code: compiled again (or loaded) where unpickled
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._train_ws = Workspace(self.arch, self.config.batch_size, self.dtype)
+        self.plugin_signal = compiled_rules.compiled_signal(self.rule, self.dtype)
 
     # ------------------------------------------------------------------ set-up
 
@@ -413,7 +421,8 @@ class Trainer:
         with kernel_threads() as threads:
             loss, errors = kernels.train_epoch(
                 x, labels, targets, order, batch, self.params, self.feedback, magnitude, learning, grads,
-                sparse_marker(x), self.state, self.sizes, self.acts, with_threads(self.icfg, threads),
+                sparse_marker(x), self.plugin_signal, self.state, self.sizes, self.acts,
+                with_threads(self.icfg, threads),
                 self._fcfg(), ws.hidden, ws.deltas, ws.x, ws.t, ws.decayed, self.step,
             )  # fmt: skip
         self.step += -(-len(order) // batch)
@@ -506,7 +515,7 @@ class Trainer:
         with kernel_threads() as threads:
             kernels.compute_gradients(
                 self.params, self.feedback, grads, self.sizes, self.acts, with_threads(icfg, threads), xb, tb,
-                ws.hidden, ws.deltas, sparse_marker(xb),
+                ws.hidden, ws.deltas, sparse_marker(xb), self.plugin_signal if signal is None else None,
             )  # fmt: skip
         return grads
 

@@ -275,6 +275,7 @@ def test_compute_gradients_kernel_direct(signal, dtype, rng):
         hidden,
         deltas,
         sparse_marker(x),
+        None,
     )
     dws, dbs, nloss, nerrors = net.gradients(as_dtype(x, tr), t, signal=signal)
     assert_close(loss, nloss, dtype)
@@ -685,8 +686,8 @@ def test_deferred_decay_epoch_equals_eager(dtype, rng):
         decayed = ws.decayed if deferred else np.zeros(0, np.int64)
         cpu.train_epoch(  # as the trainer calls it (None: no sign refresh, no learned feedback, fused SGD)
             xs, labels, targets, np.arange(len(x)), 1, tr.params, tr.feedback, None, None, None,
-            sparse_marker(xs), tr.state, tr.sizes, tr.acts, tr.icfg, tr._fcfg(), ws.hidden, ws.deltas, ws.x,
-            ws.t, decayed, 0,
+            sparse_marker(xs), None, tr.state, tr.sizes, tr.acts, tr.icfg, tr._fcfg(), ws.hidden, ws.deltas,
+            ws.x, ws.t, decayed, 0,
         )  # fmt: skip
         runs.append(tr.params.copy())
     assert_close(runs[0], runs[1].astype(np.float64), dtype, factor=10)
@@ -814,7 +815,7 @@ def test_fused_sgd_step_equals_gradient_then_update(sparse, opt, m, dtype, rng):
     marker = sparse_marker(xs)
     assert (marker is not None) == sparse
     cpu.backward(
-        fused.params, fused.feedback, fused.sizes, fused.acts, fused.icfg, xs, t, hidden, deltas, marker
+        fused.params, fused.feedback, fused.sizes, fused.acts, fused.icfg, xs, t, hidden, deltas, marker, None
     )
     cpu.fused_sgd_step(
         fused.params,

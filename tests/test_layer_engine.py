@@ -183,6 +183,7 @@ def test_dense_table_is_the_dense_engine(signal):
         hidden,
         deltas,
         sparse_marker(x),
+        None,
     )
     mine, my_loss, my_errors = engine_gradients(table, trainer.params, trainer.feedback, bufs, x, t, icfg)
     np.testing.assert_array_equal(mine, grads)

@@ -190,8 +190,8 @@ def score_rows(y, tb, e, act, icfg, has_targets, outputs, start):
 
 @inlined_kernel
 def train_batch(
-    params, feedback, magnitude, learning, grads, sparse, state, sizes, acts, icfg, fcfg, x, t, hidden,
-    deltas, decayed, step,
+    params, feedback, magnitude, learning, grads, sparse, plugin, state, sizes, acts, icfg, fcfg, x, t,
+    hidden, deltas, decayed, step,
 ):  # fmt: skip
     """One training step on batch ``(x, t)``: refresh feedback, deltas, update, learn feedback.
 
@@ -202,7 +202,9 @@ def train_batch(
     ``grads``, ``magnitude``, ``learning`` (``feedback`` again, for feedback that learns: kp,
     wm) and ``sparse`` (a marker) may be None, and the trainer passes None where a run cannot use
     them: ``grads`` on the fused path, ``magnitude`` without sign-concordant feedback,
-    ``learning`` with fixed feedback, ``sparse`` when no batch of the rows can be sparse.
+    ``learning`` with fixed feedback, ``sparse`` when no batch of the rows can be sparse, and
+    ``plugin`` (a rule's compiled hidden signal, :func:`~fastfa.kernels.dense.backward`) for
+    the built-in rules.
     numba then prunes the branches that would use them before typing, so a run compiles only
     the optimiser path and feedback dynamics it takes (a first run compiles less); with arrays
     every path is compiled and chosen at run time, as before.
@@ -226,7 +228,7 @@ def train_batch(
             scale_by_pending_decay(x, decayed, step - 1, keep)
         elif deferred:  # the dense step decays every row: settle the debts first
             settle_decay(weight_view(params, sizes, 0), decayed, step - 1, keep)
-    loss, errors = backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse)
+    loss, errors = backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse, plugin)
     dynamics = icfg[I_DYNAMICS]
     kolen_pollack = learning is not None and dynamics == DYNAMICS_KOLEN_POLLACK
     if kolen_pollack:
@@ -267,6 +269,7 @@ def train_epoch(
     learning,
     grads,
     sparse,
+    plugin,
     state,
     sizes,
     acts,
@@ -283,8 +286,8 @@ def train_epoch(
 
     ``step`` is the number of updates made before this call. ``decayed`` (int64, one entry
     per input) is scratch for the deferred weight decay of :func:`train_batch`; every row's
-    decay is settled before this returns. ``magnitude``, ``learning``, ``grads`` and ``sparse``
-    may be None, as :func:`train_batch` says. Returns ``(summed loss, error count)`` over the
+    decay is settled before this returns. ``magnitude``, ``learning``, ``grads``, ``sparse`` and
+    ``plugin`` may be None, as :func:`train_batch` says. Returns ``(summed loss, error count)`` over the
     epoch, each batch measured before its own update (the convention of scikit-learn's
     ``loss_curve_``).
     """
@@ -299,8 +302,8 @@ def train_epoch(
         xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
         step += 1
         loss, errors = train_batch(
-            params, feedback, magnitude, learning, grads, sparse, state, sizes, acts, icfg, fcfg, xb, tb,
-            hidden, deltas, decayed, step,
+            params, feedback, magnitude, learning, grads, sparse, plugin, state, sizes, acts, icfg, fcfg,
+            xb, tb, hidden, deltas, decayed, step,
         )  # fmt: skip
         total_loss += loss
         total_errors += errors

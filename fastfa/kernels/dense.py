@@ -60,7 +60,7 @@ def forward(params, sizes, acts, x, hidden, sparse, threads):
 
 
 @kernel
-def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse):
+def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse, plugin):
     """Forward pass, output error and the rule's hidden signals ``delta_l``.
 
     For hidden layer ``l`` (0 <= l < L-1):
@@ -75,6 +75,9 @@ def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse):
     ``delta_{L-1} = e / m`` carries the ``1/m`` of the batch mean. Deltas go to
     ``deltas`` (layout of ``hidden``); ``sparse`` as in :func:`forward`. Returns ``(summed loss,
     error count)``.
+
+    ``plugin``, when not None, is a rule's compiled hidden signal (:mod:`fastfa.compiled_rules`):
+    it replaces the built-in signals, and the derivative is applied after it as after them.
     """
     m = x.shape[0]
     last = sizes.size - 2
@@ -87,7 +90,15 @@ def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse):
         return loss, errors
     for layer in range(last - 1, -1, -1):
         delta = activation_view(deltas, sizes, layer, m)
-        if signal == SIGNAL_BACKPROP:
+        if plugin is not None:  # None for the built-in rules: then not compiled
+            above = activation_view(deltas, sizes, layer + 1, m)
+            h = activation_view(hidden, sizes, layer, m)
+            w_above = weight_view(params, sizes, layer + 1)
+            if feedback.size > 0:
+                plugin(layer, e, t, above, w_above, feedback_view(feedback, sizes, signal, layer), h, delta)
+            else:
+                plugin(layer, e, t, above, w_above, feedback[:0].reshape((0, 0)), h, delta)
+        elif signal == SIGNAL_BACKPROP:
             source = activation_view(deltas, sizes, layer + 1, m)
             product(1.0, source, NO_TRANS, weight_view(params, sizes, layer + 1), TRANS, 0.0, delta, threads)
         elif signal == SIGNAL_LAYERWISE:
@@ -138,14 +149,14 @@ def first_trainable(icfg):
 
 
 @kernel
-def compute_gradients(params, feedback, grads, sizes, acts, icfg, x, t, hidden, deltas, sparse):
+def compute_gradients(params, feedback, grads, sizes, acts, icfg, x, t, hidden, deltas, sparse, plugin):
     """:func:`backward` then :func:`weight_gradients` into ``grads`` (layout of ``params``;
-    ``sparse``: as in :func:`forward`).
+    ``sparse``: as in :func:`forward`, ``plugin`` as in :func:`backward`).
 
     Gradients of layers that do not learn are left as they are. Returns
     ``(summed loss, error count)`` of the forward pass.
     """
-    loss, errors = backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse)
+    loss, errors = backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse, plugin)
     weight_gradients(
         x, hidden, deltas, grads, sizes, first_trainable(icfg), x.shape[0], sparse, icfg[I_THREADS]
     )
