@@ -24,6 +24,17 @@ All arrays are C-contiguous, of the network's dtype. Feedback alignment, for exa
 ``out = above @ b.T``; :func:`fastfa.kernels.products.product` (``product(1.0, above, NO_TRANS,
 b, TRANS, 0.0, out, 1)``) computes it with the same BLAS call as the built-in rule.
 
+A rule may also give ``feedback_step``, for feedback that learns (as kp and wm do), called for
+every hidden layer twice per batch, before the parameter update (``phase`` 0) and after it
+(``phase`` 1)::
+
+    feedback_step(phase, layer, step, seed, lr, decay, e, above, h, w_above, b)
+
+with ``step`` the update's number (from 1), ``seed`` the run's seed (for counter-based noise,
+:func:`fastfa.kernels.feedback.counter_uniform`), ``lr`` and ``decay`` the current learning rate
+and weight decay, and the arrays as above; it changes ``b`` in place. Kolen-Pollack, for example,
+is ``b <- b - w_above`` before the update and ``b <- (1 - lr decay) b + w_above`` after it.
+
 How it is called: the function is compiled as a numba ``cfunc`` of that signature for the
 network's dtype (:func:`compiled_signal`), and the epoch loop takes it as a first-class function
 (numba's ``FunctionType``). The loop is therefore compiled and cached once per dtype for *every*
@@ -44,12 +55,25 @@ import numpy as np
 _compiled: dict = {}
 
 
+def _matrix_type(dtype):
+    from numba import types
+
+    return types.Array(types.float32 if np.dtype(dtype) == np.float32 else types.float64, 2, "C")
+
+
 def signal_signature(dtype):
     """The numba signature of a compiled hidden signal for arrays of ``dtype``."""
     from numba import types
 
-    matrix = types.Array(types.float32 if np.dtype(dtype) == np.float32 else types.float64, 2, "C")
-    return types.void(types.int64, *([matrix] * 7))
+    return types.void(types.int64, *([_matrix_type(dtype)] * 7))
+
+
+def feedback_step_signature(dtype):
+    """The numba signature of a compiled feedback step for arrays of ``dtype``."""
+    from numba import types
+
+    scalars = (types.int64,) * 4 + (types.float64,) * 2
+    return types.void(*scalars, *([_matrix_type(dtype)] * 5))
 
 
 def compiled_signal(rule, dtype):
@@ -58,7 +82,16 @@ def compiled_signal(rule, dtype):
     Raises :class:`~fastfa.rules.PluginError` (one line naming the rule) when numba cannot
     compile it with that signature.
     """
-    func = rule.hidden_signal
+    return _compile(rule, "hidden_signal", signal_signature(dtype), dtype)
+
+
+def compiled_feedback_step(rule, dtype):
+    """``rule.feedback_step`` as a ``cfunc`` for ``dtype`` arrays, or None (as :func:`compiled_signal`)."""
+    return _compile(rule, "feedback_step", feedback_step_signature(dtype), dtype)
+
+
+def _compile(rule, hook, signature, dtype):
+    func = getattr(rule, hook)
     if func is None:
         return None
     key = (func, np.dtype(dtype).name)
@@ -67,13 +100,13 @@ def compiled_signal(rule, dtype):
 
         python = getattr(func, "py_func", func)  # an @njit dispatcher, or the function itself
         try:
-            _compiled[key] = cfunc(signal_signature(dtype), cache=True)(python)
+            _compiled[key] = cfunc(signature, cache=True)(python)
         except Exception as exc:
             from fastfa.rules import PluginError
 
             first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
             raise PluginError(
-                f"rule {rule.name!r}: hidden_signal does not compile for {np.dtype(dtype).name} "
+                f"rule {rule.name!r}: {hook} does not compile for {np.dtype(dtype).name} "
                 f"arrays ({type(exc).__name__}: {' '.join(first.split())})"
             ) from None
     return _compiled[key]

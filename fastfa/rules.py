@@ -126,6 +126,9 @@ class Rule:
         A compiled hidden-layer signal that replaces the built-in one of ``signal`` (which then
         only chooses the layout of the feedback matrices): numba code the epoch loop calls for
         every hidden layer, contract in :mod:`fastfa.compiled_rules`. Dense networks on the CPU.
+    feedback_step : callable, optional
+        Compiled learning of the rule's feedback matrices, called for every hidden layer before
+        and after each update (:mod:`fastfa.compiled_rules`). Needs a ``signal`` with feedback.
     """
 
     name: str
@@ -138,6 +141,7 @@ class Rule:
     devices: tuple = ("cpu",)
     after_batch: Callable | None = None
     hidden_signal: Callable | None = None
+    feedback_step: Callable | None = None
 
     def __post_init__(self):
         if self.signal not in codes.SIGNALS:
@@ -146,13 +150,17 @@ class Rule:
             raise ValueError(f"rule {self.name!r}: unknown dynamics {self.dynamics!r}")
         if self.dynamics != "fixed" and self.signal != "layerwise":
             raise ValueError(f"rule {self.name!r}: {self.dynamics!r} dynamics need a layerwise signal")
-        if self.hidden_signal is not None:
-            if not callable(self.hidden_signal):
-                raise ValueError(f"rule {self.name!r}: hidden_signal must be a function")
-            if self.signal == "none":
-                raise ValueError(f"rule {self.name!r}: a hidden_signal needs a signal other than 'none'")
+        for hook in ("hidden_signal", "feedback_step"):
+            if getattr(self, hook) is None:
+                continue
+            if not callable(getattr(self, hook)):
+                raise ValueError(f"rule {self.name!r}: {hook} must be a function")
             if "cuda" in self.devices:
-                raise ValueError(f"rule {self.name!r}: a compiled hidden_signal has no CUDA twin yet")
+                raise ValueError(f"rule {self.name!r}: a compiled {hook} has no CUDA twin yet")
+        if self.hidden_signal is not None and self.signal == "none":
+            raise ValueError(f"rule {self.name!r}: a hidden_signal needs a signal other than 'none'")
+        if self.feedback_step is not None and self.signal not in FEEDBACK_SIGNALS:
+            raise ValueError(f"rule {self.name!r}: a feedback_step needs a signal with feedback matrices")
         needs_feedback = self.signal in FEEDBACK_SIGNALS
         if needs_feedback and self.init_feedback is None:
             raise ValueError(f"rule {self.name!r}: a {self.signal!r} signal needs init_feedback")

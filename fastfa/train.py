@@ -68,13 +68,15 @@ class Trainer:
             )  # fmt: skip
         else:
             self.arch = Architecture((n_inputs, *config.hidden, n_outputs), config.activation, out_act, loss)
-        if self.rule.hidden_signal is not None and not self.arch.is_dense:
+        compiled = self.rule.hidden_signal is not None or self.rule.feedback_step is not None
+        if compiled and not self.arch.is_dense:
             raise ValueError(
-                f"rule {self.rule.name!r}: a compiled hidden_signal runs on dense networks only, "
+                f"rule {self.rule.name!r}: compiled plugin code runs on dense networks only, "
                 "not on a layer list"
             )
         self.dtype = np.dtype(config.dtype)
         self.plugin_signal = compiled_rules.compiled_signal(self.rule, self.dtype)
+        self.plugin_feedback_step = compiled_rules.compiled_feedback_step(self.rule, self.dtype)
         self.sizes = np.array(self.arch.sizes, dtype=np.int64)
         self.acts = self.arch.codes()
         self.icfg = self._int_config()
@@ -121,13 +123,15 @@ class Trainer:
         state = self.__dict__.copy()  # workspaces are scratch memory: not pickled
         state["_train_ws"], state["_eval_ws"] = None, {}
         state["device"], state["_cuda"] = "cpu", None  # device buffers stay with the process
-        state["plugin_signal"] = None  # compiled code: compiled again (or loaded) where unpickled
+        # compiled code: compiled again (or loaded from numba's cache) where unpickled
+        state["plugin_signal"] = state["plugin_feedback_step"] = None
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._train_ws = Workspace(self.arch, self.config.batch_size, self.dtype)
         self.plugin_signal = compiled_rules.compiled_signal(self.rule, self.dtype)
+        self.plugin_feedback_step = compiled_rules.compiled_feedback_step(self.rule, self.dtype)
 
     # ------------------------------------------------------------------ set-up
 
@@ -421,9 +425,9 @@ class Trainer:
         with kernel_threads() as threads:
             loss, errors = kernels.train_epoch(
                 x, labels, targets, order, batch, self.params, self.feedback, magnitude, learning, grads,
-                sparse_marker(x), self.plugin_signal, self.state, self.sizes, self.acts,
-                with_threads(self.icfg, threads),
-                self._fcfg(), ws.hidden, ws.deltas, ws.x, ws.t, ws.decayed, self.step,
+                sparse_marker(x), self.plugin_signal, self.plugin_feedback_step, self.state, self.sizes,
+                self.acts, with_threads(self.icfg, threads), self._fcfg(), ws.hidden, ws.deltas, ws.x, ws.t,
+                ws.decayed, self.step,
             )  # fmt: skip
         self.step += -(-len(order) // batch)
         return loss, errors

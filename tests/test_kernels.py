@@ -686,8 +686,8 @@ def test_deferred_decay_epoch_equals_eager(dtype, rng):
         decayed = ws.decayed if deferred else np.zeros(0, np.int64)
         cpu.train_epoch(  # as the trainer calls it (None: no sign refresh, no learned feedback, fused SGD)
             xs, labels, targets, np.arange(len(x)), 1, tr.params, tr.feedback, None, None, None,
-            sparse_marker(xs), None, tr.state, tr.sizes, tr.acts, tr.icfg, tr._fcfg(), ws.hidden, ws.deltas,
-            ws.x, ws.t, decayed, 0,
+            sparse_marker(xs), None, None, tr.state, tr.sizes, tr.acts, tr.icfg, tr._fcfg(), ws.hidden,
+            ws.deltas, ws.x, ws.t, decayed, 0,
         )  # fmt: skip
         runs.append(tr.params.copy())
     assert_close(runs[0], runs[1].astype(np.float64), dtype, factor=10)

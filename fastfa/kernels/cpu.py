@@ -99,6 +99,7 @@ from fastfa.kernels.feedback import (  # noqa: F401 (the engine's parts, under t
     MIRROR_STREAM,
     counter_uniform,
     mirror_feedback,
+    plugin_feedback_step,
     refresh_feedback,
     shift_feedback,
 )
@@ -190,8 +191,8 @@ def score_rows(y, tb, e, act, icfg, has_targets, outputs, start):
 
 @inlined_kernel
 def train_batch(
-    params, feedback, magnitude, learning, grads, sparse, plugin, state, sizes, acts, icfg, fcfg, x, t,
-    hidden, deltas, decayed, step,
+    params, feedback, magnitude, learning, grads, sparse, plugin, feedback_plugin, state, sizes, acts, icfg,
+    fcfg, x, t, hidden, deltas, decayed, step,
 ):  # fmt: skip
     """One training step on batch ``(x, t)``: refresh feedback, deltas, update, learn feedback.
 
@@ -203,8 +204,9 @@ def train_batch(
     wm) and ``sparse`` (a marker) may be None, and the trainer passes None where a run cannot use
     them: ``grads`` on the fused path, ``magnitude`` without sign-concordant feedback,
     ``learning`` with fixed feedback, ``sparse`` when no batch of the rows can be sparse, and
-    ``plugin`` (a rule's compiled hidden signal, :func:`~fastfa.kernels.dense.backward`) for
-    the built-in rules.
+    ``plugin`` and ``feedback_plugin`` (a rule's compiled hidden signal,
+    :func:`~fastfa.kernels.dense.backward`, and feedback step,
+    :func:`~fastfa.kernels.feedback.plugin_feedback_step`) for the built-in rules.
     numba then prunes the branches that would use them before typing, so a run compiles only
     the optimiser path and feedback dynamics it takes (a first run compiles less); with arrays
     every path is compiled and chosen at run time, as before.
@@ -233,6 +235,10 @@ def train_batch(
     kolen_pollack = learning is not None and dynamics == DYNAMICS_KOLEN_POLLACK
     if kolen_pollack:
         shift_feedback(params, learning, sizes, 1.0, -1.0)
+    if feedback_plugin is not None:
+        plugin_feedback_step(
+            feedback_plugin, 0, params, feedback, sizes, icfg, fcfg, step, x.shape[0], hidden, deltas
+        )
     if grads is None or uses_fused_sgd(icfg, fcfg):
         fused_sgd_step(
             params, state, sizes, icfg, fcfg, x, hidden, deltas, decayed[: decayed.size * sparse_batch],
@@ -253,6 +259,10 @@ def train_batch(
     elif learning is not None and dynamics == DYNAMICS_MIRROR:
         m = x.shape[0]
         mirror_feedback(params, learning, sizes, fcfg, icfg[I_SEED], step, m, hidden, deltas, icfg[I_THREADS])
+    if feedback_plugin is not None:
+        plugin_feedback_step(
+            feedback_plugin, 1, params, feedback, sizes, icfg, fcfg, step, x.shape[0], hidden, deltas
+        )
     return loss, errors
 
 
@@ -270,6 +280,7 @@ def train_epoch(
     grads,
     sparse,
     plugin,
+    feedback_plugin,
     state,
     sizes,
     acts,
@@ -286,10 +297,10 @@ def train_epoch(
 
     ``step`` is the number of updates made before this call. ``decayed`` (int64, one entry
     per input) is scratch for the deferred weight decay of :func:`train_batch`; every row's
-    decay is settled before this returns. ``magnitude``, ``learning``, ``grads``, ``sparse`` and
-    ``plugin`` may be None, as :func:`train_batch` says. Returns ``(summed loss, error count)`` over the
-    epoch, each batch measured before its own update (the convention of scikit-learn's
-    ``loss_curve_``).
+    decay is settled before this returns. ``magnitude``, ``learning``, ``grads``, ``sparse``,
+    ``plugin`` and ``feedback_plugin`` may be None, as :func:`train_batch` says. Returns
+    ``(summed loss, error count)`` over the epoch, each batch measured before its own update (the
+    convention of scikit-learn's ``loss_curve_``).
     """
     decayed[:] = step
     n_in = sizes[0]
@@ -302,8 +313,8 @@ def train_epoch(
         xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
         step += 1
         loss, errors = train_batch(
-            params, feedback, magnitude, learning, grads, sparse, plugin, state, sizes, acts, icfg, fcfg,
-            xb, tb, hidden, deltas, decayed, step,
+            params, feedback, magnitude, learning, grads, sparse, plugin, feedback_plugin, state, sizes, acts,
+            icfg, fcfg, xb, tb, hidden, deltas, decayed, step,
         )  # fmt: skip
         total_loss += loss
         total_errors += errors

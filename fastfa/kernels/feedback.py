@@ -8,9 +8,11 @@ from fastfa.kernels.base import kernel
 from fastfa.kernels.codes import (
     DYNAMICS_SIGN,
     DYNAMICS_SIGN_REDRAW,
+    F_LR,
     F_MIRROR_DECAY,
     F_MIRROR_LR,
     F_MIRROR_NOISE,
+    F_WEIGHT_DECAY,
     I_DYNAMICS,
     I_SEED,
     I_SIGNAL,
@@ -125,3 +127,18 @@ def mirror_feedback(params, feedback, sizes, fcfg, seed, step, m, hidden, deltas
         product(1.0, xi, NO_TRANS, weight_view(params, sizes, layer + 1), NO_TRANS, 0.0, y, threads)
         f = feedback_view(feedback, sizes, SIGNAL_LAYERWISE, layer)
         product(eta / m, xi, TRANS, y, NO_TRANS, 1.0 - eta * lam, f, threads)
+
+
+@kernel
+def plugin_feedback_step(step_fn, phase, params, feedback, sizes, icfg, fcfg, step, m, hidden, deltas):
+    """A compiled plugin's ``feedback_step`` (:mod:`fastfa.compiled_rules`) for every hidden
+    layer: ``phase`` 0 before the parameter update, 1 after it."""
+    last = sizes.size - 2
+    signal = icfg[I_SIGNAL]
+    e = activation_view(deltas, sizes, last, m)
+    for layer in range(last):
+        step_fn(
+            phase, layer, step, icfg[I_SEED], fcfg[F_LR], fcfg[F_WEIGHT_DECAY], e,
+            activation_view(deltas, sizes, layer + 1, m), activation_view(hidden, sizes, layer, m),
+            weight_view(params, sizes, layer + 1), feedback_view(feedback, sizes, signal, layer),
+        )  # fmt: skip
