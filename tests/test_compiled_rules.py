@@ -30,15 +30,14 @@ def dfa_signal(layer, e, t, above, w_above, b, h, out):
     product(1.0, e, NO_TRANS, b, TRANS, 0.0, out, 1)
 
 
-@njit
-def kp_step(phase, layer, step, seed, lr, decay, e, above, h, w_above, b):
-    """Kolen-Pollack: ``b <- b - w`` before the update, ``b <- (1 - lr decay) b + w`` after it."""
-    keep = 1.0 if phase == 0 else 1.0 - lr * decay
-    weight = -1.0 if phase == 0 else 1.0
-    rows, cols = b.shape
-    for i in range(rows):
-        for j in range(cols):
-            b[i, j] = keep * b[i, j] + weight * w_above[i, j]
+def example_kp():
+    """The compiled Kolen-Pollack of examples/compiled_kp.py, loaded as ``--plugin`` loads it."""
+    from pathlib import Path
+
+    from fastfa.rules import load_plugin_file
+
+    (rule,) = load_plugin_file(Path(__file__).resolve().parents[1] / "examples" / "compiled_kp.py")
+    return rule
 
 
 def plugin_rule(name, signal, hidden_signal, feedback_step=None):
@@ -79,8 +78,7 @@ def test_a_compiled_plugin_trains_as_the_builtin_rule(builtin, signal, function)
 )
 def test_kolen_pollack_as_a_compiled_plugin_trains_as_the_builtin_kp(optimizer):
     config = dict(weight_decay=0.01, **optimizer)
-    rule = plugin_rule("kp-compiled", "layerwise", fa_signal, kp_step)
-    plugin, plugin_losses, _ = train(rule, 7, **config)
+    plugin, plugin_losses, _ = train(example_kp(), 7, **config)
     ref, ref_losses, _ = train("kp", 7, **config)
     assert plugin_losses == ref_losses
     np.testing.assert_array_equal(plugin.params, ref.params)
@@ -110,7 +108,7 @@ def test_a_plugin_that_does_not_compile_is_one_line_naming_the_rule():
 
 def test_a_compiled_signal_is_refused_where_it_cannot_run():
     with pytest.raises(ValueError, match="feedback_step needs a signal with feedback matrices"):
-        Rule(name="x", summary="", reference="", signal="backprop", feedback_step=kp_step)
+        Rule(name="x", summary="", reference="", signal="backprop", feedback_step=example_kp().feedback_step)
     with pytest.raises(ValueError, match="needs a signal other than 'none'"):
         Rule(name="x", summary="", reference="", signal="none", hidden_signal=fa_signal)
     with pytest.raises(ValueError, match="no CUDA twin"):
