@@ -104,9 +104,24 @@ def _compile(rule, hook, signature, dtype):
         except Exception as exc:
             from fastfa.rules import PluginError
 
-            first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
             raise PluginError(
-                f"rule {rule.name!r}: {hook} does not compile for {np.dtype(dtype).name} "
-                f"arrays ({type(exc).__name__}: {' '.join(first.split())})"
+                f"rule {rule.name!r}: {hook} does not compile for {np.dtype(dtype).name} arrays"
+                f"{_compile_error(exc)}"
             ) from None
     return _compiled[key]
+
+
+def _compile_error(exc):
+    """Where and why numba refused a function, on one line: `` at FILE line N (REASON)``."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # numba colours its messages
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = next((line for line in lines if not line.startswith("Failed in")), "")
+    where = re.search(r'File "([^"]+)", line (\d+)', text)
+    place = f" at {where.group(1)} line {where.group(2)}" if where else ""
+    return (
+        f"{place} ({type(exc).__name__}: {reason.rstrip(':')})"
+        if reason
+        else f"{place} ({type(exc).__name__})"
+    )

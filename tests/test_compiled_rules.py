@@ -102,7 +102,11 @@ def test_a_plugin_that_does_not_compile_is_one_line_naming_the_rule():
     def broken(layer, e, t, above, w_above, b, h, out):
         out[0, 0] = "not a number"
 
-    with pytest.raises(PluginError, match=r"^rule 'broken': hidden_signal does not compile for float64"):
+    one_line = (
+        r"^rule 'broken': hidden_signal does not compile for float64 arrays "
+        r"at \S*test_compiled_rules.py line \d+ \(TypingError: [^\n]*\)$"
+    )
+    with pytest.raises(PluginError, match=one_line):
         make_trainer(SIZES, plugin_rule("broken", "layerwise", broken))
 
 
