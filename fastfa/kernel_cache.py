@@ -31,17 +31,32 @@ def epoch_kernel(trainer):
 #: Where the epoch kernels of both engines take ``(magnitude, learning, grads)``, each None where
 #: a run cannot use it (:meth:`fastfa.train.Trainer.optional_buffers`)
 OPTIONAL_ARGS = slice(7, 10)
+#: Where the dense engine's epoch kernel takes a compiled plugin's hidden signal and feedback step
+#: (None for the built-in rules, :mod:`fastfa.compiled_rules`)
+PLUGIN_ARGS = slice(11, 13)
+
+
+def none_pattern(trainer):
+    """``{argument position: whether it is None}`` for the trainer's epoch kernel: the pattern that
+    decides which specialisation a run compiles (or loads)."""
+    pattern = dict(
+        zip(range(OPTIONAL_ARGS.start, OPTIONAL_ARGS.stop), (a is None for a in trainer.optional_buffers()))
+    )
+    if trainer.arch.is_dense:
+        plugins = (trainer.plugin_signal is None, trainer.plugin_feedback_step is None)
+        pattern.update(zip(range(PLUGIN_ARGS.start, PLUGIN_ARGS.stop), plugins))
+    return pattern
 
 
 def is_cached(trainer):
     """True unless the trainer's epoch kernel has no cached compilation for its dtype and for the
-    pattern of None among its optional buffers (each pattern compiles on its own)."""
+    pattern of None among its optional arguments (each pattern compiles on its own)."""
     try:
         index = epoch_kernel(trainer)._cache._cache_file._load_index()
         dtype = str(trainer.dtype)
-        nones = tuple(a is None for a in trainer.optional_buffers())
+        pattern = none_pattern(trainer)
         return any(
-            dtype in str(key[0][0]) and tuple(str(t) == "none" for t in key[0][OPTIONAL_ARGS]) == nones
+            dtype in str(key[0][0]) and all((str(key[0][i]) == "none") == none for i, none in pattern.items())
             for key in index
         )
     except Exception:  # noqa: BLE001 (numba internals: when in doubt, say nothing)

@@ -43,9 +43,10 @@ def test_another_pattern_of_optional_buffers_means_a_compile(rng, monkeypatch):
     sgd.train_epoch(x, y)
     adam = make_trainer((7, 13, 5), "fa", "float64", optimizer="adam")
     assert sgd.optional_buffers()[2] is None and adam.optional_buffers()[2] is not None
-    sgd_signature = next(  # this trainer's: float64, and None for all three optional buffers
+    sgd_signature = next(  # this trainer's: float64, and None for all three optional buffers and plugins
         sig for sig in cpu.train_epoch.signatures
         if "float64" in str(sig[0]) and all(str(t) == "none" for t in sig[kernel_cache.OPTIONAL_ARGS])
+        and all(str(t) == "none" for t in sig[kernel_cache.PLUGIN_ARGS])
     )  # fmt: skip
 
     class Index:
@@ -61,3 +62,9 @@ def test_another_pattern_of_optional_buffers_means_a_compile(rng, monkeypatch):
     monkeypatch.setattr(kernel_cache, "epoch_kernel", lambda trainer: Kernel())
     assert kernel_cache.is_cached(sgd)
     assert not kernel_cache.is_cached(adam)
+    # nor of a compiled plugin rule with fa's settings (the loop takes its functions)
+    from tests.test_compiled_rules import fa_signal, plugin_rule
+
+    plugin = make_trainer((7, 13, 5), plugin_rule("fa-compiled", "layerwise", fa_signal), "float64")
+    assert plugin.optional_buffers()[2] is None
+    assert not kernel_cache.is_cached(plugin)
