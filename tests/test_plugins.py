@@ -19,6 +19,7 @@ from tests.test_cli import cli, ok
 ROOT = Path(__file__).resolve().parents[1]
 ONE_FILE = ROOT / "examples" / "one_file_rule.py"
 DISTRIBUTION = ROOT / "examples" / "fastfa-example-rule"
+COMPILED_DISTRIBUTION = ROOT / "examples" / "fastfa-dkp"
 
 
 @pytest.fixture(autouse=True)
@@ -109,13 +110,7 @@ def _can_build_wheels_here():
 
 def test_example_distribution_installs_and_trains(tmp_path):
     python, venv_site = _venv_with_this_fastfa(tmp_path / "venv")
-    isolation = ["--no-build-isolation"] if _can_build_wheels_here() else []
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation, "--target", venv_site,
-         str(DISTRIBUTION)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert install.returncode == 0, install.stderr
+    _install(DISTRIBUTION, venv_site)
     env = {**os.environ, "PYTHONWARNINGS": "error::UserWarning"}  # no plugin may fail to load
     listing = subprocess.run([str(python), "-m", "fastfa", "rules"], capture_output=True, text=True, env=env)
     assert listing.returncode == 0, listing.stderr
@@ -134,3 +129,31 @@ def test_example_distribution_installs_and_trains(tmp_path):
     assert summary["final"]["test_error"] < 0.5  # it learns (chance: 0.9)
     # the rule is not visible to this interpreter, which never installed it
     assert cli("train", "--rule", "nfa", "--epochs", "1").exit_code == 1
+
+
+def _install(distribution, venv_site):
+    isolation = ["--no-build-isolation"] if _can_build_wheels_here() else []
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation, "--target", venv_site,
+         str(distribution)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stderr
+
+
+def test_compiled_example_distribution_installs_trains_and_passes_its_own_tests(tmp_path):
+    """examples/fastfa-dkp: Direct Kolen-Pollack as numba code in the epoch loop, installed into a
+    fresh environment; its own tests check its update against the formula and that it learns the
+    digits to the bar of fastfa's built-in rules."""
+    python, venv_site = _venv_with_this_fastfa(tmp_path / "venv")
+    _install(COMPILED_DISTRIBUTION, venv_site)
+    env = {**os.environ, "PYTHONWARNINGS": "error::UserWarning"}
+    listing = subprocess.run([str(python), "-m", "fastfa", "rules"], capture_output=True, text=True, env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert "dkp" in listing.stdout
+    own_tests = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(COMPILED_DISTRIBUTION / "tests")],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert own_tests.returncode == 0, own_tests.stdout + own_tests.stderr
+    assert "3 passed" in own_tests.stdout
