@@ -125,3 +125,48 @@ def _compile_error(exc):
         if reason
         else f"{place} ({type(exc).__name__})"
     )
+
+
+def check_plugin(rule, sizes, feedback_shapes, dtype, rows=2):
+    """Run ``rule``'s compiled functions once per hidden layer of a network of ``sizes``, on small
+    arrays of the contract's shapes, compiled with numba's bounds checking.
+
+    A ``cfunc`` cannot raise into the epoch loop (numba prints the exception and carries on), so
+    this is where a function that reads or writes outside its arrays, or raises otherwise, is
+    caught: :class:`~fastfa.rules.PluginError`, one line naming the rule, the function and the
+    layer. The trainer runs it when numba's bounds checking is on (``NUMBA_BOUNDSCHECK=1``, the
+    way to check a new plugin once): it compiles the functions a second time, which a run with a
+    warm cache should not pay for. ``feedback_shapes`` are the rule's matrices in paper
+    orientation (``(n_src, n_l)`` per hidden layer, :meth:`fastfa.train.Trainer.feedback_shapes`);
+    the arrays hold values drawn from a fixed seed.
+    """
+    from numba import njit
+
+    from fastfa.rules import PluginError
+
+    rng = np.random.default_rng(0)
+
+    def array(*shape):
+        return np.ascontiguousarray(rng.uniform(-1.0, 1.0, shape), dtype=np.dtype(dtype))
+
+    for hook in ("hidden_signal", "feedback_step"):
+        func = getattr(rule, hook)
+        if func is None:
+            continue
+        checked = njit(boundscheck=True)(getattr(func, "py_func", func))
+        for layer in range(len(sizes) - 2):
+            n_l, n_above, n_out = sizes[layer + 1], sizes[layer + 2], sizes[-1]
+            e, t, above, h = array(rows, n_out), array(rows, n_out), array(rows, n_above), array(rows, n_l)
+            w_above = array(n_l, n_above)
+            b = array(*feedback_shapes[layer][::-1]) if feedback_shapes else array(0, 0)
+            try:
+                if hook == "hidden_signal":
+                    checked(layer, e, t, above, w_above, b, h, array(rows, n_l))
+                else:
+                    for phase in (0, 1):
+                        checked(phase, layer, 1, 0, 0.01, 0.0, e, above, h, w_above, b)
+            except Exception as exc:
+                what = "indexes outside its arrays" if isinstance(exc, IndexError) else "raised"
+                raise PluginError(
+                    f"rule {rule.name!r}: {hook} {what} on hidden layer {layer}{_compile_error(exc)}"
+                ) from None

@@ -13,6 +13,7 @@ generator keyed by the seed and the update count.
 from __future__ import annotations
 
 import numpy as np
+from numba.core import config as numba_config
 
 from fastfa import compiled_rules, standardize
 from fastfa.config import TrainConfig
@@ -83,6 +84,8 @@ class Trainer:
         self.rng = np.random.default_rng(config.seed)
         self.params = self.arch.init_params(self.rng, config.init, self.dtype)
         self.feedback, self.magnitude = self._init_feedback()
+        if compiled and numba_config.BOUNDSCHECK:  # NUMBA_BOUNDSCHECK=1: check the plugin's indexing
+            compiled_rules.check_plugin(self.rule, self.arch.sizes, self.feedback_shapes(), self.dtype)
         self.grads = np.zeros_like(self.params)
         self.state = np.zeros((2, self.params.size), dtype=self.dtype)
         self.step = 0

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from numba import njit
 
+from fastfa.compiled_rules import check_plugin
 from fastfa.config import TrainConfig
 from fastfa.kernels import cpu
 from fastfa.kernels.products import NO_TRANS, TRANS, product
@@ -125,3 +126,26 @@ def test_a_compiled_signal_is_refused_where_it_cannot_run():
     )
     with pytest.raises(ValueError, match="dense networks only"):
         Trainer(cfg, 36, 3)
+
+
+def test_an_out_of_bounds_plugin_is_one_line_with_bounds_checking_on(monkeypatch):
+    """A cfunc cannot raise into the epoch loop; with NUMBA_BOUNDSCHECK=1 the trainer runs the
+    plugin's functions once per layer, bounds-checked, before training."""
+    from numba.core import config as numba_config
+
+    @njit
+    def overruns(layer, e, t, above, w_above, b, h, out):
+        for i in range(out.shape[0]):
+            for j in range(out.shape[1] + 1):  # one column too many
+                out[i, j] = 0.0
+
+    rule = plugin_rule("overruns", "layerwise", overruns)
+    make_trainer(SIZES, rule)  # bounds checking off: not looked at (the epoch loop would not notice)
+    fine = plugin_rule("fine", "layerwise", fa_signal)
+    check_plugin(fine, SIZES, make_trainer(SIZES, fine).feedback_shapes(), "float64")  # a correct one passes
+    # (checked before the switch: the kernels it calls compile now, without bounds checks, as cached)
+    monkeypatch.setattr(numba_config, "BOUNDSCHECK", 1)
+    message = r"^rule 'overruns': hidden_signal indexes outside its arrays on hidden layer 0 \(IndexError"
+    with pytest.raises(PluginError, match=message):
+        make_trainer(SIZES, rule)
+    make_trainer(SIZES, fine)
