@@ -52,6 +52,11 @@ def check_supported(trainer):
     if not kernels.available():
         raise ValueError("--device cuda: no CUDA GPU or driver found (numba.cuda.is_available() is False)")
     rule = trainer.rule
+    if rule.hidden_signal is not None or rule.feedback_step is not None:
+        raise ValueError(
+            f"rule {rule.name!r}: its compiled plugin code has no CUDA twin yet (fastfa.compiled_rules); "
+            "use --device cpu"
+        )
     if "cuda" not in rule.devices:
         raise ValueError(f"rule {rule.name!r} has no cuda support (devices: {', '.join(rule.devices)})")
     problems = []

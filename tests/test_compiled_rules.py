@@ -149,3 +149,15 @@ def test_an_out_of_bounds_plugin_is_one_line_with_bounds_checking_on(monkeypatch
     with pytest.raises(PluginError, match=message):
         make_trainer(SIZES, rule)
     make_trainer(SIZES, fine)
+
+
+def test_a_compiled_plugin_on_cuda_is_one_line(monkeypatch):
+    from fastfa import cuda_engine
+    from fastfa.kernels import cuda as cuda_kernels
+
+    monkeypatch.setattr(cuda_kernels, "available", lambda: True)  # as on a machine with a GPU
+    trainer = make_trainer(SIZES, plugin_rule("fa-compiled", "layerwise", fa_signal), "float32")
+    with pytest.raises(
+        ValueError, match=r"^rule 'fa-compiled': its compiled plugin code has no CUDA twin yet"
+    ):
+        cuda_engine.check_supported(trainer)
