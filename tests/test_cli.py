@@ -134,8 +134,8 @@ def test_rules_json():
     by_name = {r["name"]: r for r in rules}
     assert {"bp", "fa", "dfa", "usf", "frsf", "brsf", "shallow"} <= set(by_name)
     for rule in rules:
-        assert set(rule) == {"name", "summary", "reference", "devices", "options"}
-        assert "cpu" in rule["devices"] and rule["summary"]
+        assert set(rule) == {"name", "summary", "reference", "devices", "options", "compiled"}
+        assert "cpu" in rule["devices"] and rule["summary"] and rule["compiled"] == []  # the built-ins
     assert "feedback_scale" in by_name["fa"]["options"]
 
 

@@ -150,7 +150,7 @@ def test_compiled_example_distribution_installs_trains_and_passes_its_own_tests(
     env = {**os.environ, "PYTHONWARNINGS": "error::UserWarning"}
     listing = subprocess.run([str(python), "-m", "fastfa", "rules"], capture_output=True, text=True, env=env)
     assert listing.returncode == 0, listing.stderr
-    assert "dkp" in listing.stdout
+    assert "dkp" in listing.stdout and "compiled: hidden_signal, feedback_step" in listing.stdout
     own_tests = subprocess.run(
         [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(COMPILED_DISTRIBUTION / "tests")],
         capture_output=True, text=True, cwd=tmp_path,

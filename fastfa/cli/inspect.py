@@ -84,7 +84,7 @@ def evaluate(run, data, splits, model, json_out, plugins):
               help="A one-file rule plugin to load first; repeatable.")  # fmt: skip
 @user_errors
 def rules(json_out, plugins):
-    """List the learning rules: name, summary, reference, devices, options.
+    """List the learning rules: name, summary, reference, devices, options, compiled plugin code.
 
     \b
     Examples:
@@ -104,6 +104,7 @@ def rules(json_out, plugins):
             "reference": r.reference,
             "devices": list(r.devices),
             "options": dict(r.options),
+            "compiled": [hook for hook in ("hidden_signal", "feedback_step") if getattr(r, hook) is not None],
         }
         for r in sorted(found.values(), key=lambda r: r.name)
     ]
@@ -114,7 +115,10 @@ def rules(json_out, plugins):
     for r in rows:
         click.echo(f"{r['name']:<{width}}  {r['summary']}")
         opts = ", ".join(f"{k}={v}" for k, v in r["options"].items()) or "none"
-        click.echo(f"{'':<{width}}  {r['reference']}; devices: {', '.join(r['devices'])}; options: {opts}")
+        compiled = f"; compiled: {', '.join(r['compiled'])}" if r["compiled"] else ""
+        click.echo(
+            f"{'':<{width}}  {r['reference']}; devices: {', '.join(r['devices'])}; options: {opts}{compiled}"
+        )
 
 
 @click.command(context_settings=CONTEXT)
