@@ -387,12 +387,13 @@ class Trainer:
         if isinstance(x, DeviceRows) and self._cuda is None:
             raise ValueError("these rows are on the GPU but the trainer now uses the cpu; make them again")
         batch = self.config.batch_size
+        sparse = None if self._cuda is not None else sparse_marker(x)  # once per call: it reads all of x
         if self.rule.after_batch is None:
-            return self._train_batches(x, labels, targets, order, batch)
+            return self._train_batches(x, labels, targets, order, batch, sparse)
         loss, errors = 0.0, 0
         for start in range(0, len(order), batch):
             rows = order[start : start + batch]
-            batch_loss, batch_errors = self._train_batches(x, labels, targets, rows, batch)
+            batch_loss, batch_errors = self._train_batches(x, labels, targets, rows, batch, sparse)
             loss, errors = loss + batch_loss, errors + batch_errors
             self.rule.after_batch(self)
         return loss, errors
@@ -408,8 +409,9 @@ class Trainer:
         fused = self.arch.is_dense and kernels.uses_fused_sgd(self.icfg, self._fcfg())
         return magnitude, learning, None if fused else self.grads
 
-    def _train_batches(self, x, labels, targets, order, batch):
-        """The compiled loop over the batches of ``order``; advances :attr:`step`."""
+    def _train_batches(self, x, labels, targets, order, batch, sparse):
+        """The compiled loop over the batches of ``order``; advances :attr:`step`. ``sparse``: the
+        rows' :func:`~fastfa.workspace.sparse_marker`."""
         if self._cuda is not None:
             loss, errors = self._cuda.train_rows(x, labels, targets, order, batch)
             self.step += -(-len(order) // batch)
@@ -421,14 +423,14 @@ class Trainer:
                 loss, errors = layer_kernels.train_epoch_layers(
                     x, labels, targets, order, batch, self.params, self.feedback, magnitude, learning,
                     self.grads, self.state, self.arch.table.ltab, with_threads(self.icfg, threads),
-                    self._fcfg(), *ws.layer_buffers(x), ws.x, ws.t, self.step,
+                    self._fcfg(), *ws.layer_buffers(sparse), ws.x, ws.t, self.step,
                 )  # fmt: skip
             self.step += -(-len(order) // batch)
             return loss, errors
         with kernel_threads() as threads:
             loss, errors = kernels.train_epoch(
                 x, labels, targets, order, batch, self.params, self.feedback, magnitude, learning, grads,
-                sparse_marker(x), self.plugin_signal, self.plugin_feedback_step, self.state, self.sizes,
+                sparse, self.plugin_signal, self.plugin_feedback_step, self.state, self.sizes,
                 self.acts, with_threads(self.icfg, threads), self._fcfg(), ws.hidden, ws.deltas, ws.x, ws.t,
                 ws.decayed, self.step,
             )  # fmt: skip
@@ -485,7 +487,16 @@ class Trainer:
                 sparse_marker(x),
             )
         return layer_kernels.evaluate_layers(
-            x, labels, targets, params, self.arch.table.ltab, icfg, *ws.layer_buffers(x), ws.x, ws.t, outputs
+            x,
+            labels,
+            targets,
+            params,
+            self.arch.table.ltab,
+            icfg,
+            *ws.layer_buffers(sparse_marker(x)),
+            ws.x,
+            ws.t,
+            outputs,
         )
 
     def gradients(self, x, y, signal=None):
@@ -512,7 +523,7 @@ class Trainer:
             ltab = self.arch.table.ltab
             with kernel_threads() as threads:
                 icfg = with_threads(icfg, threads)
-                buffers = ws.layer_buffers(xb)
+                buffers = ws.layer_buffers(sparse_marker(xb))
                 layer_kernels.backward_layers(self.params, self.feedback, ltab, icfg, xb, tb, *buffers)
                 first = layer_kernels.first_learning_layer(ltab, icfg)
                 layer_kernels.layer_gradients(

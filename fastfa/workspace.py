@@ -67,10 +67,10 @@ class Workspace:
             self.scratch = buffers["workspace"]
             self._layer_buffers = (self.hidden, self.deltas, *list(buffers.values())[2:])
 
-    def layer_buffers(self, x):
-        """The buffers every :mod:`fastfa.kernels.layers` pass takes on the rows ``x``, in its
-        argument order (:meth:`fastfa.layers.Table.buffers`, with this workspace's activations and
-        signals; the ``sparse`` marker is None also when no batch of ``x`` can be sparse,
-        :func:`sparse_marker`)."""
-        *buffers, sparse = self._layer_buffers
-        return (*buffers, None if sparse is None else sparse_marker(x))
+    def layer_buffers(self, sparse):
+        """The buffers every :mod:`fastfa.kernels.layers` pass takes, in its argument order
+        (:meth:`fastfa.layers.Table.buffers`, with this workspace's activations and signals), for
+        rows whose :func:`sparse_marker` is ``sparse``: the table's own ``sparse`` marker (None
+        unless the first layer is dense) becomes None also for rows that are not sparse data."""
+        *buffers, first_dense = self._layer_buffers
+        return (*buffers, None if first_dense is None else sparse)
