@@ -12,6 +12,8 @@ generator keyed by the seed and the update count.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from numba.core import config as numba_config
 
@@ -126,6 +128,7 @@ class Trainer:
         state = self.__dict__.copy()  # workspaces are scratch memory: not pickled
         state["_train_ws"], state["_eval_ws"] = None, {}
         state["device"], state["_cuda"] = "cpu", None  # device buffers stay with the process
+        state["_sparse_memo"] = None  # a weak reference to the last rows
         # compiled code: compiled again (or loaded from numba's cache) where unpickled
         state["plugin_signal"] = state["plugin_feedback_step"] = None
         return state
@@ -387,7 +390,7 @@ class Trainer:
         if isinstance(x, DeviceRows) and self._cuda is None:
             raise ValueError("these rows are on the GPU but the trainer now uses the cpu; make them again")
         batch = self.config.batch_size
-        sparse = None if self._cuda is not None else sparse_marker(x)  # once per call: it reads all of x
+        sparse = None if self._cuda is not None else self._sparse_marker(x)
         if self.rule.after_batch is None:
             return self._train_batches(x, labels, targets, order, batch, sparse)
         loss, errors = 0.0, 0
@@ -408,6 +411,17 @@ class Trainer:
         learning = self.feedback if self.rule.dynamics in ("kolen-pollack", "mirror") else None
         fused = self.arch.is_dense and kernels.uses_fused_sgd(self.icfg, self._fcfg())
         return magnitude, learning, None if fused else self.grads
+
+    def _sparse_marker(self, x):
+        """:func:`~fastfa.workspace.sparse_marker` of ``x``, remembered for the same array: the
+        epoch loop of a file hands each chunk over in slices (:func:`fastfa.fitting.train_epoch`),
+        and the marker reads all of the chunk."""
+        memo = self.__dict__.get("_sparse_memo")
+        if memo is not None and memo[0]() is x:
+            return memo[1]
+        marker = sparse_marker(x)
+        self._sparse_memo = (weakref.ref(x), marker)
+        return marker
 
     def _train_batches(self, x, labels, targets, order, batch, sparse):
         """The compiled loop over the batches of ``order``; advances :attr:`step`. ``sparse``: the

@@ -844,3 +844,21 @@ def test_online_training_on_sparse_inputs_matches_reference(dtype, rng):
     x, y = make_data(rng, N_ROWS, sizes)
     x *= rng.random(x.shape) < 0.25
     run_and_compare(tr, x, y, 2, dtype)
+
+
+def test_the_sparse_marker_is_read_once_per_array(rng, monkeypatch):
+    """A file's epoch hands each chunk to train_rows in slices; the marker (which reads the whole
+    chunk) is computed once per chunk, and again for a new one."""
+    import fastfa.train
+
+    calls = []
+    real = fastfa.train.sparse_marker
+    monkeypatch.setattr(fastfa.train, "sparse_marker", lambda x: calls.append(x) or real(x))
+    sizes = SHAPES[1]
+    tr = make_trainer(sizes, "fa", "float64")
+    x, labels, targets = tr.prepare(*make_data(rng, 12, sizes))
+    for lo in (0, 4, 8):
+        tr.train_rows(x, labels, targets, np.arange(lo, lo + 4))
+    assert len(calls) == 1
+    tr.train_rows(x.copy(), labels, targets, np.arange(4))
+    assert len(calls) == 2
