@@ -338,13 +338,15 @@ class Table:
         (None when no layer average-pools, else an empty marker array) and ``sparse`` (None unless
         the first layer is dense, the only one with a sparse-input path; the trainer also passes
         None for rows that cannot be sparse, :func:`fastfa.workspace.sparse_marker`): the passes of
-        :mod:`fastfa.kernels.layers` leave the code a None marks out of the compile. In the order
-        the passes take them.
+        :mod:`fastfa.kernels.layers` leave the code a None marks out of the compile; then ``ops``,
+        the conv and pooling kernels as function pointers (:mod:`fastfa.kernels.layer_ops`). In the
+        order the passes take them.
         """
         import numpy as np
 
         from fastfa.kernels import codes
         from fastfa.kernels.conv import conv_workspace_size
+        from fastfa.kernels.layer_ops import layer_ops
 
         scratch = 1
         for row in self.ltab:
@@ -357,6 +359,7 @@ class Table:
                 )
                 scratch = max(scratch, int(need))
         averages = codes.KIND_AVGPOOL in self.ltab[:, codes.L_KIND]
+        kinds = [name for name, code in codes.KINDS.items() if code in self.ltab[:, codes.L_KIND]]
         return {
             "hidden": np.zeros(batch * self.out_size, dtype=dtype),
             "deltas": np.zeros(batch * self.out_size, dtype=dtype),
@@ -365,6 +368,7 @@ class Table:
             "workspace": np.zeros(scratch, dtype=dtype),
             "averages": np.zeros(0, dtype=dtype) if averages else None,
             "sparse": np.zeros(0, dtype=np.int8) if self.ltab[0, codes.L_KIND] == codes.KIND_DENSE else None,
+            "ops": layer_ops(dtype, kinds),
         }
 
     def weight_shapes(self):

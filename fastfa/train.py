@@ -541,7 +541,7 @@ class Trainer:
                 layer_kernels.backward_layers(self.params, self.feedback, ltab, icfg, xb, tb, *buffers)
                 first = layer_kernels.first_learning_layer(ltab, icfg)
                 layer_kernels.layer_gradients(
-                    xb, ws.hidden, ws.deltas, grads, ltab, first, ws.scratch, buffers[-1], threads
+                    xb, ws.hidden, ws.deltas, grads, ltab, first, ws.scratch, *buffers[-2:], threads
                 )
             return grads
         with kernel_threads() as threads:

@@ -72,5 +72,5 @@ class Workspace:
         (:meth:`fastfa.layers.Table.buffers`, with this workspace's activations and signals), for
         rows whose :func:`sparse_marker` is ``sparse``: the table's own ``sparse`` marker (None
         unless the first layer is dense) becomes None also for rows that are not sparse data."""
-        *buffers, first_dense = self._layer_buffers
-        return (*buffers, None if first_dense is None else sparse)
+        *buffers, first_dense, ops = self._layer_buffers
+        return (*buffers, None if first_dense is None else sparse, ops)

@@ -68,17 +68,19 @@ def engine_gradients(table, params, feedback, bufs, x, t, icfg):
         bufs["workspace"],
         bufs["averages"],
         bufs["sparse"],
+        bufs["ops"],
     )
     first = lk.first_learning_layer(table.ltab, icfg)
     lk.layer_gradients(
-        x, bufs["hidden"], bufs["deltas"], grads, table.ltab, first, bufs["workspace"], bufs["sparse"], 1
-    )
+        x, bufs["hidden"], bufs["deltas"], grads, table.ltab, first, bufs["workspace"], bufs["sparse"],
+        bufs["ops"], 1,
+    )  # fmt: skip
     return grads, loss, errors
 
 
 def test_forward_matches_the_reference():
     table, params, _, bufs, x, _, _ = build()
-    names = ("hidden", "indices", "zeros", "workspace", "averages", "sparse")
+    names = ("hidden", "indices", "zeros", "workspace", "averages", "sparse", "ops")
     y = lk.forward_layers(params, table.ltab, x, *[bufs[k] for k in names], 1)
     pre, post = ref.forward(table.ltab, params, x)
     assert_close(y, post[-1], np.float64)
@@ -218,6 +220,7 @@ def test_training_steps_lower_the_loss_for_every_signal():
                 bufs["workspace"],
                 bufs["averages"],
                 bufs["sparse"],
+                bufs["ops"],
                 step,
             )
         assert ref.mean_loss(table.ltab, params, x, t) < 0.85 * before, signal

@@ -28,14 +28,11 @@ from fastfa.kernels.codes import (
     L_W_OFF,
     SIGNAL_LAYERWISE,
 )
-from fastfa.kernels.conv import (
-    conv_forward,
-    conv_weight_grad,
-)
 from fastfa.kernels.feedback import (
     MIRROR_STREAM,
     counter_uniform,
 )
+from fastfa.kernels.layer_ops import OP_CONV_FORWARD, OP_CONV_WEIGHT_GRAD
 from fastfa.kernels.layer_table import (
     as_input_images,
     conv_kernel,
@@ -95,7 +92,7 @@ def shift_layer_feedback(params, feedback, ltab, keep, weight):
 
 @kernel
 def mirror_layer_feedback(
-    params, feedback, grads, ltab, fcfg, seed, step, m, hidden, deltas, workspace, threads
+    params, feedback, grads, ltab, fcfg, seed, step, m, hidden, deltas, workspace, ops, threads
 ):
     """Weight mirror: every feedback kernel learns its layer's weights from injected noise.
 
@@ -142,7 +139,7 @@ def mirror_layer_feedback(
         no_bias[:] = 0.0
         stride, pad = ltab[layer, L_STRIDE], ltab[layer, L_PAD]
         response = output_images(deltas, ltab, layer, m)
-        conv_forward(
+        ops[OP_CONV_FORWARD](
             images,
             conv_kernel(params, ltab, layer, w_off),
             no_bias,
@@ -153,6 +150,6 @@ def mirror_layer_feedback(
             threads,
         )
         g = conv_kernel(grads, ltab, layer, w_off)
-        conv_weight_grad(images, response, stride, pad, g, no_bias, workspace, threads)
+        ops[OP_CONV_WEIGHT_GRAD](images, response, stride, pad, g, no_bias, workspace, threads)
         for i in range(weight_count(ltab, layer)):
             feedback[start + i] = (1.0 - eta * lam) * feedback[start + i] + (eta / m) * grads[w_off + i]

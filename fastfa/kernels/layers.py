@@ -76,15 +76,6 @@ from fastfa.kernels.codes import (
     SIGNAL_NONE,
     SIGNAL_TARGET,
 )
-from fastfa.kernels.conv import (
-    avgpool_backward,
-    avgpool_forward,
-    conv_backward_input,
-    conv_forward,
-    conv_weight_grad,
-    maxpool_backward,
-    maxpool_forward,
-)
 from fastfa.kernels.cpu import (
     load_rows,
     score_rows,
@@ -99,6 +90,15 @@ from fastfa.kernels.layer_feedback import (
     mirror_layer_feedback,
     refresh_layer_feedback,
     shift_layer_feedback,
+)
+from fastfa.kernels.layer_ops import (
+    OP_AVGPOOL_BACKWARD,
+    OP_AVGPOOL_FORWARD,
+    OP_CONV_BACKWARD_INPUT,
+    OP_CONV_FORWARD,
+    OP_CONV_WEIGHT_GRAD,
+    OP_MAXPOOL_BACKWARD,
+    OP_MAXPOOL_FORWARD,
 )
 from fastfa.kernels.layer_table import (
     argmax_images,
@@ -132,7 +132,7 @@ from fastfa.kernels.products import (
 
 
 @kernel
-def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages, sparse, threads):
+def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages, sparse, ops, threads):
     """Every layer's output for the batch ``x`` (``m x n_in``) into ``hidden``; returns the last block.
 
     ``indices`` receives the max-pool argmaxes, ``zeros`` is a zero vector at least as long as
@@ -162,7 +162,7 @@ def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages,
             product(1.0, h_in, NO_TRANS, w, TRANS, 0.0, out, threads)
             activate(out, layer_bias(params, ltab, layer), ltab[layer, L_ACT], threads)
         elif kind == KIND_CONV:
-            conv_forward(
+            ops[OP_CONV_FORWARD](
                 as_input_images(h_in, ltab, layer),
                 conv_kernel(params, ltab, layer, ltab[layer, L_W_OFF]),
                 layer_bias(params, ltab, layer),
@@ -175,7 +175,7 @@ def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages,
             if ltab[layer, L_ACT] != IDENTITY:
                 activate(out, zeros[: out.shape[1]], ltab[layer, L_ACT], threads)
         elif kind == KIND_MAXPOOL:
-            maxpool_forward(
+            ops[OP_MAXPOOL_FORWARD](
                 as_input_images(h_in, ltab, layer),
                 ltab[layer, L_KERNEL],
                 ltab[layer, L_STRIDE],
@@ -184,7 +184,7 @@ def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages,
                 threads,
             )
         elif averages is not None:  # KIND_AVGPOOL
-            avgpool_forward(
+            ops[OP_AVGPOOL_FORWARD](
                 as_input_images(h_in, ltab, layer),
                 ltab[layer, L_KERNEL],
                 ltab[layer, L_STRIDE],
@@ -196,7 +196,7 @@ def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages,
 
 @inlined_kernel
 def send_down(
-    params, feedback, ltab, layer, signal, hidden, deltas, indices, workspace, averages, m, threads
+    params, feedback, ltab, layer, signal, hidden, deltas, indices, workspace, averages, ops, m, threads
 ):
     """``delta_{layer-1}`` from ``delta_layer`` through layer ``layer`` (see the module notes)."""
     kind = ltab[layer, L_KIND]
@@ -209,7 +209,7 @@ def send_down(
     elif kind == KIND_CONV and covers_input(ltab, layer):
         product(1.0, src, NO_TRANS, kernel_matrix(source, ltab, layer, offset), NO_TRANS, 0.0, dst, threads)
     elif kind == KIND_CONV:
-        conv_backward_input(
+        ops[OP_CONV_BACKWARD_INPUT](
             output_images(deltas, ltab, layer, m),
             conv_kernel(source, ltab, layer, offset),
             ltab[layer, L_STRIDE],
@@ -219,14 +219,14 @@ def send_down(
             threads,
         )
     elif kind == KIND_MAXPOOL:
-        maxpool_backward(
+        ops[OP_MAXPOOL_BACKWARD](
             output_images(deltas, ltab, layer, m),
             argmax_images(indices, ltab, layer, m),
             output_images(deltas, ltab, layer - 1, m),
             threads,
         )
     elif averages is not None:  # KIND_AVGPOOL
-        avgpool_backward(
+        ops[OP_AVGPOOL_BACKWARD](
             output_images(deltas, ltab, layer, m),
             ltab[layer, L_KERNEL],
             ltab[layer, L_STRIDE],
@@ -240,7 +240,7 @@ def send_down(
 
 @kernel
 def backward_layers(
-    params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace, averages, sparse
+    params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace, averages, sparse, ops
 ):
     """Forward pass, output error and the rule's signal ``delta_l`` at every layer that learns.
 
@@ -250,7 +250,7 @@ def backward_layers(
     last = ltab.shape[0] - 1
     threads = icfg[I_THREADS]
     signal = icfg[I_SIGNAL]
-    y = forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages, sparse, threads)
+    y = forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages, sparse, ops, threads)
     e = output_rows(deltas, ltab, last, m)
     loss, errors = output_error(y, t, ltab[last, L_ACT], icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0 / m)
     if signal == SIGNAL_NONE:
@@ -261,8 +261,8 @@ def backward_layers(
             lowest += 1
         for layer in range(last, lowest, -1):
             send_down(
-                params, feedback, ltab, layer, signal, hidden, deltas, indices, workspace, averages, m,
-                threads,
+                params, feedback, ltab, layer, signal, hidden, deltas, indices, workspace, averages, ops,
+                m, threads,
             )  # fmt: skip
         return loss, errors
     n_out = e.shape[1]
@@ -290,7 +290,7 @@ def first_learning_layer(ltab, icfg):
 
 
 @kernel
-def layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, sparse, threads):
+def layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, sparse, ops, threads):
     """Weight and bias gradients of every layer with parameters from ``first`` on, into ``grads``
     (``sparse``: as in :func:`forward_layers`)."""
     m = x.shape[0]
@@ -322,7 +322,7 @@ def layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, sparse, th
             )
             column_sums(delta, layer_bias(grads, ltab, layer))
         elif kind == KIND_CONV:
-            conv_weight_grad(
+            ops[OP_CONV_WEIGHT_GRAD](
                 as_input_images(input_rows(x, hidden, ltab, layer, m), ltab, layer),
                 output_images(deltas, ltab, layer, m),
                 ltab[layer, L_STRIDE],
@@ -371,6 +371,7 @@ def train_batch_layers(
     workspace,
     averages,
     sparse,
+    ops,
     step,
 ):
     """One training step on batch ``(x, t)``: refresh feedback, signals, gradients, update.
@@ -384,11 +385,11 @@ def train_batch_layers(
     if magnitude is not None:  # None without sign-concordant feedback: not compiled then
         refresh_layer_feedback(params, feedback, magnitude, ltab, icfg, step)
     loss, errors = backward_layers(
-        params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace, averages, sparse
+        params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace, averages, sparse, ops
     )
     first = first_learning_layer(ltab, icfg)
     threads = icfg[I_THREADS]
-    layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, sparse, threads)
+    layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, sparse, ops, threads)
     dynamics = icfg[I_DYNAMICS]
     kolen_pollack = learning is not None and dynamics == DYNAMICS_KOLEN_POLLACK
     if kolen_pollack:
@@ -399,7 +400,19 @@ def train_batch_layers(
     elif learning is not None and dynamics == DYNAMICS_MIRROR:
         m = x.shape[0]
         mirror_layer_feedback(
-            params, learning, grads, ltab, fcfg, icfg[I_SEED], step, m, hidden, deltas, workspace, threads
+            params,
+            learning,
+            grads,
+            ltab,
+            fcfg,
+            icfg[I_SEED],
+            step,
+            m,
+            hidden,
+            deltas,
+            workspace,
+            ops,
+            threads,
         )
     return loss, errors
 
@@ -427,6 +440,7 @@ def train_epoch_layers(
     workspace,
     averages,
     sparse,
+    ops,
     xbuf,
     tbuf,
     step,
@@ -464,6 +478,7 @@ def train_epoch_layers(
             workspace,
             averages,
             sparse,
+            ops,
             step,
         )
         total_loss += loss
@@ -474,7 +489,7 @@ def train_epoch_layers(
 @kernel
 def evaluate_layers(
     x_all, labels, targets, params, ltab, icfg, hidden, deltas, indices, zeros, workspace, averages,
-    sparse, xbuf, tbuf, outputs,
+    sparse, ops, xbuf, tbuf, outputs,
 ):  # fmt: skip
     """Summed loss and error count on every row of ``x_all`` (as :func:`fastfa.kernels.cpu.evaluate`)."""
     n_in = ltab[0, L_IN_SIZE]
@@ -490,7 +505,9 @@ def evaluate_layers(
         m = min(capacity, n - start)
         xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
         threads = icfg[I_THREADS]
-        y = forward_layers(params, ltab, xb, hidden, indices, zeros, workspace, averages, sparse, threads)
+        y = forward_layers(
+            params, ltab, xb, hidden, indices, zeros, workspace, averages, sparse, ops, threads
+        )
         e = output_rows(deltas, ltab, last, m)
         loss, errors = score_rows(y, tb, e, ltab[last, L_ACT], icfg, has_targets, outputs, start)
         total_loss += loss
