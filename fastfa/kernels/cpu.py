@@ -323,28 +323,32 @@ def train_epoch(
     return total_loss, total_errors
 
 
-@kernel
 def evaluate(x_all, labels, targets, params, sizes, acts, icfg, hidden, deltas, xbuf, tbuf, outputs, sparse):
     """Summed loss and error count of the network on every row of ``x_all``.
 
     Rows go through in chunks as large as the workspace holds. When
     ``outputs`` has rows, the network's outputs are written there too. ``sparse``: as in
     :func:`~fastfa.kernels.dense.forward`.
+
+    A Python loop over compiled parts (:func:`load_rows`, :func:`forward`, :func:`score_rows`),
+    one call of each per chunk of thousands of rows: those parts are the training loop's own
+    compiled code, where a compiled loop would link and generate the forward pass again on a
+    first run (about 2.5 s; docs/engine.md, "The first run").
     """
-    n_in = sizes[0]
-    n_out = sizes[sizes.size - 1]
+    n_in, n_out = int(sizes[0]), int(sizes[-1])
     capacity = xbuf.size // n_in
     n = x_all.shape[0]
     order = np.arange(n)
     total_loss = 0.0
     total_errors = 0
     has_targets = labels.size > 0 or targets.size > 0
+    threads, out_act = icfg[I_THREADS], acts[sizes.size - 2]
     for start in range(0, n, capacity):
         m = min(capacity, n - start)
         xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
-        y = forward(params, sizes, acts, xb, hidden, sparse, icfg[I_THREADS])
+        y = forward(params, sizes, acts, xb, hidden, sparse, threads)
         e = activation_view(deltas, sizes, sizes.size - 2, m)
-        loss, errors = score_rows(y, tb, e, acts[sizes.size - 2], icfg, has_targets, outputs, start)
+        loss, errors = score_rows(y, tb, e, out_act, icfg, has_targets, outputs, start)
         total_loss += loss
         total_errors += errors
     return total_loss, total_errors

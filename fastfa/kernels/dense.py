@@ -148,16 +148,19 @@ def first_trainable(icfg):
     return icfg[I_FIRST_TRAINABLE]
 
 
-@kernel
 def compute_gradients(params, feedback, grads, sizes, acts, icfg, x, t, hidden, deltas, sparse, plugin):
     """:func:`backward` then :func:`weight_gradients` into ``grads`` (layout of ``params``;
     ``sparse``: as in :func:`forward`, ``plugin`` as in :func:`backward`).
 
     Gradients of layers that do not learn are left as they are. Returns
     ``(summed loss, error count)`` of the forward pass.
+
+    A Python driver of two compiled kernels, not a kernel: the metrics call it once per epoch,
+    and a compiled driver would link and generate :func:`backward`'s whole tree again on a
+    first run (about 2.5 s; docs/engine.md, "The first run").
     """
     loss, errors = backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse, plugin)
     weight_gradients(
-        x, hidden, deltas, grads, sizes, first_trainable(icfg), x.shape[0], sparse, icfg[I_THREADS]
+        x, hidden, deltas, grads, sizes, int(icfg[I_FIRST_TRAINABLE]), x.shape[0], sparse, icfg[I_THREADS]
     )
     return loss, errors
