@@ -8,9 +8,12 @@ feedback's learning step, which gives ``B^T`` the forward weights' update and th
 (``B^T <- B^T - W`` before the update, ``B^T <- (1 - lr wd) B^T + W`` after it), so that ``B``
 converges to ``W^T`` (Akrout et al. 2019). It trains bit for bit as the built-in ``kp``
 (tests/test_compiled_rules.py) at its speed (``python -m benchmarks.compiled_plugin``).
+
+With ``--device cuda`` their device twins run instead: each computes one entry (``out[i, j]``,
+``b[i, j]``), one GPU thread per entry.
 """
 
-from numba import njit
+from numba import cuda, float32, njit
 
 from fastfa.kernels.products import NO_TRANS, TRANS, product
 from fastfa.rules import RANDOM_FEEDBACK_OPTIONS, Rule, random_feedback
@@ -33,6 +36,23 @@ def kolen_pollack(phase, layer, step, seed, lr, decay, e, above, h, w_above, b):
             b[i, j] = keep * b[i, j] + weight * w_above[i, j]
 
 
+@cuda.jit(device=True)
+def feedback_alignment_cuda(layer, i, j, e, t, above, w_above, b, h):
+    """Entry ``(i, j)`` of ``above @ b.T``, summed in float32 in the order of fastfa's GEMM kernel."""
+    acc = float32(0.0)
+    for k in range(above.shape[1]):
+        acc += above[i, k] * b[j, k]
+    return acc
+
+
+@cuda.jit(device=True)
+def kolen_pollack_cuda(phase, layer, step, seed, lr, decay, i, j, e, above, h, w_above, b):
+    """The new ``b[i, j]``: Kolen-Pollack's step of :func:`kolen_pollack` for one entry."""
+    keep = 1.0 if phase == 0 else 1.0 - lr * decay
+    weight = -1.0 if phase == 0 else 1.0
+    return keep * b[i, j] + weight * w_above[i, j]
+
+
 rule = Rule(
     name="kp-compiled",
     summary="Kolen-Pollack as a compiled plugin (B^T receives W's update and decay)",
@@ -40,6 +60,9 @@ rule = Rule(
     signal="layerwise",
     init_feedback=random_feedback,
     options=RANDOM_FEEDBACK_OPTIONS,
+    devices=("cpu", "cuda"),
     hidden_signal=feedback_alignment,
     feedback_step=kolen_pollack,
+    hidden_signal_cuda=feedback_alignment_cuda,
+    feedback_step_cuda=kolen_pollack_cuda,
 )

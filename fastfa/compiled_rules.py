@@ -111,6 +111,23 @@ def _compile(rule, hook, signature, dtype):
     return _compiled[key]
 
 
+def device_failure(rule, hook, layer, exc):
+    """The :class:`~fastfa.rules.PluginError` (one line) for ``rule``'s CUDA device function ``hook``
+    failing on hidden layer ``layer`` with ``exc``: numba refused to compile it for the GPU, or
+    it raised (on the simulator, an index outside its arrays raises ``IndexError``)."""
+    from numba.core.errors import TypingError
+
+    from fastfa.rules import PluginError
+
+    if isinstance(exc, TypingError):
+        what = "does not compile for the GPU"
+    elif isinstance(exc, IndexError):
+        what = f"indexes outside its arrays on hidden layer {layer}"
+    else:
+        what = f"raised on hidden layer {layer}"
+    return PluginError(f"rule {rule.name!r}: {hook} {what}{_compile_error(exc)}")
+
+
 def _compile_error(exc):
     """Where and why numba refused a function, on one line: `` at FILE line N (REASON)``."""
     import re

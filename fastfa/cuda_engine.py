@@ -52,11 +52,12 @@ def check_supported(trainer):
     if not kernels.available():
         raise ValueError("--device cuda: no CUDA GPU or driver found (numba.cuda.is_available() is False)")
     rule = trainer.rule
-    if rule.hidden_signal is not None or rule.feedback_step is not None:
-        raise ValueError(
-            f"rule {rule.name!r}: its compiled plugin code has no CUDA twin yet (fastfa.compiled_rules); "
-            "use --device cpu"
-        )
+    for hook in ("hidden_signal", "feedback_step"):
+        if getattr(rule, hook) is not None and getattr(rule, f"{hook}_cuda") is None:
+            raise ValueError(
+                f"rule {rule.name!r}: its compiled {hook} has no CUDA twin ({hook}_cuda, "
+                "fastfa.compiled_rules); use --device cpu"
+            )
     if "cuda" not in rule.devices:
         raise ValueError(f"rule {rule.name!r} has no cuda support (devices: {', '.join(rule.devices)})")
     problems = []
@@ -132,6 +133,10 @@ class DeviceEngine:
         self.kolen_pollack = self.dynamics == codes.DYNAMICS_KOLEN_POLLACK
         self.sign_feedback = self.dynamics in (codes.DYNAMICS_SIGN, codes.DYNAMICS_SIGN_REDRAW)
         self.mirror = self.dynamics == codes.DYNAMICS_MIRROR
+        #: whether training changes the feedback (learned, following the weights, or a plugin's step)
+        self.feedback_changes = (
+            self.dynamics != codes.DYNAMICS_FIXED or trainer.rule.feedback_step is not None
+        )
         self.adam = trainer.config.optimizer == "adam"
         self._chunks, self._chunks_of = OrderedDict(), None  # (start, stop) -> DeviceRows of a split
         self._gathered = None  # the (x, t) rows of the current call, reused while large enough
@@ -286,7 +291,7 @@ class DeviceEngine:
         loss, errors = self._train(d_x, d_t, params, feedback, state, batch, *hyper)
         params.copy_to_host(tr.params)
         state.copy_to_host(tr.state)
-        if self.dynamics != codes.DYNAMICS_FIXED:  # the feedback learned, or follows the weights
+        if self.feedback_changes:
             feedback.copy_to_host(tr.feedback)
         return loss, errors
 
@@ -339,6 +344,11 @@ class CudaEngine(DeviceEngine):
         mode = mode or os.environ.get("FASTFA_CUDA_MODE", "fused")
         if mode not in MODES:
             raise ValueError(f"cuda mode must be one of {', '.join(MODES)}, got {mode!r}")
+        rule = trainer.rule
+        self.plugin_signal, self.plugin_feedback_step = rule.hidden_signal_cuda, rule.feedback_step_cuda
+        if self.plugin_signal is not None or self.plugin_feedback_step is not None:
+            mode = "kernels"  # a plugin's device functions run in kernels of their own
+            self._no_feedback = self.cuda.to_device(np.zeros((0, 0), dtype=np.float32))
         self.mode = mode
         self._layout = None  # device offset arrays of the fused kernel, made on first use
 
@@ -433,7 +443,15 @@ class CudaEngine(DeviceEngine):
             sign_e = self._sign_of(e) if signal == "direct-sign" and self.n_layers > 1 else None
             for layer in range(self.n_layers - 2, -1, -1):
                 delta = deltas[layer]
-                if signal == "backprop":
+                if self.plugin_signal is not None:
+                    from fastfa.kernels import cuda_plugins
+
+                    b = fb[layer] if fb is not None else self._no_feedback
+                    self._run_plugin(
+                        "hidden_signal_cuda", layer, cuda_plugins.hidden_signal, self.plugin_signal, layer,
+                        e, t, deltas[layer + 1], weights[layer + 1], b, hidden[layer], delta,
+                    )  # fmt: skip
+                elif signal == "backprop":
                     k.gemm(1.0, deltas[layer + 1], False, weights[layer + 1], True, 0.0, delta)
                 elif signal == "layerwise":
                     k.gemm(1.0, deltas[layer + 1], False, fb[layer], True, 0.0, delta)
@@ -451,11 +469,38 @@ class CudaEngine(DeviceEngine):
         kp_pairs = list(zip(v["feedback"], v["weights"][1:], strict=True)) if self.kolen_pollack else []
         if self.kolen_pollack:  # F <- F - W now and F <- (1 - lr decay) F + W_new after: F gets W's step
             self._shift_feedback(kp_pairs, 1.0, -1.0)
+        self._plugin_feedback_step(v, 0, step, lr, decay)
         self._optimise(v["updates"], lr, mu, decay, nesterov, step)
+        self._plugin_feedback_step(v, 1, step, lr, decay)
         if self.kolen_pollack:
             self._shift_feedback(kp_pairs, 1.0 - lr * decay, 1.0)
         elif self.mirror:
             self._mirror_feedback(v, m, step)
+
+    def _plugin_feedback_step(self, v, phase, step, lr, decay):
+        """A compiled plugin's ``feedback_step_cuda`` on every hidden layer's feedback matrix:
+        ``phase`` 0 before the update, 1 after it (as the CPU engine calls ``feedback_step``)."""
+        if self.plugin_feedback_step is None:
+            return
+        from fastfa.kernels import cuda_plugins
+
+        deltas, seed = v["deltas"], int(self.trainer.config.seed)
+        for layer in range(self.n_layers - 1):
+            self._run_plugin(
+                "feedback_step_cuda", layer, cuda_plugins.feedback_step, self.plugin_feedback_step, phase,
+                layer, int(step), seed, float(lr), float(decay), deltas[-1], deltas[layer + 1],
+                v["hidden"][layer], v["weights"][layer + 1], v["feedback"][layer],
+            )  # fmt: skip
+
+    def _run_plugin(self, hook, layer, launch, *args):
+        """``launch(*args)``, a plugin's device function failing as one line naming the rule
+        (:func:`fastfa.compiled_rules.device_failure`); the host's parameters are untouched."""
+        try:
+            launch(*args)
+        except Exception as exc:
+            from fastfa.compiled_rules import device_failure
+
+            raise device_failure(self.trainer.rule, hook, layer, exc) from None
 
     def _mirror_feedback(self, v, m, step):
         """The weight mirror after update ``step`` of an ``m``-row batch (the CPU engine's
@@ -497,7 +542,7 @@ class CudaEngine(DeviceEngine):
                 self.mode = "kernels"
                 params.copy_to_device(tr.params)  # nothing trained yet: start the call again
                 state.copy_to_device(tr.state)
-                if self.dynamics != codes.DYNAMICS_FIXED:
+                if self.feedback_changes:
                     feedback.copy_to_device(tr.feedback)
         return self._train_kernels(d_x, d_t, params, feedback, state, batch, *hyper)
 

@@ -129,6 +129,11 @@ class Rule:
     feedback_step : callable, optional
         Compiled learning of the rule's feedback matrices, called for every hidden layer before
         and after each update (:mod:`fastfa.compiled_rules`). Needs a ``signal`` with feedback.
+    hidden_signal_cuda, feedback_step_cuda : callable, optional
+        Their twins for ``--device cuda``: numba CUDA device functions
+        (``@cuda.jit(device=True)``) that compute one entry each (:mod:`fastfa.compiled_rules`).
+        A rule with compiled code runs on cuda (``"cuda"`` in ``devices``) only when every one
+        of its compiled functions has its twin.
     """
 
     name: str
@@ -142,6 +147,8 @@ class Rule:
     after_batch: Callable | None = None
     hidden_signal: Callable | None = None
     feedback_step: Callable | None = None
+    hidden_signal_cuda: Callable | None = None
+    feedback_step_cuda: Callable | None = None
 
     def __post_init__(self):
         if self.signal not in codes.SIGNALS:
@@ -155,8 +162,11 @@ class Rule:
                 continue
             if not callable(getattr(self, hook)):
                 raise ValueError(f"rule {self.name!r}: {hook} must be a function")
-            if "cuda" in self.devices:
-                raise ValueError(f"rule {self.name!r}: a compiled {hook} has no CUDA twin yet")
+            if "cuda" in self.devices and getattr(self, f"{hook}_cuda") is None:
+                raise ValueError(f"rule {self.name!r}: its compiled {hook} has no CUDA twin ({hook}_cuda)")
+        for hook in ("hidden_signal", "feedback_step"):
+            if getattr(self, f"{hook}_cuda") is not None and getattr(self, hook) is None:
+                raise ValueError(f"rule {self.name!r}: {hook}_cuda is the twin of a {hook}, which it lacks")
         if self.hidden_signal is not None and self.signal == "none":
             raise ValueError(f"rule {self.name!r}: a hidden_signal needs a signal other than 'none'")
         if self.feedback_step is not None and self.signal not in FEEDBACK_SIGNALS:

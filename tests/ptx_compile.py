@@ -67,6 +67,35 @@ def conv_kernel_signatures(dtype):
     }
 
 
+#: Compiled plugins whose device twins are compiled into the plugin kernels
+#: (:mod:`fastfa.kernels.cuda_plugins`): the examples' Kolen-Pollack and Direct Kolen-Pollack.
+PLUGIN_FILES = ("examples/compiled_kp.py", "examples/fastfa-dkp/src/fastfa_dkp/__init__.py")
+
+
+def plugin_kernels():
+    """``{label: (kernel, argument types)}``: the plugin kernels around each example plugin's device
+    twins, with the types :class:`fastfa.cuda_engine.CudaEngine` launches them with."""
+    from numba import types
+
+    from fastfa.kernels import cuda_plugins
+    from fastfa.rules import load_plugin_file
+
+    rows, i, f = types.Array(types.float32, 2, "C"), types.int64, types.float64
+    root = Path(__file__).resolve().parents[1]
+    jobs = {}
+    for path in PLUGIN_FILES:
+        (rule,) = load_plugin_file(root / path)
+        jobs[f"signal_kernel ({rule.name})"] = (
+            cuda_plugins.signal_kernel(rule.hidden_signal_cuda),
+            (i,) + (rows,) * 7,
+        )
+        jobs[f"feedback_kernel ({rule.name})"] = (
+            cuda_plugins.feedback_kernel(rule.feedback_step_cuda),
+            (i,) * 4 + (f,) * 2 + (rows,) * 5,
+        )
+    return jobs
+
+
 def fused_configurations():
     """``{label: (signal, dynamics, adam, output activation, loss)}``: configurations of the
     fused kernel that between them take every branch of its signals, feedback dynamics,
@@ -121,6 +150,7 @@ def main(argv=None):
             (f"{name} ({dtype})", getattr(cuda_conv, name), sig)
             for name, sig in conv_kernel_signatures(dtype).items()
         ]
+    jobs += [(name, kernel, sig) for name, (kernel, sig) in plugin_kernels().items()]
     for name, kernel, signature in jobs:
         try:
             ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=cc)

@@ -4,9 +4,11 @@ and the loop must be compiled once for every plugin, not once per plugin."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
-from numba import njit
+from numba import cuda, float32, njit
 
 from fastfa.compiled_rules import check_plugin
 from fastfa.config import TrainConfig
@@ -151,13 +153,163 @@ def test_an_out_of_bounds_plugin_is_one_line_with_bounds_checking_on(monkeypatch
     make_trainer(SIZES, fine)
 
 
-def test_a_compiled_plugin_on_cuda_is_one_line(monkeypatch):
+def test_a_compiled_plugin_without_its_cuda_twin_on_cuda_is_one_line(monkeypatch):
     from fastfa import cuda_engine
     from fastfa.kernels import cuda as cuda_kernels
 
     monkeypatch.setattr(cuda_kernels, "available", lambda: True)  # as on a machine with a GPU
     trainer = make_trainer(SIZES, plugin_rule("fa-compiled", "layerwise", fa_signal), "float32")
-    with pytest.raises(
-        ValueError, match=r"^rule 'fa-compiled': its compiled plugin code has no CUDA twin yet"
-    ):
+    message = r"^rule 'fa-compiled': its compiled hidden_signal has no CUDA twin \(hidden_signal_cuda"
+    with pytest.raises(ValueError, match=message):
         cuda_engine.check_supported(trainer)
+    with pytest.raises(ValueError, match="hidden_signal_cuda is the twin of a hidden_signal, which it lacks"):
+        Rule(
+            name="x", summary="", reference="", signal="layerwise", init_feedback=random_feedback,
+            hidden_signal_cuda=fa_signal_cuda,
+        )  # fmt: skip
+
+
+# ------------------------------------------------------------------ device twins (CUDA)
+
+
+@cuda.jit(device=True)
+def fa_signal_cuda(layer, i, j, e, t, above, w_above, b, h):
+    """Entry ``(i, j)`` of ``delta_{l+1} B``, summed in float32 in the GEMM kernel's order."""
+    acc = float32(0.0)
+    for k in range(above.shape[1]):
+        acc += above[i, k] * b[j, k]
+    return acc
+
+
+@cuda.jit(device=True)
+def dfa_signal_cuda(layer, i, j, e, t, above, w_above, b, h):
+    """Entry ``(i, j)`` of ``e D``."""
+    acc = float32(0.0)
+    for k in range(e.shape[1]):
+        acc += e[i, k] * b[j, k]
+    return acc
+
+
+def cuda_pair(builtin, monkeypatch):
+    """A built-in rule and its compiled plugin with device twins, each trained for one epoch on
+    the CUDA engine (one launch per operation, as a plugin always runs there)."""
+    from fastfa.kernels import cuda as cuda_kernels
+
+    if not cuda_kernels.available():
+        pytest.skip("no CUDA GPU or simulator")
+    if builtin == "kp":
+        plugin = example_kp()
+    else:
+        signal, host, device = {
+            "fa": ("layerwise", fa_signal, fa_signal_cuda),
+            "dfa": ("direct", dfa_signal, dfa_signal_cuda),
+        }[builtin]
+        plugin = dataclasses.replace(
+            plugin_rule(f"{builtin}-compiled", signal, host),
+            devices=("cpu", "cuda"),
+            hidden_signal_cuda=device,
+        )
+    monkeypatch.setenv("FASTFA_CUDA_MODE", "kernels")
+    rng = np.random.default_rng(3)
+    x, y = make_data(rng, 10, SIZES)
+    trained = []
+    for rule in (builtin, plugin):
+        cfg = TrainConfig(
+            hidden=SIZES[1:-1], rule=rule, batch_size=4, lr=0.1, momentum=0.9, weight_decay=0.01, seed=2
+        )
+        trainer = Trainer(cfg, SIZES[0], SIZES[-1])
+        trainer.use_device("cuda")
+        initial = trainer.feedback.copy()
+        trained.append((trainer, initial, trainer.train_epoch(x.astype(np.float32), y)))
+    return trained
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("builtin", ["fa", "dfa", "kp"])
+def test_device_twins_train_as_the_builtin_rule_on_cuda(builtin, monkeypatch):
+    """fa, dfa and kp as plugins with device twins: bit for bit the built-in rule on the CUDA
+    engine (three batches, the last one short; momentum and weight decay)."""
+    (ref, initial, ref_result), (plugin, _, plugin_result) = cuda_pair(builtin, monkeypatch)
+    assert plugin._cuda.mode == ref._cuda.mode == "kernels"
+    assert plugin_result == ref_result
+    np.testing.assert_array_equal(plugin.params, ref.params)
+    np.testing.assert_array_equal(plugin.state, ref.state)
+    np.testing.assert_array_equal(plugin.feedback, ref.feedback)
+    assert (builtin == "kp") == (not np.array_equal(plugin.feedback, initial))  # kp's feedback learns
+
+
+@cuda.jit(device=True)
+def overrunning_signal_cuda(layer, i, j, e, t, above, w_above, b, h):
+    return above[i, above.shape[1]]  # one column past the end
+
+
+@pytest.mark.cuda
+def test_a_failing_device_twin_is_one_line_and_leaves_the_weights(monkeypatch):
+    """On the simulator an index outside the arrays raises; the run stops with one line naming
+    the rule and the function, and the host's parameters are those from before the call."""
+    from fastfa.kernels import cuda as cuda_kernels
+
+    if not cuda_kernels.available():
+        pytest.skip("no CUDA GPU or simulator")
+    rule = dataclasses.replace(
+        plugin_rule("overruns", "layerwise", fa_signal), devices=("cpu", "cuda"),
+        hidden_signal_cuda=overrunning_signal_cuda,
+    )  # fmt: skip
+    trainer = make_trainer(SIZES, rule, "float32", batch_size=4)
+    trainer.use_device("cuda")
+    before = trainer.params.copy()
+    x, y = make_data(np.random.default_rng(0), 6, SIZES)
+    message = (
+        r"^rule 'overruns': hidden_signal_cuda indexes outside its arrays on hidden layer 1 \(IndexError"
+    )
+    with pytest.raises(PluginError, match=message):
+        trainer.train_epoch(x.astype(np.float32), y)
+    np.testing.assert_array_equal(trainer.params, before)
+
+
+@pytest.mark.cuda
+def test_the_dkp_example_trains_on_cuda_as_on_the_cpu():
+    """examples/fastfa-dkp's device twins: the CUDA engine's weights and learned feedback match
+    the CPU engine's (float32 rounding apart) after three batches with momentum and decay."""
+    from pathlib import Path
+
+    from fastfa.kernels import cuda as cuda_kernels
+    from fastfa.rules import load_plugin_file
+    from tests.conftest import assert_close
+
+    if not cuda_kernels.available():
+        pytest.skip("no CUDA GPU or simulator")
+    source = (
+        Path(__file__).resolve().parents[1] / "examples" / "fastfa-dkp" / "src" / "fastfa_dkp" / "__init__.py"
+    )
+    (rule,) = load_plugin_file(source)
+    x, y = make_data(np.random.default_rng(4), 10, SIZES)
+    x = x.astype(np.float32)
+    trainers = [make_trainer(SIZES, rule, "float32", batch_size=4, lr=0.1, momentum=0.9, weight_decay=0.01)]
+    trainers.append(
+        make_trainer(SIZES, rule, "float32", batch_size=4, lr=0.1, momentum=0.9, weight_decay=0.01)
+    )
+    trainers[1].use_device("cuda")
+    initial = trainers[0].feedback.copy()
+    for trainer in trainers:
+        trainer.train_epoch(x, y)
+    cpu_trainer, cuda_trainer = trainers
+    assert_close(cuda_trainer.params, cpu_trainer.params.astype(np.float64), "float32")
+    assert_close(cuda_trainer.feedback, cpu_trainer.feedback.astype(np.float64), "float32")
+    assert not np.array_equal(cuda_trainer.feedback, initial)
+
+
+def test_a_device_twin_numba_cannot_compile_is_one_line():
+    """What a real GPU's compiler says of a device twin it cannot type, as the engine reports it."""
+    from numba.core.errors import TypingError
+
+    from fastfa.compiled_rules import device_failure
+
+    rule = plugin_rule("untyped", "layerwise", fa_signal)
+    error = TypingError('No implementation of function setitem\n\nFile "plugin.py", line 7:\n  out = "x"')
+    message = device_failure(rule, "hidden_signal_cuda", 0, error)
+    assert isinstance(message, PluginError)
+    assert str(message) == (
+        "rule 'untyped': hidden_signal_cuda does not compile for the GPU at plugin.py line 7 "
+        "(TypingError: No implementation of function setitem)"
+    )

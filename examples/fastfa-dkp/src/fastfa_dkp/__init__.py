@@ -13,7 +13,9 @@ the network's weight decay, so that it no longer stays at its random start.
 The rule is a fastfa *compiled* plugin (fastfa.compiled_rules): ``direct_signal`` and
 ``direct_kolen_pollack`` are numba functions that fastfa's epoch loop calls for every hidden
 layer of every batch, with no Python between batches. ``signal="direct"`` gives each hidden layer
-a matrix of ``n_out`` columns, drawn as dfa draws its own.
+a matrix of ``n_out`` columns, drawn as dfa draws its own. Their CUDA twins
+(``direct_signal_cuda``, ``direct_kolen_pollack_cuda``) compute one entry each, so the rule also
+runs with ``--device cuda``.
 
 References
 ----------
@@ -23,7 +25,7 @@ weight transport. NeurIPS 32. Nøkland (2016). Direct feedback alignment provide
 deep neural networks. NeurIPS 29.
 """
 
-from numba import njit
+from numba import cuda, float32, njit
 
 from fastfa.kernels.products import NO_TRANS, TRANS, product
 from fastfa.rules import RANDOM_FEEDBACK_OPTIONS, Rule, random_feedback
@@ -42,6 +44,26 @@ def direct_kolen_pollack(phase, layer, step, seed, lr, decay, e, above, h, w_abo
         product(-lr, h, TRANS, e, NO_TRANS, 1.0 - lr * decay, b, 1)
 
 
+@cuda.jit(device=True)
+def direct_signal_cuda(layer, i, j, e, t, above, w_above, b, h):
+    """Entry ``(i, j)`` of ``e D_l``."""
+    acc = float32(0.0)
+    for k in range(e.shape[1]):
+        acc += e[i, k] * b[j, k]
+    return acc
+
+
+@cuda.jit(device=True)
+def direct_kolen_pollack_cuda(phase, layer, step, seed, lr, decay, i, j, e, above, h, w_above, b):
+    """The new entry ``(i, j)`` of ``D_l^T``: :func:`direct_kolen_pollack` for one entry."""
+    if phase == 0:
+        return b[i, j]
+    acc = float32(0.0)
+    for n in range(h.shape[0]):
+        acc += h[n, i] * e[n, j]
+    return (1.0 - lr * decay) * b[i, j] - lr * acc
+
+
 rule = Rule(
     name="dkp",
     summary="direct Kolen-Pollack: dfa's direct signal through D, and D^T learns -lr h^T e with decay",
@@ -49,6 +71,9 @@ rule = Rule(
     signal="direct",
     init_feedback=random_feedback,
     options=RANDOM_FEEDBACK_OPTIONS,
+    devices=("cpu", "cuda"),
     hidden_signal=direct_signal,
     feedback_step=direct_kolen_pollack,
+    hidden_signal_cuda=direct_signal_cuda,
+    feedback_step_cuda=direct_kolen_pollack_cuda,
 )
