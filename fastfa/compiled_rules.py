@@ -43,8 +43,27 @@ as fast as with a built-in rule; handing the loop the ``@njit`` dispatcher inste
 the loop again in every process (``python -m benchmarks.function_pointers`` measures both).
 A call costs a few nanoseconds more than a linked one.
 
-Dense networks on the CPU only, so far: layer lists and ``--device cuda`` refuse such a rule with
-one line.
+On a layer list (convolutional networks, :mod:`fastfa.kernels.layers`) a compiled plugin needs
+a direct signal (``direct``, ``direct-sign`` or ``target``): its functions are called for every
+layer with weights below the output, conv layers included, with ``layer`` the layer's index in
+the list, ``h`` and ``out`` that layer's whole output flattened per row (``m x C*H*W`` for a
+convolution), ``b`` its direct matrix ``D_l`` (``size_l x n_out``), and ``above`` and
+``w_above`` empty (``0 x 0``). A layerwise or backprop signal travels down through transposed
+convolutions and pooling layers, which the engine owns; such a plugin is refused on a layer
+list with one line.
+
+With ``--device cuda`` a rule's device twins run instead (``hidden_signal_cuda``,
+``feedback_step_cuda``): numba CUDA device functions that compute one entry each, called by one
+GPU thread per entry (:mod:`fastfa.kernels.cuda_plugins`)::
+
+    hidden_signal_cuda(layer, i, j, e, t, above, w_above, b, h) -> out[i, j]
+    feedback_step_cuda(phase, layer, step, seed, lr, decay, i, j, e, above, h, w_above, b) -> new b[i, j]
+
+with the arguments of their CPU twins (float32 arrays on the device). A feedback twin may read
+``b`` only at ``[i, j]``: other threads write the other entries meanwhile. Dense networks only;
+the CUDA engine runs such a rule with one kernel launch per operation (its fused kernel cannot
+call a plugin). Summed in float32 in the order of fastfa's GEMM kernel (``k`` ascending), a twin
+reproduces the built-in signal bit for bit (tests/test_compiled_rules.py).
 """
 
 from __future__ import annotations
@@ -144,18 +163,20 @@ def _compile_error(exc):
     )
 
 
-def check_plugin(rule, sizes, feedback_shapes, dtype, rows=2):
-    """Run ``rule``'s compiled functions once per hidden layer of a network of ``sizes``, on small
-    arrays of the contract's shapes, compiled with numba's bounds checking.
+def check_plugin(rule, layers, dtype, rows=2):
+    """Run ``rule``'s compiled functions once for each of ``layers``, on small arrays of the
+    contract's shapes, compiled with numba's bounds checking.
 
     A ``cfunc`` cannot raise into the epoch loop (numba prints the exception and carries on), so
     this is where a function that reads or writes outside its arrays, or raises otherwise, is
     caught: :class:`~fastfa.rules.PluginError`, one line naming the rule, the function and the
     layer. The trainer runs it when numba's bounds checking is on (``NUMBA_BOUNDSCHECK=1``, the
     way to check a new plugin once): it compiles the functions a second time, which a run with a
-    warm cache should not pay for. ``feedback_shapes`` are the rule's matrices in paper
-    orientation (``(n_src, n_l)`` per hidden layer, :meth:`fastfa.train.Trainer.feedback_shapes`);
-    the arrays hold values drawn from a fixed seed.
+    warm cache should not pay for. ``layers`` holds ``(layer, n_l, n_above, n_out, b_shape)``
+    for every layer the engine calls the functions for
+    (:meth:`fastfa.train.Trainer.plugin_layers`; ``n_above`` 0 where ``above`` and ``w_above``
+    are empty, ``b_shape`` the feedback matrix's shape as the functions see it); the arrays hold
+    values drawn from a fixed seed.
     """
     from numba import njit
 
@@ -171,11 +192,12 @@ def check_plugin(rule, sizes, feedback_shapes, dtype, rows=2):
         if func is None:
             continue
         checked = njit(boundscheck=True)(getattr(func, "py_func", func))
-        for layer in range(len(sizes) - 2):
-            n_l, n_above, n_out = sizes[layer + 1], sizes[layer + 2], sizes[-1]
+        for layer, n_l, n_above, n_out, b_shape in layers:
             e, t, above, h = array(rows, n_out), array(rows, n_out), array(rows, n_above), array(rows, n_l)
-            w_above = array(n_l, n_above)
-            b = array(*feedback_shapes[layer][::-1]) if feedback_shapes else array(0, 0)
+            w_above = array(n_l, n_above) if n_above else array(0, 0)
+            if not n_above:
+                above = array(0, 0)
+            b = array(*b_shape)
             try:
                 if hook == "hidden_signal":
                     checked(layer, e, t, above, w_above, b, h, array(rows, n_l))

@@ -32,8 +32,9 @@ def epoch_kernel(trainer):
 #: a run cannot use it (:meth:`fastfa.train.Trainer.optional_buffers`)
 OPTIONAL_ARGS = slice(7, 10)
 #: Where the dense engine's epoch kernel takes a compiled plugin's hidden signal and feedback step
-#: (None for the built-in rules, :mod:`fastfa.compiled_rules`)
+#: (None for the built-in rules, :mod:`fastfa.compiled_rules`), and where the layer engine's does
 PLUGIN_ARGS = slice(11, 13)
+LAYER_PLUGIN_ARGS = slice(14, 16)
 
 
 def none_pattern(trainer):
@@ -42,9 +43,9 @@ def none_pattern(trainer):
     pattern = dict(
         zip(range(OPTIONAL_ARGS.start, OPTIONAL_ARGS.stop), (a is None for a in trainer.optional_buffers()))
     )
-    if trainer.arch.is_dense:
-        plugins = (trainer.plugin_signal is None, trainer.plugin_feedback_step is None)
-        pattern.update(zip(range(PLUGIN_ARGS.start, PLUGIN_ARGS.stop), plugins))
+    where = PLUGIN_ARGS if trainer.arch.is_dense else LAYER_PLUGIN_ARGS
+    plugins = (trainer.plugin_signal is None, trainer.plugin_feedback_step is None)
+    pattern.update(zip(range(where.start, where.stop), plugins))
     return pattern
 
 

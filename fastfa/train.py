@@ -73,10 +73,11 @@ class Trainer(FeedbackMatrices):
         else:
             self.arch = Architecture((n_inputs, *config.hidden, n_outputs), config.activation, out_act, loss)
         compiled = self.rule.hidden_signal is not None or self.rule.feedback_step is not None
-        if compiled and not self.arch.is_dense:
+        if compiled and not self.arch.is_dense and self.rule.signal not in DIRECT_SIGNALS:
             raise ValueError(
-                f"rule {self.rule.name!r}: compiled plugin code runs on dense networks only, "
-                "not on a layer list"
+                f"rule {self.rule.name!r}: compiled plugin code on a layer list needs a direct signal "
+                f"({', '.join(DIRECT_SIGNALS)}), not {self.rule.signal!r}: that signal goes down through "
+                "transposed convolutions and pooling, which the engine owns"
             )
         self.dtype = np.dtype(config.dtype)
         self.plugin_signal = compiled_rules.compiled_signal(self.rule, self.dtype)
@@ -88,7 +89,7 @@ class Trainer(FeedbackMatrices):
         self.params = self.arch.init_params(self.rng, config.init, self.dtype)
         self.feedback, self.magnitude = self._init_feedback()
         if compiled and numba_config.BOUNDSCHECK:  # NUMBA_BOUNDSCHECK=1: check the plugin's indexing
-            compiled_rules.check_plugin(self.rule, self.arch.sizes, self.feedback_shapes(), self.dtype)
+            compiled_rules.check_plugin(self.rule, self.plugin_layers(), self.dtype)
         self.grads = np.zeros_like(self.params)
         self.state = np.zeros((2, self.params.size), dtype=self.dtype)
         self.step = 0
@@ -340,7 +341,8 @@ class Trainer(FeedbackMatrices):
                 loss, errors = layer_kernels.train_epoch_layers(
                     x, labels, targets, order, batch, self.params, self.feedback, magnitude, learning,
                     self.grads, self.state, self.arch.table.ltab, with_threads(self.icfg, threads),
-                    self._fcfg(), *ws.layer_buffers(sparse), ws.x, ws.t, self.step,
+                    self._fcfg(), self.plugin_signal, self.plugin_feedback_step, *ws.layer_buffers(sparse),
+                    ws.x, ws.t, self.step,
                 )  # fmt: skip
             self.step += -(-len(order) // batch)
             return loss, errors
@@ -441,7 +443,10 @@ class Trainer(FeedbackMatrices):
             with kernel_threads() as threads:
                 icfg = with_threads(icfg, threads)
                 buffers = ws.layer_buffers(sparse_marker(xb))
-                layer_kernels.backward_layers(self.params, self.feedback, ltab, icfg, xb, tb, *buffers)
+                plugin = self.plugin_signal if signal is None else None
+                layer_kernels.backward_layers(
+                    self.params, self.feedback, ltab, icfg, xb, tb, *buffers, plugin
+                )
                 first = layer_kernels.first_learning_layer(ltab, icfg)
                 layer_kernels.layer_gradients(
                     xb, ws.hidden, ws.deltas, grads, ltab, first, ws.scratch, *buffers[-2:], threads

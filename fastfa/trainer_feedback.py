@@ -78,6 +78,26 @@ class FeedbackMatrices:
                 self.params, feedback, magnitude, self.arch.table.ltab, self.icfg, step
             )
 
+    def plugin_layers(self):
+        """``(layer, n_l, n_above, n_out, b_shape)`` for every layer a compiled plugin's functions
+        are called for (:mod:`fastfa.compiled_rules`): each hidden layer of a dense network, with
+        the width of the layer above and its feedback matrix in forward orientation (``0 x 0``
+        without feedback); each layer with weights below the output of a layer list, whose
+        ``above`` is empty (``n_above`` 0) and whose ``b`` is ``D_l`` (``size_l x n_out``)."""
+        n_out = self.arch.sizes[-1]
+        if self.arch.is_dense:
+            sizes, shapes = self.arch.sizes, self.feedback_shapes()
+            return [
+                (layer, sizes[layer + 1], sizes[layer + 2], n_out, shapes[layer][::-1] if shapes else (0, 0))
+                for layer in range(self.arch.n_layers - 1)
+            ]
+        ltab = self.arch.table.ltab
+        return [
+            (layer, int(row[codes.L_OUT_SIZE]), 0, n_out, (int(row[codes.L_OUT_SIZE]), n_out))
+            for layer, row in enumerate(ltab[:-1])
+            if row[codes.L_KIND] in (codes.KIND_DENSE, codes.KIND_CONV)
+        ]
+
     def feedback_views(self, flat):
         """Paper-orientation views (:meth:`feedback_shapes`) of a flat feedback-layout buffer."""
         if not self.arch.is_dense:

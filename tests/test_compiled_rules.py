@@ -16,6 +16,7 @@ from fastfa.kernels import cpu
 from fastfa.kernels.products import NO_TRANS, TRANS, product
 from fastfa.rules import RANDOM_FEEDBACK_OPTIONS, PluginError, Rule, random_feedback
 from fastfa.train import Trainer
+from tests import naive_layers
 from tests.conftest import make_data, make_trainer
 
 SIZES = (9, 7, 6, 4)
@@ -126,7 +127,9 @@ def test_a_compiled_signal_is_refused_where_it_cannot_run():
     cfg = TrainConfig(
         layers="conv:2:3,dense:5", image_shape=(1, 6, 6), rule=plugin_rule("y", "layerwise", fa_signal)
     )
-    with pytest.raises(ValueError, match="dense networks only"):
+    with pytest.raises(
+        ValueError, match=r"^rule 'y': compiled plugin code on a layer list needs a direct signal"
+    ):
         Trainer(cfg, 36, 3)
 
 
@@ -144,7 +147,7 @@ def test_an_out_of_bounds_plugin_is_one_line_with_bounds_checking_on(monkeypatch
     rule = plugin_rule("overruns", "layerwise", overruns)
     make_trainer(SIZES, rule)  # bounds checking off: not looked at (the epoch loop would not notice)
     fine = plugin_rule("fine", "layerwise", fa_signal)
-    check_plugin(fine, SIZES, make_trainer(SIZES, fine).feedback_shapes(), "float64")  # a correct one passes
+    check_plugin(fine, make_trainer(SIZES, fine).plugin_layers(), "float64")  # a correct one passes
     # (checked before the switch: the kernels it calls compile now, without bounds checks, as cached)
     monkeypatch.setattr(numba_config, "BOUNDSCHECK", 1)
     message = r"^rule 'overruns': hidden_signal indexes outside its arrays on hidden layer 0 \(IndexError"
@@ -313,3 +316,81 @@ def test_a_device_twin_numba_cannot_compile_is_one_line():
         "rule 'untyped': hidden_signal_cuda does not compile for the GPU at plugin.py line 7 "
         "(TypingError: No implementation of function setitem)"
     )
+
+
+# ------------------------------------------------------------------ layer lists (conv networks)
+
+CONV_LAYERS = "conv:3:3,maxpool:2,dense:6"  # 1x8x8 images -> 3x6x6 -> 3x3x3 -> 6 -> 4
+
+
+def train_conv(rule, epochs=2, **config):
+    rng = np.random.default_rng(11)
+    x, y = make_data(rng, 24, (64, 4))
+    settings = dict(
+        layers=CONV_LAYERS, image_shape=(1, 8, 8), rule=rule, dtype="float64", batch_size=8, lr=0.1
+    )
+    trainer = Trainer(TrainConfig(**{**settings, "momentum": 0.9, **config}), 64, 4)
+    rows = trainer.training_rows(x, y)
+    return trainer, [trainer.train_epoch_on(rows) for _ in range(epochs)], (x, y)
+
+
+def dkp_rule():
+    from pathlib import Path
+
+    from fastfa.rules import load_plugin_file
+
+    root = Path(__file__).resolve().parents[1]
+    (rule,) = load_plugin_file(root / "examples" / "fastfa-dkp" / "src" / "fastfa_dkp" / "__init__.py")
+    return rule
+
+
+def test_a_compiled_direct_plugin_trains_a_conv_net_as_the_builtin_rule():
+    """dfa as a compiled plugin on a conv layer list (its signal reaches the conv layer's whole
+    output through ``D_l``): bit for bit built-in dfa, the metrics' gradient probe included."""
+    plugin, plugin_losses, (x, y) = train_conv(plugin_rule("dfa-compiled", "direct", dfa_signal))
+    ref, ref_losses, _ = train_conv("dfa")
+    assert plugin_losses == ref_losses
+    np.testing.assert_array_equal(plugin.params, ref.params)
+    np.testing.assert_array_equal(plugin.gradients(x, y), ref.gradients(x, y))
+    assert [layer for layer, *_ in plugin.plugin_layers()] == [0, 2]  # the conv and the hidden dense layer
+
+
+def test_direct_kolen_pollack_learns_its_conv_layers_matrix_by_the_rule():
+    """examples/fastfa-dkp on a conv net, one batch of plain SGD: the conv layer's ``D^T``
+    (``size_l x n_out`` over its flattened output) becomes ``(1 - lr wd) D^T - lr h^T e``."""
+    rng = np.random.default_rng(2)
+    x, y = make_data(rng, 8, (64, 4))
+    config = TrainConfig(
+        layers=CONV_LAYERS, image_shape=(1, 8, 8), rule=dkp_rule(), dtype="float64", batch_size=8, lr=0.1,
+        momentum=0.0, weight_decay=0.01, shuffle=False,
+    )  # fmt: skip
+    trainer = Trainer(config, 64, 4)
+    d_before = trainer.feedback_views(trainer.feedback.copy())[0].T.copy()  # D^T: 108 x 4
+    # h (the conv layer's output) and e (the output error over m) of that batch, from the naive
+    # reference before the step
+    _, labels, _ = trainer.prepare(x, y)
+    _, post = naive_layers.forward(trainer.arch.table.ltab, trainer.params, x)
+    e = (post[-1] - np.eye(4)[labels]) / 8
+    trainer.train_epoch(x, y)
+    d_after = trainer.feedback_views(trainer.feedback)[0].T
+    np.testing.assert_allclose(
+        d_after, (1 - 0.1 * 0.01) * d_before - 0.1 * post[0].T @ e, rtol=1e-10, atol=1e-12
+    )
+    assert not np.allclose(d_after, d_before)
+
+
+def test_a_plugin_on_a_conv_net_is_checked_with_bounds_checking(monkeypatch):
+    """NUMBA_BOUNDSCHECK=1 dry-runs a layer list's plugin on its conv layer's flattened shapes."""
+    from numba.core import config as numba_config
+
+    monkeypatch.setattr(numba_config, "BOUNDSCHECK", 1)
+    train_conv(dkp_rule(), epochs=1)  # a correct plugin passes the check and trains
+
+    @njit
+    def overruns(layer, e, t, above, w_above, b, h, out):
+        out[0, out.shape[1]] = 0.0
+
+    with pytest.raises(
+        PluginError, match=r"^rule 'overruns': hidden_signal indexes outside its arrays on hidden layer 0"
+    ):
+        train_conv(plugin_rule("overruns", "direct", overruns), epochs=1)

@@ -68,3 +68,17 @@ def test_another_pattern_of_optional_buffers_means_a_compile(rng, monkeypatch):
     plugin = make_trainer((7, 13, 5), plugin_rule("fa-compiled", "layerwise", fa_signal), "float64")
     assert plugin.optional_buffers()[2] is None
     assert not kernel_cache.is_cached(plugin)
+
+
+def test_the_argument_positions_name_the_epoch_kernels_parameters():
+    """OPTIONAL_ARGS and the plugin positions point at the parameters they mean in both engines."""
+    import inspect
+
+    from fastfa.kernels import cpu, layers
+
+    dense = list(inspect.signature(cpu.train_epoch.py_func).parameters)
+    table = list(inspect.signature(layers.train_epoch_layers.py_func).parameters)
+    for names in (dense, table):
+        assert names[kernel_cache.OPTIONAL_ARGS] == ["magnitude", "learning", "grads"]
+    assert dense[kernel_cache.PLUGIN_ARGS] == ["plugin", "feedback_plugin"]
+    assert table[kernel_cache.LAYER_PLUGIN_ARGS] == ["plugin", "feedback_plugin"]

@@ -69,6 +69,7 @@ def engine_gradients(table, params, feedback, bufs, x, t, icfg):
         bufs["averages"],
         bufs["sparse"],
         bufs["ops"],
+        None,
     )
     first = lk.first_learning_layer(table.ltab, icfg)
     lk.layer_gradients(
@@ -221,6 +222,8 @@ def test_training_steps_lower_the_loss_for_every_signal():
                 bufs["averages"],
                 bufs["sparse"],
                 bufs["ops"],
+                None,
+                None,
                 step,
             )
         assert ref.mean_loss(table.ltab, params, x, t) < 0.85 * before, signal
@@ -255,7 +258,8 @@ def test_kolen_pollack_feedback_receives_the_kernels_update():
     for step in range(1, 4):
         before = gaps()
         lk.train_batch_layers(
-            params, feedback, None, feedback, grads, state, table.ltab, icfg, fcfg, x, t, *bufs.values(), step
-        )
+            params, feedback, None, feedback, grads, state, table.ltab, icfg, fcfg, x, t, *bufs.values(),
+            None, None, step,
+        )  # fmt: skip
         for old, new in zip(before, gaps()):
             np.testing.assert_allclose(new, (1 - 0.05 * 0.01) * old, rtol=1e-12, atol=1e-14)

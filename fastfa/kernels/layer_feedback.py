@@ -1,5 +1,6 @@
 """Feedback that changes in training, for layer-table networks (CPU kernels): sign-concordant
-refresh, Kolen-Pollack and the weight mirror, kernel by kernel (:mod:`fastfa.kernels.layers`).
+refresh, Kolen-Pollack and the weight mirror, kernel by kernel (:mod:`fastfa.kernels.layers`),
+and a compiled plugin's feedback step on direct feedback matrices.
 """
 
 import math
@@ -12,9 +13,11 @@ from fastfa.kernels.base import (
 from fastfa.kernels.codes import (
     DYNAMICS_SIGN,
     DYNAMICS_SIGN_REDRAW,
+    F_LR,
     F_MIRROR_DECAY,
     F_MIRROR_LR,
     F_MIRROR_NOISE,
+    F_WEIGHT_DECAY,
     I_DYNAMICS,
     I_SEED,
     I_SIGNAL,
@@ -37,6 +40,8 @@ from fastfa.kernels.layer_table import (
     as_input_images,
     conv_kernel,
     dense_matrix,
+    direct_matrix,
+    has_params,
     output_images,
     output_rows,
     weight_count,
@@ -71,6 +76,23 @@ def refresh_layer_feedback(params, feedback, magnitude, ltab, icfg, step):
             if dynamics == DYNAMICS_SIGN_REDRAW:
                 v *= counter_uniform(seed, step, start + i)
             feedback[start + i] = v
+
+
+@kernel
+def plugin_layer_feedback_step(step_fn, phase, feedback, ltab, icfg, fcfg, step, m, hidden, deltas):
+    """A compiled plugin's ``feedback_step`` (:mod:`fastfa.compiled_rules`) for every layer with
+    weights below the output of a layer-table network (direct feedback: ``b`` is the layer's
+    ``D_l``, ``size x n_out``; ``above`` and ``w_above`` are empty ``0 x 0`` matrices here):
+    ``phase`` 0 before the parameter update, 1 after it."""
+    last = ltab.shape[0] - 1
+    e = output_rows(deltas, ltab, last, m)
+    empty = feedback[:0].reshape((0, 0))
+    for layer in range(last):
+        if has_params(ltab, layer):
+            step_fn(
+                phase, layer, step, icfg[I_SEED], fcfg[F_LR], fcfg[F_WEIGHT_DECAY], e, empty,
+                output_rows(hidden, ltab, layer, m), empty, direct_matrix(feedback, ltab, layer, e.shape[1]),
+            )  # fmt: skip
 
 
 @kernel

@@ -88,6 +88,7 @@ from fastfa.kernels.elementwise import (
 )
 from fastfa.kernels.layer_feedback import (
     mirror_layer_feedback,
+    plugin_layer_feedback_step,
     refresh_layer_feedback,
     shift_layer_feedback,
 )
@@ -240,10 +241,15 @@ def send_down(
 
 @kernel
 def backward_layers(
-    params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace, averages, sparse, ops
-):
+    params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace, averages, sparse, ops,
+    plugin,
+):  # fmt: skip
     """Forward pass, output error and the rule's signal ``delta_l`` at every layer that learns.
 
+    ``plugin``, when not None, is a compiled plugin's hidden signal (:mod:`fastfa.compiled_rules`)
+    for a rule with a direct signal: it replaces the built-in one at every layer with weights
+    below the output, called with the layer's index in the table, ``b = D_l`` and empty
+    ``above`` and ``w_above``; None (the built-in rules) leaves it out of the compile.
     Returns ``(summed loss, error count)`` of the forward pass.
     """
     m = x.shape[0]
@@ -271,7 +277,10 @@ def backward_layers(
             continue
         delta = output_rows(deltas, ltab, layer, m)
         d = direct_matrix(feedback, ltab, layer, n_out)
-        if signal == SIGNAL_DIRECT:
+        if plugin is not None:  # None for the built-in rules: then not compiled
+            empty = feedback[:0].reshape((0, 0))
+            plugin(layer, e, t, empty, empty, d, output_rows(hidden, ltab, layer, m), delta)
+        elif signal == SIGNAL_DIRECT:
             product(1.0, e, NO_TRANS, d, TRANS, 0.0, delta, threads)
         elif signal == SIGNAL_DIRECT_SIGN:
             product(1.0 / m, np.sign(e), NO_TRANS, d, TRANS, 0.0, delta, threads)
@@ -372,21 +381,27 @@ def train_batch_layers(
     averages,
     sparse,
     ops,
+    plugin,
+    feedback_plugin,
     step,
 ):
     """One training step on batch ``(x, t)``: refresh feedback, signals, gradients, update.
 
     ``magnitude`` (``|B0|``, sign-concordant feedback) and ``learning`` (``feedback`` again, for
     feedback that learns: kp, wm) are None where the rule cannot use them, and numba then leaves
-    the refresh and the feedback's learning step out of the compile.
+    the refresh and the feedback's learning step out of the compile. ``plugin`` and
+    ``feedback_plugin`` are a compiled plugin's hidden signal and feedback step
+    (:func:`backward_layers`, :func:`~fastfa.kernels.layer_feedback.plugin_layer_feedback_step`),
+    None for the built-in rules.
 
     Returns ``(summed loss, error count)`` measured before the update.
     """
     if magnitude is not None:  # None without sign-concordant feedback: not compiled then
         refresh_layer_feedback(params, feedback, magnitude, ltab, icfg, step)
     loss, errors = backward_layers(
-        params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace, averages, sparse, ops
-    )
+        params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace, averages, sparse, ops,
+        plugin,
+    )  # fmt: skip
     first = first_learning_layer(ltab, icfg)
     threads = icfg[I_THREADS]
     layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, sparse, ops, threads)
@@ -394,7 +409,15 @@ def train_batch_layers(
     kolen_pollack = learning is not None and dynamics == DYNAMICS_KOLEN_POLLACK
     if kolen_pollack:
         shift_layer_feedback(params, learning, ltab, 1.0, -1.0)
+    if feedback_plugin is not None:
+        plugin_layer_feedback_step(
+            feedback_plugin, 0, feedback, ltab, icfg, fcfg, step, x.shape[0], hidden, deltas
+        )
     update_layers(params, grads, state, ltab, icfg, fcfg, step)
+    if feedback_plugin is not None:
+        plugin_layer_feedback_step(
+            feedback_plugin, 1, feedback, ltab, icfg, fcfg, step, x.shape[0], hidden, deltas
+        )
     if kolen_pollack:
         shift_layer_feedback(params, learning, ltab, 1.0 - fcfg[F_LR] * fcfg[F_WEIGHT_DECAY], 1.0)
     elif learning is not None and dynamics == DYNAMICS_MIRROR:
@@ -433,6 +456,8 @@ def train_epoch_layers(
     ltab,
     icfg,
     fcfg,
+    plugin,
+    feedback_plugin,
     hidden,
     deltas,
     indices,
@@ -449,6 +474,7 @@ def train_epoch_layers(
 
     As :func:`fastfa.kernels.cpu.train_epoch`: ``step`` counts the updates made before
     this call; returns ``(summed loss, error count)``, each batch measured before its update.
+    ``plugin`` and ``feedback_plugin``: as :func:`train_batch_layers` takes them.
     """
     n_in = ltab[0, L_IN_SIZE]
     n_out = ltab[ltab.shape[0] - 1, L_OUT_SIZE]
@@ -479,6 +505,8 @@ def train_epoch_layers(
             averages,
             sparse,
             ops,
+            plugin,
+            feedback_plugin,
             step,
         )
         total_loss += loss
