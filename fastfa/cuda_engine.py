@@ -133,6 +133,11 @@ class DeviceEngine:
         self.kolen_pollack = self.dynamics == codes.DYNAMICS_KOLEN_POLLACK
         self.sign_feedback = self.dynamics in (codes.DYNAMICS_SIGN, codes.DYNAMICS_SIGN_REDRAW)
         self.mirror = self.dynamics == codes.DYNAMICS_MIRROR
+        #: a compiled plugin's device twins (:mod:`fastfa.compiled_rules`), None for the built-in rules
+        self.plugin_signal = trainer.rule.hidden_signal_cuda
+        self.plugin_feedback_step = trainer.rule.feedback_step_cuda
+        if self.plugin_signal is not None or self.plugin_feedback_step is not None:
+            self._empty = cuda.to_device(np.zeros((0, 0), dtype=np.float32))  # a plugin's absent matrices
         #: whether training changes the feedback (learned, following the weights, or a plugin's step)
         self.feedback_changes = (
             self.dynamics != codes.DYNAMICS_FIXED or trainer.rule.feedback_step is not None
@@ -140,6 +145,16 @@ class DeviceEngine:
         self.adam = trainer.config.optimizer == "adam"
         self._chunks, self._chunks_of = OrderedDict(), None  # (start, stop) -> DeviceRows of a split
         self._gathered = None  # the (x, t) rows of the current call, reused while large enough
+
+    def _run_plugin(self, hook, layer, launch, *args):
+        """``launch(*args)``, a plugin's device function failing as one line naming the rule
+        (:func:`fastfa.compiled_rules.device_failure`); the host's parameters are untouched."""
+        try:
+            launch(*args)
+        except Exception as exc:
+            from fastfa.compiled_rules import device_failure
+
+            raise device_failure(self.trainer.rule, hook, layer, exc) from None
 
     def _views(self, params, feedback, state, m):
         """The subclass's views of the device buffers for a batch of ``m`` rows."""
@@ -344,11 +359,8 @@ class CudaEngine(DeviceEngine):
         mode = mode or os.environ.get("FASTFA_CUDA_MODE", "fused")
         if mode not in MODES:
             raise ValueError(f"cuda mode must be one of {', '.join(MODES)}, got {mode!r}")
-        rule = trainer.rule
-        self.plugin_signal, self.plugin_feedback_step = rule.hidden_signal_cuda, rule.feedback_step_cuda
         if self.plugin_signal is not None or self.plugin_feedback_step is not None:
             mode = "kernels"  # a plugin's device functions run in kernels of their own
-            self._no_feedback = self.cuda.to_device(np.zeros((0, 0), dtype=np.float32))
         self.mode = mode
         self._layout = None  # device offset arrays of the fused kernel, made on first use
 
@@ -446,7 +458,7 @@ class CudaEngine(DeviceEngine):
                 if self.plugin_signal is not None:
                     from fastfa.kernels import cuda_plugins
 
-                    b = fb[layer] if fb is not None else self._no_feedback
+                    b = fb[layer] if fb is not None else self._empty
                     self._run_plugin(
                         "hidden_signal_cuda", layer, cuda_plugins.hidden_signal, self.plugin_signal, layer,
                         e, t, deltas[layer + 1], weights[layer + 1], b, hidden[layer], delta,
@@ -491,16 +503,6 @@ class CudaEngine(DeviceEngine):
                 layer, int(step), seed, float(lr), float(decay), deltas[-1], deltas[layer + 1],
                 v["hidden"][layer], v["weights"][layer + 1], v["feedback"][layer],
             )  # fmt: skip
-
-    def _run_plugin(self, hook, layer, launch, *args):
-        """``launch(*args)``, a plugin's device function failing as one line naming the rule
-        (:func:`fastfa.compiled_rules.device_failure`); the host's parameters are untouched."""
-        try:
-            launch(*args)
-        except Exception as exc:
-            from fastfa.compiled_rules import device_failure
-
-            raise device_failure(self.trainer.rule, hook, layer, exc) from None
 
     def _mirror_feedback(self, v, m, step):
         """The weight mirror after update ``step`` of an ``m``-row batch (the CPU engine's

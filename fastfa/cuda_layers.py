@@ -178,7 +178,9 @@ class CudaLayerEngine(DeviceEngine):
                 self._gradients(layers[i], inputs[i])
         if self.kolen_pollack:  # K <- K - W now and K <- (1 - lr decay) K + W_new after: K gets W's step
             self._shift_feedback(v["kp_pairs"], 1.0, -1.0)
+        self._plugin_feedback_step(layers, 0, step, lr, decay)
         self._optimise(v["updates"], lr, mu, decay, nesterov, step)
+        self._plugin_feedback_step(layers, 1, step, lr, decay)
         if self.kolen_pollack:
             self._shift_feedback(v["kp_pairs"], 1.0 - lr * decay, 1.0)
         elif self.mirror:
@@ -230,10 +232,35 @@ class CudaLayerEngine(DeviceEngine):
             source, alpha = t, -1.0 / m
         else:
             source, alpha = e, 1.0
-        for v in hidden:
-            if v.params:
+        for layer, v in enumerate(hidden):
+            if not v.params:
+                continue
+            if self.plugin_signal is not None:  # a compiled plugin's device twin (direct signals only)
+                from fastfa.kernels import cuda_plugins
+
+                self._run_plugin(
+                    "hidden_signal_cuda", layer, cuda_plugins.hidden_signal, self.plugin_signal, layer, e, t,
+                    self._empty, self._empty, v.fb_mat, v.h, v.d,
+                )  # fmt: skip
+            else:
                 k.gemm(alpha, source, False, v.fb_mat, True, 0.0, v.d)
-                k.launch_1d(k.derivative_kernel, v.d.size, v.d, v.h, v.act)
+            k.launch_1d(k.derivative_kernel, v.d.size, v.d, v.h, v.act)
+
+    def _plugin_feedback_step(self, layers, phase, step, lr, decay):
+        """A compiled plugin's ``feedback_step_cuda`` on every direct matrix ``D_l`` (as
+        :func:`fastfa.kernels.layer_feedback.plugin_layer_feedback_step` on the CPU)."""
+        if self.plugin_feedback_step is None:
+            return
+        from fastfa.kernels import cuda_plugins
+
+        e, seed = layers[-1].d, int(self.trainer.config.seed)
+        for layer, v in enumerate(layers[:-1]):
+            if v.params:
+                self._run_plugin(
+                    "feedback_step_cuda", layer, cuda_plugins.feedback_step, self.plugin_feedback_step, phase,
+                    layer, int(step), seed, float(lr), float(decay), e, self._empty, v.h, self._empty,
+                    v.fb_mat,
+                )  # fmt: skip
 
     def _gradients(self, v, h_in):
         """Layer ``v``'s weight and bias gradients from its input rows ``h_in``: ``h_in^T delta``

@@ -394,3 +394,38 @@ def test_a_plugin_on_a_conv_net_is_checked_with_bounds_checking(monkeypatch):
         PluginError, match=r"^rule 'overruns': hidden_signal indexes outside its arrays on hidden layer 0"
     ):
         train_conv(plugin_rule("overruns", "direct", overruns), epochs=1)
+
+
+@pytest.mark.cuda
+def test_device_twins_on_a_conv_net_train_as_the_builtin_rule_on_cuda():
+    """dfa with its device twin on a conv layer list, on the CUDA layer engine: bit for bit
+    built-in dfa there; dkp's twins match the CPU engine on the same net (float32 rounding)."""
+    from fastfa.kernels import cuda as cuda_kernels
+    from tests.conftest import assert_close
+
+    if not cuda_kernels.available():
+        pytest.skip("no CUDA GPU or simulator")
+    dfa = dataclasses.replace(
+        plugin_rule("dfa-compiled", "direct", dfa_signal),
+        devices=("cpu", "cuda"),
+        hidden_signal_cuda=dfa_signal_cuda,
+    )
+    x, y = make_data(np.random.default_rng(5), 8, (36, 3))
+    x = x.astype(np.float32)
+    settings = dict(
+        layers="conv:2:3,maxpool:2,dense:5", image_shape=(1, 6, 6), batch_size=4, lr=0.1, momentum=0.9,
+        weight_decay=0.01, seed=3,
+    )  # fmt: skip
+    trained = {}
+    for name, rule, device in (("dfa", "dfa", "cuda"), ("plugin", dfa, "cuda"), ("dkp", dkp_rule(), "cuda"),
+                               ("dkp-cpu", dkp_rule(), "cpu")):  # fmt: skip
+        trainer = Trainer(TrainConfig(rule=rule, **settings), 36, 3)
+        if device == "cuda":
+            trainer.use_device("cuda")
+        trained[name] = (trainer, trainer.train_epoch(x, y))
+    (ref, ref_result), (plugin, plugin_result) = trained["dfa"], trained["plugin"]
+    assert plugin_result == ref_result
+    np.testing.assert_array_equal(plugin.params, ref.params)
+    (gpu, _), (cpu_trainer, _) = trained["dkp"], trained["dkp-cpu"]
+    assert_close(gpu.params, cpu_trainer.params.astype(np.float64), "float32")
+    assert_close(gpu.feedback, cpu_trainer.feedback.astype(np.float64), "float32")
