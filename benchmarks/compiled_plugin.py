@@ -13,6 +13,11 @@ SGD, momentum 0.9 and weight decay 1e-3, at batch 32 and 128:
 Each contender trains ``--epochs`` epochs after one untimed epoch (compilation), the contenders
 taking turns epoch by epoch so that a noisy machine slows them alike; the best epoch counts.
 Prints samples/s and each one's ratio to the built-in rule.
+
+``--startup`` instead times ``fastfa train --epochs 1 --weight-decay 1e-3`` on the bundled
+digits with a cold numba cache and warm (:func:`benchmarks.timing.cold_and_warm_seconds`), for
+the one-file plugin (``--plugin examples/compiled_kp.py --rule kp-compiled``) and the built-in
+``kp``, in turn.
 """
 
 from __future__ import annotations
@@ -69,7 +74,11 @@ def main(argv=None):
     parser.add_argument("--rows", type=int, default=20000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batches", default="32,128")
+    parser.add_argument("--startup", action="store_true", help="time a run's cold and warm start instead")
     args = parser.parse_args(argv)
+    if args.startup:
+        startup()
+        return
     x, y, source = load_mnist(args.rows)
     (compiled,) = load_plugin_file(EXAMPLE)
     print(f"Kolen-Pollack on {source}, 784-1000-10, {len(x)} rows, SGD momentum 0.9, weight decay 1e-3")
@@ -89,6 +98,26 @@ def main(argv=None):
             print(f"{batch:>5}  {name:<12} {len(x) / seconds:>10,.0f}  {best['kp'] / seconds:.3f}x")
         spread = np.abs(trainers["kp"].params - trainers["kp-compiled"].params).max()
         print(f"       largest |difference| of kp and kp-compiled's weights: {spread:.3g}")
+
+
+def startup(rounds=2):
+    """Cold and warm wall seconds of one epoch on the digits: the one-file plugin and built-in kp."""
+    import sys
+
+    from benchmarks.timing import cold_and_warm_seconds
+
+    base = [sys.executable, "-m", "fastfa", "train", "--epochs", "1", "--weight-decay", "1e-3", "-q"]
+    commands = {
+        "kp-compiled (--plugin file)": ["--plugin", str(EXAMPLE), "--rule", "kp-compiled"],
+        "kp (built-in)": ["--rule", "kp"],
+    }
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as out:
+        for _ in range(rounds):
+            for name, extra in commands.items():
+                cold, warm = cold_and_warm_seconds(base + extra + ["-o", f"{out}/run.h5", "--overwrite"])
+                print(f"{name:<28} cold {cold:6.1f} s   warm {warm:5.2f} s")
 
 
 if __name__ == "__main__":

@@ -19,13 +19,13 @@ from fastfa.kernels.products import NO_TRANS, TRANS, product
 from fastfa.rules import RANDOM_FEEDBACK_OPTIONS, Rule, random_feedback
 
 
-@njit
+@njit(cache=True)
 def feedback_alignment(layer, e, t, above, w_above, b, h, out):
     """``out = above @ b.T``: the signal of the layer above through ``B`` (``b`` is ``B^T``)."""
     product(1.0, above, NO_TRANS, b, TRANS, 0.0, out, 1)
 
 
-@njit
+@njit(cache=True)
 def kolen_pollack(phase, layer, step, seed, lr, decay, e, above, h, w_above, b):
     """``b <- b - w_above`` before the update (phase 0), ``b <- (1 - lr decay) b + w_above`` after."""
     keep = 1.0 if phase == 0 else 1.0 - lr * decay

@@ -163,22 +163,36 @@ def _compile_error(exc):
     )
 
 
+def _cached_njit(func):
+    """``func`` (a plain Python function) as an ``@njit(cache=True)`` dispatcher, one per process."""
+    key = (func, "njit")
+    if key not in _compiled:
+        from numba import njit
+
+        _compiled[key] = njit(cache=True)(func)
+    return _compiled[key]
+
+
 def check_plugin(rule, layers, dtype, rows=2):
     """Run ``rule``'s compiled functions once for each of ``layers``, on small arrays of the
     contract's shapes, compiled with numba's bounds checking.
 
     A ``cfunc`` cannot raise into the epoch loop (numba prints the exception and carries on), so
-    this is where a function that reads or writes outside its arrays, or raises otherwise, is
-    caught: :class:`~fastfa.rules.PluginError`, one line naming the rule, the function and the
-    layer. The trainer runs it when numba's bounds checking is on (``NUMBA_BOUNDSCHECK=1``, the
-    way to check a new plugin once): it compiles the functions a second time, which a run with a
-    warm cache should not pay for. ``layers`` holds ``(layer, n_l, n_above, n_out, b_shape)``
+    this is where a function that raises (a product of shapes that do not chain, for one) is
+    caught, and with numba's bounds checking on (``NUMBA_BOUNDSCHECK=1``, the way to check a new
+    plugin once) also one that reads or writes outside its arrays:
+    :class:`~fastfa.rules.PluginError`, one line naming the rule, the function and the layer. The
+    trainer runs it before every run. It calls the rule's own ``@njit`` function (an
+    ``@njit(cache=True)`` one loads from numba's cache; a plain function is compiled with
+    ``cache=True``); with bounds checking on, a bounds-checked copy compiled for this check
+    alone. ``layers`` holds ``(layer, n_l, n_above, n_out, b_shape)``
     for every layer the engine calls the functions for
     (:meth:`fastfa.train.Trainer.plugin_layers`; ``n_above`` 0 where ``above`` and ``w_above``
     are empty, ``b_shape`` the feedback matrix's shape as the functions see it); the arrays hold
     values drawn from a fixed seed.
     """
     from numba import njit
+    from numba.core import config as numba_config
 
     from fastfa.rules import PluginError
 
@@ -191,7 +205,11 @@ def check_plugin(rule, layers, dtype, rows=2):
         func = getattr(rule, hook)
         if func is None:
             continue
-        checked = njit(boundscheck=True)(getattr(func, "py_func", func))
+        python = getattr(func, "py_func", func)
+        if numba_config.BOUNDSCHECK:
+            checked = njit(boundscheck=True)(python)
+        else:
+            checked = func if hasattr(func, "py_func") else _cached_njit(func)
         for layer, n_l, n_above, n_out, b_shape in layers:
             e, t, above, h = array(rows, n_out), array(rows, n_out), array(rows, n_above), array(rows, n_l)
             w_above = array(n_l, n_above) if n_above else array(0, 0)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import weakref
 
 import numpy as np
-from numba.core import config as numba_config
 
 from fastfa import compiled_rules, standardize
 from fastfa.config import TrainConfig
@@ -88,7 +87,7 @@ class Trainer(FeedbackMatrices):
         self.rng = np.random.default_rng(config.seed)
         self.params = self.arch.init_params(self.rng, config.init, self.dtype)
         self.feedback, self.magnitude = self._init_feedback()
-        if compiled and numba_config.BOUNDSCHECK:  # NUMBA_BOUNDSCHECK=1: check the plugin's indexing
+        if compiled:  # a dry run; with NUMBA_BOUNDSCHECK=1 also of the plugin's indexing
             compiled_rules.check_plugin(self.rule, self.plugin_layers(), self.dtype)
         self.grads = np.zeros_like(self.params)
         self.state = np.zeros((2, self.params.size), dtype=self.dtype)

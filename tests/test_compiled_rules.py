@@ -429,3 +429,19 @@ def test_device_twins_on_a_conv_net_train_as_the_builtin_rule_on_cuda():
     (gpu, _), (cpu_trainer, _) = trained["dkp"], trained["dkp-cpu"]
     assert_close(gpu.params, cpu_trainer.params.astype(np.float64), "float32")
     assert_close(gpu.feedback, cpu_trainer.feedback.astype(np.float64), "float32")
+
+
+def test_a_plugin_whose_product_does_not_chain_is_one_line_before_training():
+    """A hidden signal multiplying matrices whose shapes do not chain: BLAS alone would only print
+    a complaint and train on garbage; the dry run before training makes it one line."""
+
+    @njit
+    def untransposed(layer, e, t, above, w_above, b, h, out):
+        product(1.0, above, NO_TRANS, b, NO_TRANS, 0.0, out, 1)  # b is n_l x n_src: needs TRANS
+
+    message = (
+        r"^rule 'wrong-shape': hidden_signal raised on hidden layer 0 "
+        r"\(ValueError: product: the shapes of op\(a\), op\(b\) and c do not chain\)$"
+    )
+    with pytest.raises(PluginError, match=message):
+        make_trainer(SIZES, plugin_rule("wrong-shape", "layerwise", untransposed))

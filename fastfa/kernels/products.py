@@ -19,9 +19,14 @@ NO_TRANS = np.bool_(False)
 @parallel_kernel
 def product(alpha, a, trans_a, b, trans_b, beta, c, threads):
     """``c <- alpha op(a) op(b) + beta c`` (BLAS :func:`gemm`), the columns of ``c`` split over
-    threads; ``trans_*``: :data:`TRANS` or :data:`NO_TRANS`."""
+    threads; ``trans_*``: :data:`TRANS` or :data:`NO_TRANS`. Raises ``ValueError`` when the
+    shapes do not chain (BLAS would only print a complaint and leave ``c`` as it was)."""
     rows, cols = c.shape
     depth = a.shape[0] if trans_a else a.shape[1]
+    a_rows = a.shape[1] if trans_a else a.shape[0]
+    b_depth, b_cols = (b.shape[1], b.shape[0]) if trans_b else (b.shape[0], b.shape[1])
+    if a_rows != rows or b_cols != cols or b_depth != depth:
+        raise ValueError("product: the shapes of op(a), op(b) and c do not chain")
     parts = parts_for(threads, rows * cols * depth, GEMM_GRAIN, cols)
     if parts == 1:
         gemm(alpha, a, trans_a, b, trans_b, beta, c)

@@ -31,13 +31,13 @@ from fastfa.kernels.products import NO_TRANS, TRANS, product
 from fastfa.rules import RANDOM_FEEDBACK_OPTIONS, Rule, random_feedback
 
 
-@njit
+@njit(cache=True)
 def direct_signal(layer, e, t, above, w_above, b, h, out):
     """``out = e D_l`` (``b`` holds ``D_l^T``, ``n_l x n_out``); fastfa applies ``f'(a_l)``."""
     product(1.0, e, NO_TRANS, b, TRANS, 0.0, out, 1)
 
 
-@njit
+@njit(cache=True)
 def direct_kolen_pollack(phase, layer, step, seed, lr, decay, e, above, h, w_above, b):
     """After each update (``phase`` 1): ``D_l^T <- (1 - lr decay) D_l^T - lr h_l^T e``."""
     if phase == 1:
