@@ -68,8 +68,11 @@ class TrainConfig:
     init : str or float
         Weight initialiser (:func:`fastfa.network.init_matrix`).
     optimizer : str
-        ``sgd`` (with ``momentum``, ``nesterov``) or ``adam`` (``beta1``,
-        ``beta2``, ``epsilon``).
+        ``sgd`` (with ``momentum``, ``nesterov``), ``adam`` (``beta1``,
+        ``beta2``, ``epsilon``), or ``manhattan``: Batch Manhattan (Liao, Leibo and
+        Poggio 2016), SGD on the sign of each entry of the batch gradient, with
+        ``momentum`` and ``nesterov`` as for SGD and the weight decay added after the
+        sign (``v <- mu v + sign(g) + decay w``, ``w <- w - lr v``).
     lr : float
         Initial learning rate; ``schedule`` (constant, step, multistep, cosine) with
         ``step_size``, ``milestones``, ``gamma`` and ``lr_min`` changes it per epoch

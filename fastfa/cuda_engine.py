@@ -20,9 +20,9 @@ layerwise feedback with Kolen-Pollack, sign-concordant (``sign``, ``sign-redraw`
 mirror dynamics;
 hidden activations tanh, logistic, relu, identity; every output and loss of the CPU engine
 (softmax or logistic with cross-entropy, any activation with squared error; classification
-or regression); SGD with momentum (heavy ball or Nesterov) or Adam, with weight decay; float32;
-for layer lists also conv, max-pool and average-pool layers. Anything else is refused with a
-one-line error (:func:`check_supported`).
+or regression); SGD with momentum (heavy ball or Nesterov), Adam or Batch Manhattan (one launch
+per operation), with weight decay; float32; for layer lists also conv, max-pool and average-pool
+layers. Anything else is refused with a one-line error (:func:`check_supported`).
 """
 
 from __future__ import annotations
@@ -143,6 +143,7 @@ class DeviceEngine:
             self.dynamics != codes.DYNAMICS_FIXED or trainer.rule.feedback_step is not None
         )
         self.adam = trainer.config.optimizer == "adam"
+        self.manhattan = trainer.config.optimizer == "manhattan"
         self._chunks, self._chunks_of = OrderedDict(), None  # (start, stop) -> DeviceRows of a split
         self._gathered = None  # the (x, t) rows of the current call, reused while large enough
 
@@ -198,7 +199,7 @@ class DeviceEngine:
         return sign_e
 
     def _optimise(self, updates, lr, mu, decay, nesterov, step):
-        """Update ``step`` (from 1) of SGD (heavy ball or Nesterov) or Adam on the ranges of
+        """Update ``step`` (from 1) of SGD (heavy ball or Nesterov), Adam or Batch Manhattan on the ranges of
         :meth:`_update_ranges`, with weight decay ``decay`` where a range decays."""
         k, c = self.k, self.trainer.config
         rate = k.adam_rate(lr, c.beta1, c.beta2, step) if self.adam else lr
@@ -206,6 +207,8 @@ class DeviceEngine:
             d = decay if decays else 0.0
             if self.adam:
                 k.launch_1d(k.adam_kernel, w.size, w, g, first, second, rate, c.beta1, c.beta2, c.epsilon, d)
+            elif self.manhattan:
+                k.launch_1d(k.manhattan_kernel, w.size, w, g, first, lr, mu, d, nesterov)
             else:
                 k.launch_1d(k.sgd_kernel, w.size, w, g, first, lr, mu, d, nesterov)
 
@@ -359,8 +362,8 @@ class CudaEngine(DeviceEngine):
         mode = mode or os.environ.get("FASTFA_CUDA_MODE", "fused")
         if mode not in MODES:
             raise ValueError(f"cuda mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if self.plugin_signal is not None or self.plugin_feedback_step is not None:
-            mode = "kernels"  # a plugin's device functions run in kernels of their own
+        if self.plugin_signal is not None or self.plugin_feedback_step is not None or self.manhattan:
+            mode = "kernels"  # a plugin's device functions, and Batch Manhattan, run in kernels of their own
         self.mode = mode
         self._layout = None  # device offset arrays of the fused kernel, made on first use
 

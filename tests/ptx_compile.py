@@ -42,6 +42,7 @@ def kernel_signatures():
         "column_sum_kernel": (rows, vector),
         "sgd_kernel": (vector, vector, vector, f, f, f, b),
         "adam_kernel": (vector,) * 4 + (f,) * 5,
+        "manhattan_kernel": (vector, vector, vector, f, f, f, b),
         "accumulate_kernel": (flat, codes, i, flat),
         "gather_rows_kernel": (rows, offsets, rows),
         "sign_feedback_kernel": (flat,) * 3 + (i,) * 6,

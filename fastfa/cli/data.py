@@ -131,27 +131,42 @@ def data():
     Examples:
       fastfa data mnist ./mnist -o mnist.h5
       fastfa data mnist ./mnist -o mnist32.h5 --pad 32
+      fastfa data fashion-mnist ./fashion -o fashion.h5
+      fastfa data cifar10 cifar-10-python.tar.gz -o cifar10.h5
       fastfa data csv iris.csv -o iris.h5 --test-fraction 0.3
       fastfa data teacher --kind nonlinear -o teacher.h5
     """
 
 
+def image_options(command):
+    """``--images`` and ``--pad`` of the IDX converters."""
+    command = click.option(
+        "--pad",
+        type=int,
+        default=None,
+        metavar="SIZE",
+        help="Pad every image with zeros to SIZE x SIZE, centred (32: 2 pixels each side, "
+        "as LeNet expects); implies --images.",
+    )(command)
+    return click.option(
+        "--images",
+        is_flag=True,
+        help="Store x as images, N x 1 x 28 x 28, for convolutional networks [default: rows of 784].",
+    )(command)
+
+
+def _convert_idx(directory, out, overwrite, images, pad, name, source, default_name, default_source):
+    from fastfa import datasets
+
+    kwargs = {"name": name or default_name, "overwrite": overwrite, "images": images, "pad": pad}
+    kwargs["source"] = default_source if source is None else source
+    _summary(datasets.convert_mnist(directory, out, **kwargs))
+
+
 @data.command(context_settings=CONTEXT)
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @output_option
-@click.option(
-    "--images",
-    is_flag=True,
-    help="Store x as images, N x 1 x 28 x 28, for convolutional networks [default: rows of 784].",
-)
-@click.option(
-    "--pad",
-    type=int,
-    default=None,
-    metavar="SIZE",
-    help="Pad every image with zeros to SIZE x SIZE, centred (32: 2 pixels each side, "
-    "as LeNet expects); implies --images.",
-)
+@image_options
 @name_option("mnist")
 @source_option
 @_friendly_errors
@@ -163,20 +178,102 @@ def mnist(directory, out, overwrite, images, pad, name, source):
     distributed), checks magic numbers and sizes, and stores 60000 training
     and 10000 test images as uint8 rows of 784 pixels with x_scale = 1/255;
     with --images as 1x28x28 images, with --pad 32 as 1x32x32 images.
-    Files in the same format (Fashion-MNIST, KMNIST) work too: give --name and
-    --source.
+    Files in the same format (KMNIST) work too: give --name and --source.
 
     \b
     Examples:
       fastfa data mnist ~/data/mnist -o mnist.h5
       fastfa data mnist ~/data/mnist -o mnist32.h5 --pad 32
     """
+    from fastfa.datasets import MNIST_SOURCE
+
+    _convert_idx(directory, out, overwrite, images, pad, name, source, "mnist", MNIST_SOURCE)
+
+
+@data.command("fashion-mnist", context_settings=CONTEXT)
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@output_option
+@image_options
+@name_option("fashion-mnist")
+@source_option
+@_friendly_errors
+def fashion_mnist(directory, out, overwrite, images, pad, name, source):
+    """Convert the four Fashion-MNIST IDX files in DIRECTORY.
+
+    The files have MNIST's names and format (train-images-idx3-ubyte.gz and the
+    three others, as Zalando distributes them) and are checked and stored as
+    `fastfa data mnist` does: 60000 training and 10000 test images of 28 x 28
+    clothing items in 10 classes.
+
+    \b
+    Examples:
+      fastfa data fashion-mnist ~/data/fashion -o fashion.h5
+      fastfa data fashion-mnist ~/data/fashion -o fashion32.h5 --pad 32
+    """
+    from fastfa.datasets import FASHION_MNIST_SOURCE
+
+    _convert_idx(directory, out, overwrite, images, pad, name, source, "fashion-mnist", FASHION_MNIST_SOURCE)
+
+
+def _convert_cifar(path, out, overwrite, name, source, variant, labels="fine"):
     from fastfa import datasets
 
-    kwargs = {"name": name or "mnist", "overwrite": overwrite, "images": images, "pad": pad}
-    if source is not None:
-        kwargs["source"] = source
-    _summary(datasets.convert_mnist(directory, out, **kwargs))
+    _summary(
+        datasets.convert_cifar(
+            path, out, variant=variant, labels=labels, name=name, source=source, overwrite=overwrite
+        )
+    )
+
+
+@data.command(context_settings=CONTEXT)
+@click.argument("path", type=click.Path(exists=True))
+@output_option
+@name_option("cifar10")
+@source_option
+@_friendly_errors
+def cifar10(path, out, overwrite, name, source):
+    """Convert CIFAR-10's Python batches: the archive or its folder.
+
+    PATH is cifar-10-python.tar.gz as distributed, or the folder it extracts
+    to (cifar-10-batches-py). Reads data_batch_1 to data_batch_5, test_batch and
+    batches.meta (safely: the pickles may only build numpy arrays), checks each
+    batch's layout and counts, and stores 50000 training and 10000 test images
+    as uint8 N x 3 x 32 x 32 with x_scale = 1/255 and the class names.
+
+    \b
+    Examples:
+      fastfa data cifar10 ~/data/cifar-10-python.tar.gz -o cifar10.h5
+      fastfa train cifar10.h5 --model lenet-cifar --standardize channel
+    """
+    _convert_cifar(path, out, overwrite, name, source, "cifar10")
+
+
+@data.command(context_settings=CONTEXT)
+@click.argument("path", type=click.Path(exists=True))
+@output_option
+@click.option(
+    "--labels",
+    type=click.Choice(["fine", "coarse"]),
+    default="fine",
+    show_default=True,
+    help="The 100 fine classes or the 20 superclasses.",
+)
+@name_option("cifar100, or cifar100-coarse")
+@source_option
+@_friendly_errors
+def cifar100(path, out, overwrite, labels, name, source):
+    """Convert CIFAR-100's Python batches: the archive or its folder.
+
+    PATH is cifar-100-python.tar.gz as distributed, or the folder it extracts
+    to (cifar-100-python). Reads train, test and meta as `fastfa data cifar10`
+    reads its batches, with the fine (100) or coarse (20) labels.
+
+    \b
+    Examples:
+      fastfa data cifar100 ~/data/cifar-100-python.tar.gz -o cifar100.h5
+      fastfa data cifar100 ~/data/cifar-100-python -o cifar20.h5 --labels coarse
+    """
+    _convert_cifar(path, out, overwrite, name, source, "cifar100", labels)
 
 
 @data.command(context_settings=CONTEXT)

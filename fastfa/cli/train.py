@@ -219,7 +219,14 @@ class ProgressBar:
     show_default=True,
     help="Weight init: uniform, glorot, he, zeros, or a number s for U[-s, s].",
 )
-@click.option("--optimizer", type=click.Choice(sorted(codes.OPTIMIZERS)), default="sgd", show_default=True)
+@click.option(
+    "--optimizer",
+    type=click.Choice(sorted(codes.OPTIMIZERS)),
+    default="sgd",
+    show_default=True,
+    help="sgd (--momentum, --nesterov), adam (--beta1, --beta2), or manhattan: Batch Manhattan, each "
+    "parameter moves by --lr times the momentum recursion of its gradient's sign (Liao et al. 2016).",
+)
 @click.option("--lr", type=float, default=0.05, show_default=True, help="Learning rate.")
 @click.option("--momentum", type=float, default=0.9, show_default=True)
 @click.option("--nesterov/--no-nesterov", default=False, show_default=True)

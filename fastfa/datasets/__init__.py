@@ -50,7 +50,9 @@ The package's modules
 :mod:`~fastfa.datasets.writer`
     :func:`write_dataset` (atomic) and the checks the converters share.
 :mod:`~fastfa.datasets.mnist`
-    :func:`read_idx` and :func:`convert_mnist` (IDX files).
+    :func:`read_idx` and :func:`convert_mnist` (IDX files: MNIST, Fashion-MNIST).
+:mod:`~fastfa.datasets.cifar`
+    :func:`convert_cifar` (CIFAR-10 and CIFAR-100, the Python batches).
 :mod:`~fastfa.datasets.csvfile`
     :func:`convert_csv` (delimited text).
 :mod:`~fastfa.datasets.npz`
@@ -71,11 +73,13 @@ from __future__ import annotations
 # package was split: the format's constants, and ``_Rows``, the base class of the
 # splits (for other row sources). Rebinding one here changes nothing in the
 # modules that use it.
+from fastfa.datasets.cifar import convert_cifar
 from fastfa.datasets.csvfile import convert_csv
 from fastfa.datasets.digits import DIGITS_SEED as DIGITS_SEED
 from fastfa.datasets.digits import DIGITS_SOURCE as DIGITS_SOURCE
 from fastfa.datasets.digits import DIGITS_TEST_FRACTION as DIGITS_TEST_FRACTION
 from fastfa.datasets.digits import write_digits
+from fastfa.datasets.mnist import FASHION_MNIST_SOURCE as FASHION_MNIST_SOURCE
 from fastfa.datasets.mnist import IDX_IMAGES_MAGIC as IDX_IMAGES_MAGIC
 from fastfa.datasets.mnist import IDX_LABELS_MAGIC as IDX_LABELS_MAGIC
 from fastfa.datasets.mnist import MNIST_FILES as MNIST_FILES
@@ -112,6 +116,7 @@ __all__ = [
     "default_dataset_path",
     "read_idx",
     "convert_mnist",
+    "convert_cifar",
     "convert_csv",
     "convert_npz",
     "write_digits",

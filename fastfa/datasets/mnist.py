@@ -25,6 +25,11 @@ MNIST_SOURCE = (
     "MNIST handwritten digits (Y. LeCun, C. Cortes, C. J. C. Burges), converted from the original "
     "IDX files by fastfa. License: CC BY-SA 3.0 (https://creativecommons.org/licenses/by-sa/3.0/)."
 )
+FASHION_MNIST_SOURCE = (
+    "Fashion-MNIST (H. Xiao, K. Rasul, R. Vollgraf, Zalando Research, 2017; "
+    "https://github.com/zalandoresearch/fashion-mnist), converted from the IDX files by fastfa. "
+    "License: MIT."
+)
 
 
 def _open_maybe_gzip(path):

@@ -57,8 +57,9 @@ DYNAMICS = {
 # optimisers
 SGD = 0
 ADAM = 1
+MANHATTAN = 2  # Batch Manhattan: SGD on the sign of each entry of the batch gradient
 
-OPTIMIZERS = {"sgd": SGD, "adam": ADAM}
+OPTIMIZERS = {"sgd": SGD, "adam": ADAM, "manhattan": MANHATTAN}
 
 # layout of the integer configuration vector passed to the kernels
 I_SIGNAL = 0

@@ -82,6 +82,7 @@ from fastfa.kernels.cuda_optimisers import (  # noqa: F401
     _sgd,
     adam_kernel,
     adam_rate,
+    manhattan_kernel,
     sgd_kernel,
 )
 from fastfa.kernels.cuda_products import gemm, gemm_kernel  # noqa: F401

@@ -1,5 +1,5 @@
 """Optimiser steps as CUDA kernels (the twin of :mod:`fastfa.kernels.optimisers`): SGD (heavy ball,
-Nesterov) and Adam, with weight decay, in the CPU engine's form.
+Nesterov), Adam and Batch Manhattan, with weight decay, in the CPU engine's form.
 
 :func:`sgd_kernel`: the state holds the carried momentum ``mu v``, as on the CPU, so optimiser
 state moves between engines unchanged; :func:`adam_kernel`: the state holds both moments.
@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 
 from numba import cuda
+
+from fastfa.kernels.cuda_elementwise import _sign
 
 
 @cuda.jit(device=True, inline=True)
@@ -62,3 +64,12 @@ def sgd_kernel(w, g, carried, lr, mu, decay, nesterov):
     i = cuda.grid(1)
     if i < w.size:
         _sgd(w, carried, i, g[i] + decay * w[i], lr, mu, nesterov)
+
+
+@cuda.jit
+def manhattan_kernel(w, g, carried, lr, mu, decay, nesterov):
+    """Batch Manhattan (Liao et al. 2016) with weight decay on a flat range, one thread per entry:
+    :func:`_sgd` on ``sign(g) + decay w``, as the CPU engine does it."""
+    i = cuda.grid(1)
+    if i < w.size:
+        _sgd(w, carried, i, _sign(g[i]) + decay * w[i], lr, mu, nesterov)

@@ -1,4 +1,5 @@
-"""Optimiser steps of the CPU kernels: SGD (heavy ball, Nesterov), Adam, the fused and sparse paths."""
+"""Optimiser steps of the CPU kernels: SGD (heavy ball, Nesterov), Adam, Batch Manhattan, the fused
+and sparse paths."""
 
 import math
 
@@ -26,6 +27,7 @@ from fastfa.kernels.codes import (
     I_NESTEROV,
     I_OPTIMIZER,
     I_THREADS,
+    MANHATTAN,
     SGD,
 )
 from fastfa.kernels.dense import first_trainable, layer_input
@@ -108,9 +110,26 @@ def optimise_range(params, grads, state, lo, hi, icfg, fcfg, decay, step):
 
 
 @kernel
+def _signs(grads, lo, hi):
+    """``grads[lo:hi] <- sign(grads[lo:hi])`` (``-1``, ``0`` or ``1``; Batch Manhattan's step)."""
+    g = grads[lo:hi]
+    for i in range(g.size):
+        g[i] = 1.0 if g[i] > 0.0 else (-1.0 if g[i] < 0.0 else 0.0)
+
+
+@kernel
 def _optimise(params, grads, state, lo, hi, icfg, fcfg, decay, step):
-    """Serial body of :func:`optimise_range`."""
+    """Serial body of :func:`optimise_range`.
+
+    Batch Manhattan (Liao, Leibo and Poggio 2016) is SGD (momentum and Nesterov included) on
+    ``sign(grad)``: each parameter moves by ``lr`` times the momentum recursion of its batch
+    gradient's sign, ``v <- mu v + sign(g) + decay w``, ``w <- w - lr v``; the weight decay is
+    added after the sign, as Liao et al. write the update. The signs replace the gradient in
+    ``grads`` (scratch of the step) before the SGD pass.
+    """
     lr = fcfg[F_LR]
+    if icfg[I_OPTIMIZER] == MANHATTAN:
+        _signs(grads, lo, hi)
     if icfg[I_OPTIMIZER] == ADAM:
         b1, b2, eps = fcfg[F_BETA1], fcfg[F_BETA2], fcfg[F_EPSILON]
         _adam_range(params, grads, state[0], state[1], lo, hi, lr, b1, b2, eps, decay, step)
