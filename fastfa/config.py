@@ -103,7 +103,14 @@ class TrainConfig:
         canonical form; a list of dense layers only is stored as ``hidden`` instead, so it
         trains exactly as ``--hidden`` does.
     image_shape : tuple of int
-        ``(C, H, W)`` of the inputs, needed by conv and pooling layers; empty otherwise.
+        ``(C, H, W)`` of the inputs, needed by conv and pooling layers and by augmentation;
+        empty otherwise.
+    crop_padding : int
+        Training-time augmentation (:mod:`fastfa.augment`): pad every training image with this
+        many zero pixels on each side and crop a window of its size at a random offset
+        (0: no crops).
+    flip : bool
+        Training-time augmentation: mirror half of the training images left to right.
     """
 
     hidden: tuple = (100,)
@@ -136,6 +143,8 @@ class TrainConfig:
     standardize: str = "auto"
     layers: str = ""
     image_shape: tuple = ()
+    crop_padding: int = 0
+    flip: bool = False
 
     def __post_init__(self):
         hidden = (self.hidden,) if isinstance(self.hidden, numbers.Integral) else tuple(self.hidden)
@@ -153,6 +162,12 @@ class TrainConfig:
             )
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if (
+            isinstance(self.crop_padding, bool)
+            or not isinstance(self.crop_padding, numbers.Integral)
+            or (self.crop_padding < 0)
+        ):
+            raise ValueError(f"crop padding must be a whole number of pixels >= 0, got {self.crop_padding!r}")
         if self.standardize not in STANDARDIZE:
             raise ValueError(f"standardize must be one of {', '.join(STANDARDIZE)}, got {self.standardize!r}")
         object.__setattr__(self, "milestones", _milestones(self.milestones, self.schedule))
@@ -210,6 +225,11 @@ class TrainConfig:
         else:
             object.__setattr__(self, "hidden", ())
             object.__setattr__(self, "layers", layers_text(layers))
+
+    @property
+    def augments(self):
+        """Whether training images are augmented (random crops or flips, :mod:`fastfa.augment`)."""
+        return self.crop_padding > 0 or self.flip
 
     def replace(self, **changes):
         """A copy with some fields changed (validated again)."""

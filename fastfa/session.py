@@ -244,8 +244,9 @@ class Run:
 
 
 def _with_image_shape(config, ds):
-    """``config`` with the dataset's image shape when its layer list needs one and gives none."""
-    if not config.layers or config.image_shape or ds.image_shape is None:
+    """``config`` with the dataset's image shape when its layer list or its augmentation needs one
+    and it gives none."""
+    if not (config.layers or config.augments) or config.image_shape or ds.image_shape is None:
         return config
     return config.replace(image_shape=tuple(ds.image_shape))
 

@@ -17,6 +17,7 @@ import weakref
 import numpy as np
 
 from fastfa import compiled_rules, standardize
+from fastfa.augment import Augmentation, pad_values
 from fastfa.config import TrainConfig
 from fastfa.cuda_engine import DeviceRows
 from fastfa.kernels import codes
@@ -78,6 +79,8 @@ class Trainer(FeedbackMatrices):
                 f"({', '.join(DIRECT_SIGNALS)}), not {self.rule.signal!r}: that signal goes down through "
                 "transposed convolutions and pooling, which the engine owns"
             )
+        if config.augments:
+            _check_augmentation(config, n_inputs)
         self.dtype = np.dtype(config.dtype)
         self.plugin_signal = compiled_rules.compiled_signal(self.rule, self.dtype)
         self.plugin_feedback_step = compiled_rules.compiled_feedback_step(self.rule, self.dtype)
@@ -258,7 +261,8 @@ class Trainer(FeedbackMatrices):
         """``(x, y)`` as :meth:`train_epoch_on` takes them: :meth:`prepare` d, and on cuda
         copied to the device once (:class:`~fastfa.cuda_engine.DeviceRows`)."""
         rows = self.prepare(x, y)
-        if self._cuda is not None and len(rows[0]):  # each epoch's order is gathered on the device
+        # each epoch's order is gathered on the device; augmented rows change every epoch instead
+        if self._cuda is not None and len(rows[0]) and not self.config.augments:
             rows = self._cuda.stage(*rows)
         return rows
 
@@ -282,7 +286,9 @@ class Trainer(FeedbackMatrices):
         def read():
             return self.prepare(*split.read(start, stop, dtype=self.dtype))
 
-        return read() if self._cuda is None else self._cuda.chunk(split, start, stop, read)
+        if self._cuda is None or self.config.augments:  # augmented rows change every epoch
+            return read()
+        return self._cuda.chunk(split, start, stop, read)
 
     def train_rows(self, x, labels, targets, order):
         """Train on ``x[order]`` (prepared arrays) without ending the epoch.
@@ -293,6 +299,8 @@ class Trainer(FeedbackMatrices):
         if isinstance(x, DeviceRows) and self._cuda is None:
             raise ValueError("these rows are on the GPU but the trainer now uses the cpu; make them again")
         batch = self.config.batch_size
+        if self.config.augments:
+            x, labels, targets, order = self._augmented(x, labels, targets, order)
         sparse = None if self._cuda is not None else self._sparse_marker(x)
         if self.rule.after_batch is None:
             return self._train_batches(x, labels, targets, order, batch, sparse)
@@ -303,6 +311,19 @@ class Trainer(FeedbackMatrices):
             loss, errors = loss + batch_loss, errors + batch_errors
             self.rule.after_batch(self)
         return loss, errors
+
+    def _augmented(self, x, labels, targets, order):
+        """The rows of ``order`` in that order, each training image cropped and flipped by the
+        draws of the batch it falls in (:mod:`fastfa.augment`), and the order that walks them."""
+        if isinstance(x, DeviceRows):
+            raise ValueError("augmented training rows must come from the host (Trainer.training_rows)")
+        augmentation = Augmentation(
+            self.config.image_shape, self.config.crop_padding, self.config.flip, pad_values(self)
+        )
+        rows = augmentation.apply(x[order], self.step + 1, self.config.batch_size, self.config.seed)
+        labels = labels[order] if labels.size else labels
+        targets = targets[order] if targets.size else targets
+        return rows, labels, targets, np.arange(len(order))
 
     def optional_buffers(self):
         """``(magnitude, learning, grads)`` as the epoch kernels take them: None where this run
@@ -493,3 +514,17 @@ class Trainer(FeedbackMatrices):
             "epoch": self.epoch,
             "rng_state": self.rng.bit_generator.state,
         }
+
+
+def _check_augmentation(config, n_inputs):
+    """Augmentation crops and flips images: the inputs must have an image shape of their size."""
+    shape = config.image_shape
+    if not shape:
+        raise ValueError(
+            "--crop-padding and --flip augment images, but these inputs have no image shape "
+            "(use an image dataset, or give --image-shape CxHxW)"
+        )
+    if int(np.prod(shape)) != n_inputs:
+        raise ValueError(
+            f"image shape {'x'.join(map(str, shape))} does not match the {n_inputs} input features"
+        )

@@ -58,6 +58,8 @@ RUN_OPTIONS = (
     "valid_fraction",
     "early_stopping",
     "standardize",
+    "crop_padding",
+    "flip",
     "chunk_rows",
 )
 # option name -> TrainConfig field, where they differ (--model is a named --layers)
@@ -280,6 +282,17 @@ class ProgressBar:
     "for uint8 inputs with x_scale (images such as MNIST, which train exactly as before). channel: one "
     "mean and deviation per image channel over all its pixels, as image models are usually fed.",
 )
+@click.option(
+    "--crop-padding",
+    type=int,
+    default=0,
+    show_default=True,
+    metavar="PIXELS",
+    help="Augment training images: pad each with PIXELS zeros on every side and crop it back at a random "
+    "offset, drawn per batch from the seed (4 for CIFAR, as BioTorch). Evaluation never augments.",
+)
+@click.option("--flip/--no-flip", default=False, show_default=True,
+              help="Augment training images: mirror half of them left to right.")  # fmt: skip
 @click.option("-b", "--batch-size", type=int, default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--shuffle/--no-shuffle", default=True, show_default=True)
