@@ -193,3 +193,25 @@ def test_rule_settings_replace_the_base_in_full_runs_only(tmp_path):
         assert lrs == {exp.rule_settings[rule]["lr"]}
     assert {task.settings["lr"] for task in quick} == {exp.quick["base"]["lr"]}
     assert len({task.settings["lr"] for task in full}) > 1  # the rates differ between rules
+
+
+def test_quick_biotorch_lenet_cifar10_on_a_synthetic_cifar_file(tmp_path):
+    """BioTorch's CIFAR-10 LeNet with its augmentation and channel standardisation, end to end on
+    CIFAR-shaped noise (no CIFAR-10 in CI): every rule runs and the run files hold the settings."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    splits = {
+        split: (rng.integers(0, 256, (n, 3, 32, 32)).astype(np.uint8), rng.integers(0, 10, n))
+        for split, n in (("train", 600), ("test", 300))
+    }
+    data = write_dataset(tmp_path / "cifar-like.h5", splits, name="cifar-like", task="classification",
+                         x_scale=1 / 255)  # fmt: skip
+    out, text = check_quick("biotorch-lenet-cifar10", tmp_path, "--data", data)
+    assert "every rule ran end to end" in text and "| 14.23% |" in text
+    for run in sorted(out.glob("rule-*.h5")):
+        config = read_outcome(run)["config"]
+        assert (config["crop_padding"], config["flip"], config["standardize"]) == (4, True, "channel")
+        assert config["layers"].startswith("conv:32:3") and config["image_shape"] == [3, 32, 32]
+    result = cli("reproduce", "biotorch-lenet-cifar10", "-o", tmp_path / "c")
+    assert result.exit_code == 1 and "needs cifar10: pass --data cifar10.h5" in result.stderr

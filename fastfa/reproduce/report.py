@@ -188,6 +188,27 @@ def checks(exp, res, runs, quick):
                             abs(dfa - bp) <= 0.5))  # fmt: skip
     elif exp.name == "biotorch-lenet-mnist":
         out += _lenet_checks(exp, {rule: value for (_, rule), value in mean.items()}, quick)
+    elif exp.name == "biotorch-lenet-cifar10":
+        out += _lenet_cifar_checks(exp, {rule: value for (_, rule), value in mean.items()}, quick)
+    return out
+
+
+def _lenet_cifar_checks(exp, mean, quick):
+    """BioTorch's LeNet CIFAR-10 findings on the measured mean test errors (percent) per rule:
+    ``--quick`` (a few rows, often synthetic) only that every rule gave a test error."""
+    if quick:
+        finite = all(np.isfinite(v) for v in mean.values())
+        errors = ", ".join(f"{r} {v:.1f}%" for r, v in mean.items())
+        return [(f"every rule ran end to end ({errors})", finite)]
+    worst_sign = max(mean[r] for r in ("usf", "brsf", "frsf"))
+    out = [
+        (f"fa {mean['fa']:.2f}% and dfa {mean['dfa']:.2f}% above every sign-concordant rule "
+         f"(worst: {worst_sign:.2f}%)", min(mean["fa"], mean["dfa"]) > worst_sign),
+    ]  # fmt: skip
+    for rule, value in mean.items():
+        published = float(exp.published[(next(iter(exp.nets)), rule)].rstrip("%"))
+        out.append((f"{rule} {value:.2f}% within 2 points of BioTorch's {published:.2f}% or better",
+                    value <= published + 2.0))  # fmt: skip
     return out
 
 

@@ -41,6 +41,11 @@ def prepare_data(exp, out_dir, *, quick=False, data=None, mnist_dir=None):
         if not path.exists():
             make_teacher(exp.data.split("-", 1)[1], path, n_train=n_train, n_test=n_test, seed=0)
         return path
+    if data is None and exp.data != "mnist":
+        raise ValueError(
+            f"{exp.name} needs {exp.data}: pass --data {exp.data}.h5 (made by `fastfa data {exp.data} "
+            f"ARCHIVE -o {exp.data}.h5`)"
+        )
     if data is None:
         data = out_dir / ("mnist.h5" if not exp.images else f"mnist-{shape_text(exp.images)}.h5")
         if not data.exists():
