@@ -111,6 +111,10 @@ class TrainConfig:
         (0: no crops).
     flip : bool
         Training-time augmentation: mirror half of the training images left to right.
+    dropout : tuple of float
+        Dropout rates of the hidden layers' outputs in training (:mod:`fastfa.kernels.dropout`;
+        Srivastava et al. 2014): one rate for every hidden layer, or one per hidden layer;
+        empty for none. Dense networks.
     """
 
     hidden: tuple = (100,)
@@ -145,6 +149,7 @@ class TrainConfig:
     image_shape: tuple = ()
     crop_padding: int = 0
     flip: bool = False
+    dropout: tuple = ()
 
     def __post_init__(self):
         hidden = (self.hidden,) if isinstance(self.hidden, numbers.Integral) else tuple(self.hidden)
@@ -168,6 +173,11 @@ class TrainConfig:
             or (self.crop_padding < 0)
         ):
             raise ValueError(f"crop padding must be a whole number of pixels >= 0, got {self.crop_padding!r}")
+        rates = tuple(self.dropout or ())
+        for rate in rates:
+            if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= rate < 1.0:
+                raise ValueError(f"a dropout rate must lie in [0, 1), got {rate!r}")
+        object.__setattr__(self, "dropout", tuple(float(r) for r in rates))
         if self.standardize not in STANDARDIZE:
             raise ValueError(f"standardize must be one of {', '.join(STANDARDIZE)}, got {self.standardize!r}")
         object.__setattr__(self, "milestones", _milestones(self.milestones, self.schedule))

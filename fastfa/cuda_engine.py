@@ -364,6 +364,8 @@ class CudaEngine(DeviceEngine):
             raise ValueError(f"cuda mode must be one of {', '.join(MODES)}, got {mode!r}")
         if self.plugin_signal is not None or self.plugin_feedback_step is not None or self.manhattan:
             mode = "kernels"  # a plugin's device functions, and Batch Manhattan, run in kernels of their own
+        if trainer.dropout is not None:
+            mode = "kernels"  # so does dropout
         self.mode = mode
         self._layout = None  # device offset arrays of the fused kernel, made on first use
 
@@ -444,11 +446,16 @@ class CudaEngine(DeviceEngine):
         weights, biases, hidden, deltas = v["weights"], v["biases"], v["hidden"], v["deltas"]
         acts = tr.acts
         h_in = x
+        keeps, seed, bases = tr.dropout, int(tr.config.seed), self._dropout_bases(m)
         for layer in range(self.n_layers):
             h = hidden[layer]
             k.gemm(1.0, h_in, False, weights[layer], False, 0.0, h)
             if layer < self.n_layers - 1:
                 k.launch_1d(k.bias_activation_kernel, h.size, h, biases[layer], acts[layer])
+                if keeps is not None and keeps[layer] < 1.0:
+                    k.launch_1d(
+                        k.dropout_kernel, h.size, h, float(keeps[layer]), seed, int(step), bases[layer]
+                    )
             h_in = h
         e = deltas[-1]
         self._output_error(hidden[-1], biases[-1], t, e)
@@ -476,7 +483,13 @@ class CudaEngine(DeviceEngine):
                     k.gemm(1.0 / m, sign_e, False, fb[layer], True, 0.0, delta)
                 else:  # target
                     k.gemm(-1.0 / m, t, False, fb[layer], True, 0.0, delta)
-                k.launch_1d(k.derivative_kernel, delta.size, delta, hidden[layer], acts[layer])
+                if keeps is not None and keeps[layer] < 1.0:
+                    k.launch_1d(
+                        k.derivative_dropped_kernel, delta.size, delta, hidden[layer], acts[layer],
+                        float(keeps[layer]), seed, int(step), bases[layer],
+                    )  # fmt: skip
+                else:
+                    k.launch_1d(k.derivative_kernel, delta.size, delta, hidden[layer], acts[layer])
         for layer in range(v["first"], self.n_layers):
             layer_in = x if layer == 0 else hidden[layer - 1]
             k.gemm(1.0, layer_in, True, deltas[layer], False, 0.0, v["grad_w"][layer])
@@ -491,6 +504,11 @@ class CudaEngine(DeviceEngine):
             self._shift_feedback(kp_pairs, 1.0 - lr * decay, 1.0)
         elif self.mirror:
             self._mirror_feedback(v, m, step)
+
+    def _dropout_bases(self, m):
+        """Where each hidden layer's units start in the dropout numbering of an ``m``-row batch
+        (:mod:`fastfa.kernels.dropout`): ``m (n_1 + ... + n_{l-1})``."""
+        return [m * sum(self.sizes[1 : layer + 1]) for layer in range(self.n_layers)]
 
     def _plugin_feedback_step(self, v, phase, step, lr, decay):
         """A compiled plugin's ``feedback_step_cuda`` on every hidden layer's feedback matrix:

@@ -81,6 +81,7 @@ class Trainer(FeedbackMatrices):
             )
         if config.augments:
             _check_augmentation(config, n_inputs)
+        self.dropout = _keep_probabilities(config, self.arch)
         self.dtype = np.dtype(config.dtype)
         self.plugin_signal = compiled_rules.compiled_signal(self.rule, self.dtype)
         self.plugin_feedback_step = compiled_rules.compiled_feedback_step(self.rule, self.dtype)
@@ -369,7 +370,7 @@ class Trainer(FeedbackMatrices):
         with kernel_threads() as threads:
             loss, errors = kernels.train_epoch(
                 x, labels, targets, order, batch, self.params, self.feedback, magnitude, learning, grads,
-                sparse, self.plugin_signal, self.plugin_feedback_step, self.state, self.sizes,
+                sparse, self.plugin_signal, self.plugin_feedback_step, self.dropout, self.state, self.sizes,
                 self.acts, with_threads(self.icfg, threads), self._fcfg(), ws.hidden, ws.deltas, ws.x, ws.t,
                 ws.decayed, self.step,
             )  # fmt: skip
@@ -528,3 +529,18 @@ def _check_augmentation(config, n_inputs):
         raise ValueError(
             f"image shape {'x'.join(map(str, shape))} does not match the {n_inputs} input features"
         )
+
+
+def _keep_probabilities(config, arch):
+    """Each layer's dropout keep probability (``1 - rate``; 1 for the output layer), or None
+    without dropout (the kernels then leave it out of the compile)."""
+    rates = config.dropout
+    if not rates or not any(rates):
+        return None
+    if not arch.is_dense:
+        raise ValueError("dropout runs on dense networks only so far, not on a layer list")
+    n_hidden = arch.n_layers - 1
+    if len(rates) not in (1, n_hidden):
+        raise ValueError(f"--dropout takes one rate or one per hidden layer ({n_hidden}), got {len(rates)}")
+    per_layer = rates * n_hidden if len(rates) == 1 else rates
+    return np.array([1.0 - r for r in per_layer] + [1.0], dtype=np.float64)

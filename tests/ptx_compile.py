@@ -43,6 +43,8 @@ def kernel_signatures():
         "sgd_kernel": (vector, vector, vector, f, f, f, b),
         "adam_kernel": (vector,) * 4 + (f,) * 5,
         "manhattan_kernel": (vector, vector, vector, f, f, f, b),
+        "dropout_kernel": (rows, f, i, i, i),
+        "derivative_dropped_kernel": (rows, rows, i, f, i, i, i),
         "accumulate_kernel": (flat, codes, i, flat),
         "gather_rows_kernel": (rows, offsets, rows),
         "sign_feedback_kernel": (flat,) * 3 + (i,) * 6,

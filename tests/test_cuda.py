@@ -24,6 +24,7 @@ from fastfa.kernels import (
     codes,
     cuda_base,
     cuda_conv,
+    cuda_dropout,
     cuda_elementwise,
     cuda_feedback,
     cuda_fused,
@@ -441,7 +442,15 @@ def test_kernels_compile_for_a_real_gpu():
         [sys.executable, "-m", "tests.ptx_compile", "9.0"], env=env, cwd=root, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    modules = (cuda_base, cuda_elementwise, cuda_products, cuda_optimisers, cuda_feedback, cuda_fused)
+    modules = (
+        cuda_base,
+        cuda_elementwise,
+        cuda_products,
+        cuda_optimisers,
+        cuda_feedback,
+        cuda_fused,
+        cuda_dropout,
+    )
     every_kernel = {name for module in modules for name in dir(module) if name.endswith("_kernel")}
     assert set(kernel_signatures()) == every_kernel  # none left out of the check
     assert every_kernel <= set(dir(kernels))  # fastfa.kernels.cuda gives them all

@@ -81,4 +81,5 @@ def test_the_argument_positions_name_the_epoch_kernels_parameters():
     for names in (dense, table):
         assert names[kernel_cache.OPTIONAL_ARGS] == ["magnitude", "learning", "grads"]
     assert dense[kernel_cache.PLUGIN_ARGS] == ["plugin", "feedback_plugin"]
+    assert dense[kernel_cache.DROPOUT_ARG] == "dropout"
     assert table[kernel_cache.LAYER_PLUGIN_ARGS] == ["plugin", "feedback_plugin"]

@@ -203,7 +203,7 @@ def test_forward(act, out_act, loss, sizes, m, dtype, rng):
     x = rng.uniform(-1, 1, size=(m, sizes[0])).astype(dtype)
     capacity = N_ROWS + 3  # spare rows: the views must respect the workspace's capacity
     hidden = np.zeros(capacity * sum(sizes[1:]), dtype=dtype)
-    y = cpu.forward(tr.params, tr.sizes, tr.acts, x, hidden, sparse_marker(x), 1)
+    y = cpu.forward(tr.params, tr.sizes, tr.acts, x, hidden, sparse_marker(x), 1, None, 0, 0)
     pre, post = naive.forward(net.weights, net.biases, net.acts, x.astype(np.float64))
     assert_close(y, post[-1], dtype)
     for layer in range(len(sizes) - 1):
@@ -686,7 +686,7 @@ def test_deferred_decay_epoch_equals_eager(dtype, rng):
         decayed = ws.decayed if deferred else np.zeros(0, np.int64)
         cpu.train_epoch(  # as the trainer calls it (None: no sign refresh, no learned feedback, fused SGD)
             xs, labels, targets, np.arange(len(x)), 1, tr.params, tr.feedback, None, None, None,
-            sparse_marker(xs), None, None, tr.state, tr.sizes, tr.acts, tr.icfg, tr._fcfg(), ws.hidden,
+            sparse_marker(xs), None, None, None, tr.state, tr.sizes, tr.acts, tr.icfg, tr._fcfg(), ws.hidden,
             ws.deltas, ws.x, ws.t, decayed, 0,
         )  # fmt: skip
         runs.append(tr.params.copy())
@@ -815,8 +815,9 @@ def test_fused_sgd_step_equals_gradient_then_update(sparse, opt, m, dtype, rng):
     marker = sparse_marker(xs)
     assert (marker is not None) == sparse
     cpu.backward(
-        fused.params, fused.feedback, fused.sizes, fused.acts, fused.icfg, xs, t, hidden, deltas, marker, None
-    )
+        fused.params, fused.feedback, fused.sizes, fused.acts, fused.icfg, xs, t, hidden, deltas, marker,
+        None, None, 0,
+    )  # fmt: skip
     cpu.fused_sgd_step(
         fused.params,
         fused.state,

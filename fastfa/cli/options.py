@@ -99,6 +99,21 @@ def parse_sizes(ctx, param, value):
     return sizes
 
 
+def parse_rates(ctx, param, value):
+    """``"0.2,0.5"`` -> ``(0.2, 0.5)``; ``""`` -> ``()`` (each in [0, 1): dropout rates)."""
+    if value is None:
+        return None
+    try:
+        rates = tuple(float(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"expected comma-separated rates such as 0.5 or 0.2,0.5, got {value!r}"
+        ) from None
+    if any(not 0.0 <= r < 1.0 for r in rates):
+        raise click.BadParameter(f"a dropout rate must lie in [0, 1), got {value!r}")
+    return rates
+
+
 def parse_key_values(ctx, param, values):
     """``("a=1", "b=x")`` -> ``{"a": "1", "b": "x"}``."""
     out = {}

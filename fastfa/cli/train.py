@@ -17,6 +17,7 @@ from fastfa.cli.options import (
     echo_json,
     fail,
     parse_key_values,
+    parse_rates,
     parse_shape,
     parse_sizes,
     user_errors,
@@ -60,6 +61,7 @@ RUN_OPTIONS = (
     "standardize",
     "crop_padding",
     "flip",
+    "dropout",
     "chunk_rows",
 )
 # option name -> TrainConfig field, where they differ (--model is a named --layers)
@@ -293,6 +295,14 @@ class ProgressBar:
 )
 @click.option("--flip/--no-flip", default=False, show_default=True,
               help="Augment training images: mirror half of them left to right.")  # fmt: skip
+@click.option(
+    "--dropout",
+    default="",
+    callback=parse_rates,
+    metavar="RATE[,RATE...]",
+    help="Drop each hidden unit in training with this probability (one rate, or one per hidden layer; "
+    "masks drawn from the seed and the update number, so resume stays exact). Dense networks.",
+)
 @click.option("-b", "--batch-size", type=int, default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--shuffle/--no-shuffle", default=True, show_default=True)

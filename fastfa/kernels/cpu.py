@@ -191,8 +191,8 @@ def score_rows(y, tb, e, act, icfg, has_targets, outputs, start):
 
 @inlined_kernel
 def train_batch(
-    params, feedback, magnitude, learning, grads, sparse, plugin, feedback_plugin, state, sizes, acts, icfg,
-    fcfg, x, t, hidden, deltas, decayed, step,
+    params, feedback, magnitude, learning, grads, sparse, plugin, feedback_plugin, dropout, state, sizes,
+    acts, icfg, fcfg, x, t, hidden, deltas, decayed, step,
 ):  # fmt: skip
     """One training step on batch ``(x, t)``: refresh feedback, deltas, update, learn feedback.
 
@@ -206,7 +206,8 @@ def train_batch(
     ``learning`` with fixed feedback, ``sparse`` when no batch of the rows can be sparse, and
     ``plugin`` and ``feedback_plugin`` (a rule's compiled hidden signal,
     :func:`~fastfa.kernels.dense.backward`, and feedback step,
-    :func:`~fastfa.kernels.feedback.plugin_feedback_step`) for the built-in rules.
+    :func:`~fastfa.kernels.feedback.plugin_feedback_step`) for the built-in rules, and ``dropout``
+    (each layer's keep probability, :mod:`fastfa.kernels.dropout`) without dropout.
     numba then prunes the branches that would use them before typing, so a run compiles only
     the optimiser path and feedback dynamics it takes (a first run compiles less); with arrays
     every path is compiled and chosen at run time, as before.
@@ -230,7 +231,9 @@ def train_batch(
             scale_by_pending_decay(x, decayed, step - 1, keep)
         elif deferred:  # the dense step decays every row: settle the debts first
             settle_decay(weight_view(params, sizes, 0), decayed, step - 1, keep)
-    loss, errors = backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse, plugin)
+    loss, errors = backward(
+        params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse, plugin, dropout, step
+    )
     dynamics = icfg[I_DYNAMICS]
     kolen_pollack = learning is not None and dynamics == DYNAMICS_KOLEN_POLLACK
     if kolen_pollack:
@@ -281,6 +284,7 @@ def train_epoch(
     sparse,
     plugin,
     feedback_plugin,
+    dropout,
     state,
     sizes,
     acts,
@@ -298,7 +302,7 @@ def train_epoch(
     ``step`` is the number of updates made before this call. ``decayed`` (int64, one entry
     per input) is scratch for the deferred weight decay of :func:`train_batch`; every row's
     decay is settled before this returns. ``magnitude``, ``learning``, ``grads``, ``sparse``,
-    ``plugin`` and ``feedback_plugin`` may be None, as :func:`train_batch` says. Returns
+    ``plugin``, ``feedback_plugin`` and ``dropout`` may be None, as :func:`train_batch` says. Returns
     ``(summed loss, error count)`` over the epoch, each batch measured before its own update (the
     convention of scikit-learn's ``loss_curve_``).
     """
@@ -313,8 +317,8 @@ def train_epoch(
         xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
         step += 1
         loss, errors = train_batch(
-            params, feedback, magnitude, learning, grads, sparse, plugin, feedback_plugin, state, sizes, acts,
-            icfg, fcfg, xb, tb, hidden, deltas, decayed, step,
+            params, feedback, magnitude, learning, grads, sparse, plugin, feedback_plugin, dropout, state,
+            sizes, acts, icfg, fcfg, xb, tb, hidden, deltas, decayed, step,
         )  # fmt: skip
         total_loss += loss
         total_errors += errors
@@ -346,7 +350,7 @@ def evaluate(x_all, labels, targets, params, sizes, acts, icfg, hidden, deltas, 
     for start in range(0, n, capacity):
         m = min(capacity, n - start)
         xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
-        y = forward(params, sizes, acts, xb, hidden, sparse, threads)
+        y = forward(params, sizes, acts, xb, hidden, sparse, threads, None, 0, 0)
         e = activation_view(deltas, sizes, sizes.size - 2, m)
         loss, errors = score_rows(y, tb, e, out_act, icfg, has_targets, outputs, start)
         total_loss += loss

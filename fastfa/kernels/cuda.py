@@ -40,6 +40,7 @@ from fastfa.kernels.cuda_base import (  # noqa: F401 (the parts, under their old
     available,
     launch_1d,
 )
+from fastfa.kernels.cuda_dropout import derivative_dropped_kernel, dropout_kernel  # noqa: F401
 from fastfa.kernels.cuda_elementwise import (  # noqa: F401
     LOG_CLIP,
     _activate,

@@ -7,6 +7,7 @@ from fastfa.kernels.codes import (
     I_CLASSIFICATION,
     I_FIRST_TRAINABLE,
     I_LOSS,
+    I_SEED,
     I_SIGNAL,
     I_THREADS,
     SIGNAL_BACKPROP,
@@ -16,6 +17,7 @@ from fastfa.kernels.codes import (
     SIGNAL_NONE,
     SIGNAL_TARGET,
 )
+from fastfa.kernels.dropout import derive_dropped, drop_units
 from fastfa.kernels.elementwise import activate, column_sums, derive, output_error
 from fastfa.kernels.layout import activation_view, bias_view, feedback_view, weight_view
 from fastfa.kernels.products import (
@@ -32,17 +34,21 @@ from fastfa.kernels.products import (
 
 
 @kernel
-def forward(params, sizes, acts, x, hidden, sparse, threads):
+def forward(params, sizes, acts, x, hidden, sparse, threads, dropout, seed, step):
     """Forward pass of ``x`` (``(m, sizes[0])``); activations go to ``hidden``.
 
     ``a_l = h_{l-1} W_l`` is one product per layer (:func:`sparse_product` for
     sparse inputs, else BLAS), then bias and activation in one fused pass.
     ``sparse`` is None when no batch of the data can be sparse (the trainer checks the rows,
     :func:`fastfa.workspace.sparse_marker`): numba then leaves the sparse-input path out of the
-    compile; any array otherwise. Returns the output view ``h_{L-1}`` (``(m, sizes[-1])``).
+    compile; any array otherwise. ``dropout`` is None (evaluation, and training without
+    dropout: then not compiled) or each layer's keep probability, and the hidden layers'
+    units are dropped with the masks of update ``step`` (:mod:`fastfa.kernels.dropout`).
+    Returns the output view ``h_{L-1}`` (``(m, sizes[-1])``).
     """
     m = x.shape[0]
     h_in = x
+    base = 0
     for layer in range(sizes.size - 1):
         h = activation_view(hidden, sizes, layer, m)
         w = weight_view(params, sizes, layer)
@@ -52,6 +58,10 @@ def forward(params, sizes, acts, x, hidden, sparse, threads):
         else:
             product(1.0, h_in, NO_TRANS, w, NO_TRANS, 0.0, h, threads)
         activate(h, bias_view(params, sizes, layer), acts[layer], threads)
+        if dropout is not None:  # None without dropout: then not compiled
+            if dropout[layer] < 1.0:
+                drop_units(h, dropout[layer], seed, step, base)
+            base += h.size
         h_in = h
     return h_in
 
@@ -60,7 +70,7 @@ def forward(params, sizes, acts, x, hidden, sparse, threads):
 
 
 @kernel
-def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse, plugin):
+def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse, plugin, dropout, step):
     """Forward pass, output error and the rule's hidden signals ``delta_l``.
 
     For hidden layer ``l`` (0 <= l < L-1):
@@ -78,12 +88,15 @@ def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse, 
 
     ``plugin``, when not None, is a rule's compiled hidden signal (:mod:`fastfa.compiled_rules`):
     it replaces the built-in signals, and the derivative is applied after it as after them.
+    ``dropout`` and ``step``: as :func:`forward` takes them; a dropped unit's signal is zero and
+    a kept one's is divided by its keep probability
+    (:func:`~fastfa.kernels.dropout.derive_dropped`).
     """
     m = x.shape[0]
     last = sizes.size - 2
     signal = icfg[I_SIGNAL]
     threads = icfg[I_THREADS]
-    y = forward(params, sizes, acts, x, hidden, sparse, threads)
+    y = forward(params, sizes, acts, x, hidden, sparse, threads, dropout, icfg[I_SEED], step)
     e = activation_view(deltas, sizes, last, m)
     loss, errors = output_error(y, t, acts[last], icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0 / m)
     if signal == SIGNAL_NONE:
@@ -115,7 +128,14 @@ def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse, 
         elif signal == SIGNAL_TARGET:
             f = feedback_view(feedback, sizes, signal, layer)
             product(-1.0 / m, t, NO_TRANS, f, TRANS, 0.0, delta, threads)
-        derive(delta, activation_view(hidden, sizes, layer, m), acts[layer], threads)
+        h = activation_view(hidden, sizes, layer, m)
+        if dropout is not None and dropout[layer] < 1.0:  # None without dropout: then not compiled
+            base = 0
+            for below in range(layer):
+                base += m * sizes[below + 1]
+            derive_dropped(delta, h, acts[layer], dropout[layer], icfg[I_SEED], step, base)
+        else:
+            derive(delta, h, acts[layer], threads)
     return loss, errors
 
 
@@ -159,7 +179,9 @@ def compute_gradients(params, feedback, grads, sizes, acts, icfg, x, t, hidden, 
     and a compiled driver would link and generate :func:`backward`'s whole tree again on a
     first run (about 2.5 s; docs/engine.md, "The first run").
     """
-    loss, errors = backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse, plugin)
+    loss, errors = backward(
+        params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse, plugin, None, 0
+    )
     weight_gradients(
         x, hidden, deltas, grads, sizes, int(icfg[I_FIRST_TRAINABLE]), x.shape[0], sparse, icfg[I_THREADS]
     )
