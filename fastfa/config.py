@@ -113,8 +113,8 @@ class TrainConfig:
         Training-time augmentation: mirror half of the training images left to right.
     dropout : tuple of float
         Dropout rates of the hidden layers' outputs in training (:mod:`fastfa.kernels.dropout`;
-        Srivastava et al. 2014): one rate for every hidden layer, or one per hidden layer;
-        empty for none. Dense networks.
+        Srivastava et al. 2014): one rate for every hidden layer, or one per hidden layer
+        (on a layer list, per layer with weights below the output); empty for none.
     """
 
     hidden: tuple = (100,)

@@ -164,13 +164,15 @@ class CudaLayerEngine(DeviceEngine):
         if self.sign_feedback:
             self._refresh_sign_feedback(*v["flat"], self.sign_spans, step)
         inputs = [x] + [layer.h for layer in layers[:-1]]  # what each layer reads, m x n_in
+        self._drop_step = int(step)  # the update whose dropout masks the kernels draw
         for i, layer in enumerate(layers):
             self._forward(layer, inputs[i], last=i == len(layers) - 1)
+            self._drop(i, layer)
         out = layers[-1]
         self._output_error(out.h, out.b, t, out.d)
         if self.signal in ("backprop", "layerwise"):
             for i in range(len(layers) - 1, self.first_with_params, -1):
-                self._send_down(layers[i], layers[i - 1])
+                self._send_down(layers[i], layers[i - 1], i - 1)
         elif self.signal != "none":
             self._direct_signals(layers[:-1], out.d, t)
         for i in range(self.first, len(layers)):
@@ -204,7 +206,31 @@ class CudaLayerEngine(DeviceEngine):
         else:  # KIND_AVGPOOL
             conv.avgpool_forward(h_in.reshape(v.in_image), v.k, v.stride, v.h_img)
 
-    def _send_down(self, v, below):
+    def _dropout_base(self, index, m):
+        """Where layer ``index``'s units start in the dropout numbering of an ``m``-row batch."""
+        return int(m * self.ltab[:index, codes.L_OUT_SIZE].sum())
+
+    def _drop(self, index, v):
+        """Dropout on layer ``index``'s output in training (:mod:`fastfa.kernels.dropout`)."""
+        keeps = self.trainer.dropout
+        if keeps is not None and keeps[index] < 1.0:
+            self.k.launch_1d(
+                self.k.dropout_kernel, v.h.size, v.h, float(keeps[index]), int(self.trainer.config.seed),
+                self._drop_step, self._dropout_base(index, v.h.shape[0]),
+            )  # fmt: skip
+
+    def _derive(self, index, v):
+        """``delta *= f'(a)`` for layer ``index`` (``v``), with its dropout mask where it drops units."""
+        k, keeps = self.k, self.trainer.dropout
+        if keeps is not None and keeps[index] < 1.0:
+            k.launch_1d(
+                k.derivative_dropped_kernel, v.d.size, v.d, v.h, v.act, float(keeps[index]),
+                int(self.trainer.config.seed), self._drop_step, self._dropout_base(index, v.d.shape[0]),
+            )  # fmt: skip
+        else:
+            k.launch_1d(k.derivative_kernel, v.d.size, v.d, v.h, v.act)
+
+    def _send_down(self, v, below, below_index):
         """Layer ``below``'s ``delta`` from layer ``v``'s (backprop and layerwise rules): through
         ``K^T`` (dense, or ``K.reshape(C_out, C_in k k)`` for a conv that covers its input), the
         transposed convolution with ``K``, or pooling's backward; then ``* f'(a)`` where
@@ -220,7 +246,7 @@ class CudaLayerEngine(DeviceEngine):
         else:  # KIND_AVGPOOL
             conv.avgpool_backward(v.d_img, v.k, v.stride, below.d_img)
         if below.params:
-            k.launch_1d(k.derivative_kernel, below.d.size, below.d, below.h, below.act)
+            self._derive(below_index, below)
 
     def _direct_signals(self, hidden, e, t):
         """``delta_l = (s D_l^T) * f'(a_l)`` for every hidden layer with weights, ``s`` by the rule:
@@ -244,7 +270,7 @@ class CudaLayerEngine(DeviceEngine):
                 )  # fmt: skip
             else:
                 k.gemm(alpha, source, False, v.fb_mat, True, 0.0, v.d)
-            k.launch_1d(k.derivative_kernel, v.d.size, v.d, v.h, v.act)
+            self._derive(layer, v)
 
     def _plugin_feedback_step(self, layers, phase, step, lr, decay):
         """A compiled plugin's ``feedback_step_cuda`` on every direct matrix ``D_l`` (as

@@ -35,8 +35,9 @@ OPTIONAL_ARGS = slice(7, 10)
 #: (None for the built-in rules, :mod:`fastfa.compiled_rules`), and where the layer engine's does
 PLUGIN_ARGS = slice(11, 13)
 LAYER_PLUGIN_ARGS = slice(14, 16)
-#: Where the dense engine's epoch kernel takes the layers' dropout keep probabilities (None without)
+#: Where the epoch kernels take the layers' dropout keep probabilities (None without), dense and layer
 DROPOUT_ARG = 13
+LAYER_DROPOUT_ARG = 16
 
 
 def none_pattern(trainer):
@@ -48,8 +49,7 @@ def none_pattern(trainer):
     where = PLUGIN_ARGS if trainer.arch.is_dense else LAYER_PLUGIN_ARGS
     plugins = (trainer.plugin_signal is None, trainer.plugin_feedback_step is None)
     pattern.update(zip(range(where.start, where.stop), plugins))
-    if trainer.arch.is_dense:
-        pattern[DROPOUT_ARG] = trainer.dropout is None
+    pattern[DROPOUT_ARG if trainer.arch.is_dense else LAYER_DROPOUT_ARG] = trainer.dropout is None
     return pattern
 
 

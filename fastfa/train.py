@@ -362,8 +362,8 @@ class Trainer(FeedbackMatrices):
                 loss, errors = layer_kernels.train_epoch_layers(
                     x, labels, targets, order, batch, self.params, self.feedback, magnitude, learning,
                     self.grads, self.state, self.arch.table.ltab, with_threads(self.icfg, threads),
-                    self._fcfg(), self.plugin_signal, self.plugin_feedback_step, *ws.layer_buffers(sparse),
-                    ws.x, ws.t, self.step,
+                    self._fcfg(), self.plugin_signal, self.plugin_feedback_step, self.dropout,
+                    *ws.layer_buffers(sparse), ws.x, ws.t, self.step,
                 )  # fmt: skip
             self.step += -(-len(order) // batch)
             return loss, errors
@@ -466,7 +466,7 @@ class Trainer(FeedbackMatrices):
                 buffers = ws.layer_buffers(sparse_marker(xb))
                 plugin = self.plugin_signal if signal is None else None
                 layer_kernels.backward_layers(
-                    self.params, self.feedback, ltab, icfg, xb, tb, *buffers, plugin
+                    self.params, self.feedback, ltab, icfg, xb, tb, *buffers, plugin, None, 0
                 )
                 first = layer_kernels.first_learning_layer(ltab, icfg)
                 layer_kernels.layer_gradients(
@@ -537,10 +537,16 @@ def _keep_probabilities(config, arch):
     rates = config.dropout
     if not rates or not any(rates):
         return None
-    if not arch.is_dense:
-        raise ValueError("dropout runs on dense networks only so far, not on a layer list")
-    n_hidden = arch.n_layers - 1
-    if len(rates) not in (1, n_hidden):
-        raise ValueError(f"--dropout takes one rate or one per hidden layer ({n_hidden}), got {len(rates)}")
-    per_layer = rates * n_hidden if len(rates) == 1 else rates
-    return np.array([1.0 - r for r in per_layer] + [1.0], dtype=np.float64)
+    if arch.is_dense:
+        dropping = list(range(arch.n_layers - 1))  # every hidden layer
+        n_layers, what = arch.n_layers, "hidden layer"
+    else:  # a layer list: every layer with weights below the output (conv and dense)
+        ltab = arch.table.ltab
+        kinds = (codes.KIND_DENSE, codes.KIND_CONV)
+        dropping = [i for i in range(len(ltab) - 1) if ltab[i, codes.L_KIND] in kinds]
+        n_layers, what = len(ltab), "hidden layer with weights"
+    if len(rates) not in (1, len(dropping)):
+        raise ValueError(f"--dropout takes one rate or one per {what} ({len(dropping)}), got {len(rates)}")
+    keep = np.ones(n_layers, dtype=np.float64)
+    keep[dropping] = [1.0 - r for r in (rates * len(dropping) if len(rates) == 1 else rates)]
+    return keep

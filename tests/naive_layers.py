@@ -42,11 +42,14 @@ def image(rows, row, side="in"):
     return rows.reshape(len(rows), row[c.L_C_OUT], row[c.L_H_OUT], row[c.L_W_OUT])
 
 
-def forward(ltab, params, x):
-    """``(pre, post)``: every layer's pre-activation and output, as ``m x size`` float64 matrices."""
+def forward(ltab, params, x, dropped=None):
+    """``(pre, post)``: every layer's pre-activation and output, as ``m x size`` float64 matrices.
+
+    ``dropped`` maps a layer to the ``m x size`` factor its output is multiplied by in training
+    (dropout: ``mask / keep``)."""
     h = np.asarray(x, dtype=np.float64)
     pre, post = [], []
-    for row in ltab:
+    for index, row in enumerate(ltab):
         kind, k, s = row[c.L_KIND], row[c.L_KERNEL], row[c.L_STRIDE]
         if kind == c.KIND_DENSE:
             a = h @ weight(params, row, row[c.L_W_OFF]) + bias(params, row)
@@ -60,14 +63,18 @@ def forward(ltab, params, x):
             a = nc.avgpool(image(h, row), k, s)
         a = a.reshape(len(h), -1)
         h = naive.activation(ACT_NAMES[row[c.L_ACT]], a)
+        if dropped and index in dropped:
+            h = h * dropped[index]
         pre.append(a)
         post.append(h)
     return pre, post
 
 
-def signals(ltab, params, feedback, x, t, signal):
-    """Every layer's ``delta`` (``None`` where the rule sends none) and the output error, with the ``1/m``."""
-    pre, post = forward(ltab, params, x)
+def signals(ltab, params, feedback, x, t, signal, dropped=None):
+    """Every layer's ``delta`` (``None`` where the rule sends none) and the output error, with the
+    ``1/m``; ``dropped`` as :func:`forward` takes it (a layer's signal gets the same factor)."""
+    pre, post = forward(ltab, params, x, dropped)
+    dropped = dropped or {}
     m = len(x)
     t = np.asarray(t, dtype=np.float64)
     e = (post[-1] - t) / m  # softmax with cross-entropy
@@ -101,7 +108,11 @@ def signals(ltab, params, feedback, x, t, signal):
                 )
             s = s.reshape(m, -1)
             if below[c.L_KIND] in (c.KIND_DENSE, c.KIND_CONV):
-                s = s * naive.derivative(ACT_NAMES[below[c.L_ACT]], pre[layer - 1])
+                s = (
+                    s
+                    * naive.derivative(ACT_NAMES[below[c.L_ACT]], pre[layer - 1])
+                    * dropped.get(layer - 1, 1.0)
+                )
             deltas[layer - 1] = s
     elif signal == c.SIGNAL_DIRECT:
         n_out = e.shape[1]
@@ -109,7 +120,9 @@ def signals(ltab, params, feedback, x, t, signal):
             if row[c.L_KIND] in (c.KIND_DENSE, c.KIND_CONV):
                 d = np.asarray(feedback[row[c.L_FB_OFF] : row[c.L_FB_OFF] + row[c.L_OUT_SIZE] * n_out])
                 s = e @ d.reshape(row[c.L_OUT_SIZE], n_out).T
-                deltas[layer] = s * naive.derivative(ACT_NAMES[row[c.L_ACT]], pre[layer])
+                deltas[layer] = (
+                    s * naive.derivative(ACT_NAMES[row[c.L_ACT]], pre[layer]) * dropped.get(layer, 1.0)
+                )
     return deltas, pre, post
 
 

@@ -132,9 +132,9 @@ def test_bad_dropout_settings_are_one_line(tmp_path):
         assert result.exit_code == 2 and len(lines) == 1 and fragment in lines[0], result.output
     result = cli("train", "--hidden", "8,8", "--dropout", "0.1,0.2,0.3", "--epochs", "1", "-o", out)
     assert_one_line_error(result, "one rate or one per hidden layer (2), got 3")
-    result = cli("train", "--layers", "conv:2:3,dense:8", "--image-shape", "1x8x8", "--dropout", "0.5",
-                 "--epochs", "1", "-o", out)  # fmt: skip
-    assert_one_line_error(result, "dense networks only")
+    result = cli("train", "--layers", "conv:2:3,maxpool:2,dense:8", "--image-shape", "1x8x8", "--dropout",
+                 "0.5,0.5,0.5", "--epochs", "1", "-o", out)  # fmt: skip
+    assert_one_line_error(result, "one per hidden layer with weights (2), got 3")
     assert not out.exists()
     with pytest.raises(ValueError, match=r"a dropout rate must lie in \[0, 1\)"):
         TrainConfig(dropout=(-0.1,))
@@ -173,4 +173,56 @@ def test_the_cuda_engine_drops_the_same_units():
             cpu_trainer.train_epoch(x.astype(np.float32), y)[0],
             "float32",
         )
+    assert_close(cuda_trainer.params, cpu_trainer.params.astype(np.float64), "float32")
+
+
+@pytest.mark.parametrize("rule", ["bp", "dfa"])
+def test_dropout_on_a_conv_net_is_the_naive_step(rule):
+    """A layer list (conv, max-pool, dense): the conv layer's and the dense layer's outputs are
+    dropped with the kernels' masks; one full batch of plain SGD equals the naive reference's."""
+    from fastfa.kernels import codes
+    from tests import naive_layers
+
+    rng = np.random.default_rng(3)
+    x, y = make_data(rng, 6, (36, 3))
+    config = TrainConfig(
+        layers="conv:2:3,maxpool:2,dense:5", image_shape=(1, 6, 6), rule=rule, dtype="float64", batch_size=6,
+        lr=0.1, momentum=0.0, shuffle=False, seed=7, dropout=(0.3, 0.5),
+    )  # fmt: skip
+    trainer = Trainer(config, 36, 3)
+    ltab = trainer.arch.table.ltab
+    assert list(trainer.dropout) == [0.7, 1.0, 0.5, 1.0]  # conv, pool, dense, output
+    dropped, base = {}, 0
+    for layer, keep in enumerate(trainer.dropout):
+        n = int(ltab[layer, codes.L_OUT_SIZE])
+        if keep < 1.0:
+            mask = np.array(
+                [[is_kept(7, 1, base + i * n + j, keep) for j in range(n)] for i in range(6)], float
+            )
+            dropped[layer] = mask / keep
+        base += 6 * n
+    params = trainer.params.copy()
+    signal = codes.SIGNALS["backprop" if rule == "bp" else "direct"]
+    deltas, _, post = naive_layers.signals(ltab, params, trainer.feedback, x, np.eye(3)[y], signal, dropped)
+    grads = naive_layers.gradients(ltab, params, x, deltas, post)
+    trainer.train_epoch(x, y)
+    np.testing.assert_allclose(trainer.params, params - 0.1 * grads, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.cuda
+def test_the_cuda_layer_engine_drops_as_the_cpu():
+    from fastfa.kernels import cuda as cuda_kernels
+    from tests.conftest import assert_close
+
+    if not cuda_kernels.available():
+        pytest.skip("no CUDA GPU or simulator")
+    x, y = make_data(np.random.default_rng(4), 8, (36, 3))
+    config = TrainConfig(
+        layers="conv:2:3,maxpool:2,dense:5", image_shape=(1, 6, 6), rule="fa", batch_size=4, lr=0.1,
+        dropout=(0.3, 0.5),
+    )  # fmt: skip
+    cpu_trainer, cuda_trainer = Trainer(config, 36, 3), Trainer(config, 36, 3)
+    cuda_trainer.use_device("cuda")
+    for trainer in (cpu_trainer, cuda_trainer):
+        trainer.train_epoch(x.astype(np.float32), y)
     assert_close(cuda_trainer.params, cpu_trainer.params.astype(np.float64), "float32")

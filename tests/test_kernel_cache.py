@@ -43,10 +43,11 @@ def test_another_pattern_of_optional_buffers_means_a_compile(rng, monkeypatch):
     sgd.train_epoch(x, y)
     adam = make_trainer((7, 13, 5), "fa", "float64", optimizer="adam")
     assert sgd.optional_buffers()[2] is None and adam.optional_buffers()[2] is not None
-    sgd_signature = next(  # this trainer's: float64, and None for all three optional buffers and plugins
+    sgd_signature = next(  # this trainer's: float64, None for the optional buffers, plugins and dropout
         sig for sig in cpu.train_epoch.signatures
         if "float64" in str(sig[0]) and all(str(t) == "none" for t in sig[kernel_cache.OPTIONAL_ARGS])
         and all(str(t) == "none" for t in sig[kernel_cache.PLUGIN_ARGS])
+        and str(sig[kernel_cache.DROPOUT_ARG]) == "none"
     )  # fmt: skip
 
     class Index:
@@ -81,5 +82,5 @@ def test_the_argument_positions_name_the_epoch_kernels_parameters():
     for names in (dense, table):
         assert names[kernel_cache.OPTIONAL_ARGS] == ["magnitude", "learning", "grads"]
     assert dense[kernel_cache.PLUGIN_ARGS] == ["plugin", "feedback_plugin"]
-    assert dense[kernel_cache.DROPOUT_ARG] == "dropout"
+    assert dense[kernel_cache.DROPOUT_ARG] == table[kernel_cache.LAYER_DROPOUT_ARG] == "dropout"
     assert table[kernel_cache.LAYER_PLUGIN_ARGS] == ["plugin", "feedback_plugin"]

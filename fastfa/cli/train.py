@@ -301,7 +301,8 @@ class ProgressBar:
     callback=parse_rates,
     metavar="RATE[,RATE...]",
     help="Drop each hidden unit in training with this probability (one rate, or one per hidden layer; "
-    "masks drawn from the seed and the update number, so resume stays exact). Dense networks.",
+    "masks drawn from the seed and the update number, so resume stays exact). On a layer list: the "
+    "layers with weights.",
 )
 @click.option("-b", "--batch-size", type=int, default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

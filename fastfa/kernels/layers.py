@@ -80,6 +80,7 @@ from fastfa.kernels.cpu import (
     load_rows,
     score_rows,
 )
+from fastfa.kernels.dropout import derive_dropped, drop_units
 from fastfa.kernels.elementwise import (
     activate,
     column_sums,
@@ -133,7 +134,9 @@ from fastfa.kernels.products import (
 
 
 @kernel
-def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages, sparse, ops, threads):
+def forward_layers(
+    params, ltab, x, hidden, indices, zeros, workspace, averages, sparse, ops, threads, dropout, seed, step
+):
     """Every layer's output for the batch ``x`` (``m x n_in``) into ``hidden``; returns the last block.
 
     ``indices`` receives the max-pool argmaxes, ``zeros`` is a zero vector at least as long as
@@ -142,10 +145,13 @@ def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages,
     ``averages`` is None when the network has no average-pooling layer and ``sparse`` None when its
     first layer is not dense (no sparse-input path), any array otherwise: numba then drops that
     code before typing, so a network that cannot use it does not compile it (every pass of the
-    engine takes them; :meth:`fastfa.layers.Table.buffers`).
+    engine takes them; :meth:`fastfa.layers.Table.buffers`). ``dropout`` is None (evaluation,
+    and training without dropout: then not compiled) or each layer's keep probability, and
+    units are dropped with the masks of update ``step`` (:mod:`fastfa.kernels.dropout`).
     """
     m = x.shape[0]
     out = x
+    base = 0
     for layer in range(ltab.shape[0]):
         kind = ltab[layer, L_KIND]
         h_in = input_rows(x, hidden, ltab, layer, m)
@@ -192,13 +198,33 @@ def forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages,
                 output_images(hidden, ltab, layer, m),
                 threads,
             )
+        if dropout is not None:  # None without dropout: then not compiled
+            if dropout[layer] < 1.0:
+                drop_units(out, dropout[layer], seed, step, base)
+            base += out.size
     return out
+
+
+@kernel
+def derive_layer(delta, hidden, ltab, layer, m, dropout, seed, step, threads):
+    """``delta *= f'(a)`` for layer ``layer`` (``delta`` its ``m x size`` block), with the
+    dropout mask of update ``step`` where the layer drops units
+    (:func:`~fastfa.kernels.dropout.derive_dropped`)."""
+    h = output_rows(hidden, ltab, layer, m)
+    if dropout is not None and dropout[layer] < 1.0:  # None without dropout: then not compiled
+        base = 0
+        for below in range(layer):
+            base += m * ltab[below, L_OUT_SIZE]
+        derive_dropped(delta, h, ltab[layer, L_ACT], dropout[layer], seed, step, base)
+    else:
+        derive(delta, h, ltab[layer, L_ACT], threads)
 
 
 @inlined_kernel
 def send_down(
-    params, feedback, ltab, layer, signal, hidden, deltas, indices, workspace, averages, ops, m, threads
-):
+    params, feedback, ltab, layer, signal, hidden, deltas, indices, workspace, averages, ops, m, threads,
+    dropout, seed, step,
+):  # fmt: skip
     """``delta_{layer-1}`` from ``delta_layer`` through layer ``layer`` (see the module notes)."""
     kind = ltab[layer, L_KIND]
     src = output_rows(deltas, ltab, layer, m)
@@ -235,14 +261,14 @@ def send_down(
             threads,
         )
     if has_params(ltab, layer - 1):
-        derive(dst, output_rows(hidden, ltab, layer - 1, m), ltab[layer - 1, L_ACT], threads)
+        derive_layer(dst, hidden, ltab, layer - 1, m, dropout, seed, step, threads)
     return src
 
 
 @kernel
 def backward_layers(
     params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace, averages, sparse, ops,
-    plugin,
+    plugin, dropout, step,
 ):  # fmt: skip
     """Forward pass, output error and the rule's signal ``delta_l`` at every layer that learns.
 
@@ -250,13 +276,30 @@ def backward_layers(
     for a rule with a direct signal: it replaces the built-in one at every layer with weights
     below the output, called with the layer's index in the table, ``b = D_l`` and empty
     ``above`` and ``w_above``; None (the built-in rules) leaves it out of the compile.
-    Returns ``(summed loss, error count)`` of the forward pass.
+    ``dropout`` and ``step``: as :func:`forward_layers` takes them (a dropped unit's signal is
+    zero). Returns ``(summed loss, error count)`` of the forward pass.
     """
     m = x.shape[0]
     last = ltab.shape[0] - 1
     threads = icfg[I_THREADS]
     signal = icfg[I_SIGNAL]
-    y = forward_layers(params, ltab, x, hidden, indices, zeros, workspace, averages, sparse, ops, threads)
+    seed = icfg[I_SEED]
+    y = forward_layers(
+        params,
+        ltab,
+        x,
+        hidden,
+        indices,
+        zeros,
+        workspace,
+        averages,
+        sparse,
+        ops,
+        threads,
+        dropout,
+        seed,
+        step,
+    )
     e = output_rows(deltas, ltab, last, m)
     loss, errors = output_error(y, t, ltab[last, L_ACT], icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0 / m)
     if signal == SIGNAL_NONE:
@@ -268,7 +311,7 @@ def backward_layers(
         for layer in range(last, lowest, -1):
             send_down(
                 params, feedback, ltab, layer, signal, hidden, deltas, indices, workspace, averages, ops,
-                m, threads,
+                m, threads, dropout, seed, step,
             )  # fmt: skip
         return loss, errors
     n_out = e.shape[1]
@@ -286,7 +329,7 @@ def backward_layers(
             product(1.0 / m, np.sign(e), NO_TRANS, d, TRANS, 0.0, delta, threads)
         elif signal == SIGNAL_TARGET:
             product(-1.0 / m, t, NO_TRANS, d, TRANS, 0.0, delta, threads)
-        derive(delta, output_rows(hidden, ltab, layer, m), ltab[layer, L_ACT], threads)
+        derive_layer(delta, hidden, ltab, layer, m, dropout, seed, step, threads)
     return loss, errors
 
 
@@ -383,6 +426,7 @@ def train_batch_layers(
     ops,
     plugin,
     feedback_plugin,
+    dropout,
     step,
 ):
     """One training step on batch ``(x, t)``: refresh feedback, signals, gradients, update.
@@ -392,7 +436,7 @@ def train_batch_layers(
     the refresh and the feedback's learning step out of the compile. ``plugin`` and
     ``feedback_plugin`` are a compiled plugin's hidden signal and feedback step
     (:func:`backward_layers`, :func:`~fastfa.kernels.layer_feedback.plugin_layer_feedback_step`),
-    None for the built-in rules.
+    None for the built-in rules; ``dropout`` each layer's keep probability, None without dropout.
 
     Returns ``(summed loss, error count)`` measured before the update.
     """
@@ -400,7 +444,7 @@ def train_batch_layers(
         refresh_layer_feedback(params, feedback, magnitude, ltab, icfg, step)
     loss, errors = backward_layers(
         params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace, averages, sparse, ops,
-        plugin,
+        plugin, dropout, step,
     )  # fmt: skip
     first = first_learning_layer(ltab, icfg)
     threads = icfg[I_THREADS]
@@ -458,6 +502,7 @@ def train_epoch_layers(
     fcfg,
     plugin,
     feedback_plugin,
+    dropout,
     hidden,
     deltas,
     indices,
@@ -474,7 +519,7 @@ def train_epoch_layers(
 
     As :func:`fastfa.kernels.cpu.train_epoch`: ``step`` counts the updates made before
     this call; returns ``(summed loss, error count)``, each batch measured before its update.
-    ``plugin`` and ``feedback_plugin``: as :func:`train_batch_layers` takes them.
+    ``plugin``, ``feedback_plugin`` and ``dropout``: as :func:`train_batch_layers` takes them.
     """
     n_in = ltab[0, L_IN_SIZE]
     n_out = ltab[ltab.shape[0] - 1, L_OUT_SIZE]
@@ -507,6 +552,7 @@ def train_epoch_layers(
             ops,
             plugin,
             feedback_plugin,
+            dropout,
             step,
         )
         total_loss += loss
@@ -534,7 +580,7 @@ def evaluate_layers(
         xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
         threads = icfg[I_THREADS]
         y = forward_layers(
-            params, ltab, xb, hidden, indices, zeros, workspace, averages, sparse, ops, threads
+            params, ltab, xb, hidden, indices, zeros, workspace, averages, sparse, ops, threads, None, 0, 0
         )
         e = output_rows(deltas, ltab, last, m)
         loss, errors = score_rows(y, tb, e, ltab[last, L_ACT], icfg, has_targets, outputs, start)
