@@ -17,6 +17,10 @@ a noisy shared machine.
   ``2 n_out size_l`` per hidden layer) divided into NumPy's float32 GEMM speed on 2048 x 2048
   matrices measured here.
 
+``--dropout P`` times every rule twice, as asked and with dropout of rate ``P`` on every hidden
+layer (fastfa's ``--dropout``, PyTorch's ``F.dropout`` after each hidden activation; rows
+``fa+dropP``), so the table shows what dropout costs each of them.
+
 Data: MNIST from ``../shared/data/mnist`` padded to 32x32 when present, otherwise a synthetic
 stand-in with the same sparsity. Afterwards: the start-up of a LeNet run (cold and warm kernel
 cache) and the peak resident memory of ``fastfa train --model lenet-mnist`` at batch 128
@@ -40,6 +44,12 @@ def _parse(argv):
     parser.add_argument("--rules", default="bp,fa,usf,dfa")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of alternating timings")
     parser.add_argument("--skip-startup", action="store_true", help="only the throughput table")
+    parser.add_argument(
+        "--dropout",
+        type=float,
+        default=0.0,
+        help="also time each rule with this dropout rate on every hidden layer",
+    )
     parser.add_argument("--serve", choices=["fastfa", "torch"], help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -101,10 +111,18 @@ def flops_per_sample(rule):
     return 2 * sum(per_layer) + signals
 
 
+def with_dropout(rule):
+    """``"fa+drop0.5"`` -> ``("fa", 0.5)``: a rule as the workers are asked for it, and its dropout rate."""
+    name, _, rate = rule.partition("+drop")
+    return name, float(rate or 0.0)
+
+
 def fastfa_rate(rule, batch, x, y, repeats):
     from fastfa import TrainConfig, Trainer
 
+    rule, rate = with_dropout(rule)
     config = TrainConfig(
+        dropout=(rate,) if rate else (),
         layers="lenet-mnist",
         image_shape=(1, 32, 32),
         rule=rule,
@@ -128,7 +146,8 @@ def torch_rate(rule, batch, x, y, repeats):
 
     from benchmarks.torch_conv import make_lenet
 
-    model, params = make_lenet(rule)
+    rule, rate = with_dropout(rule)
+    model, params = make_lenet(rule, dropout=rate)
     optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
     xt, yt = torch.from_numpy(x).reshape(-1, 1, 32, 32), torch.from_numpy(y)
 
@@ -254,18 +273,21 @@ def main():
     )
     print()
     print(
-        f"{'rule':<6}{'batch':>6}{'fastfa':>10}{'torch':>10}{'bound':>10}{'fastfa/torch':>14}{'fastfa/bound':>14}"
+        f"{'rule':<14}{'batch':>6}{'fastfa':>10}{'torch':>10}{'bound':>10}{'fastfa/torch':>14}{'fastfa/bound':>14}"
     )
     names = ["fastfa", "torch"] if has_torch else ["fastfa"]
     pool = Contenders("benchmarks.lenet", names, args.threads)
     try:
+        asked = args.rules.split(",")
+        if args.dropout:  # each rule plain and with dropout, in turn
+            asked = [r for rule in asked for r in (rule, f"{rule}+drop{args.dropout:g}")]
         for batch in (int(b) for b in args.batches.split(",")):
-            for rule in args.rules.split(","):
-                bound = gflops * 1e9 / flops_per_sample(rule)
+            for rule in asked:
+                bound = gflops * 1e9 / flops_per_sample(with_dropout(rule)[0])
                 rates = pool.best(names, rule, batch, n, repeats=args.repeats)
                 ours, theirs = rates["fastfa"], rates.get("torch", float("nan"))
                 print(
-                    f"{rule:<6}{batch:>6}{ours:>10,.0f}{theirs:>10,.0f}{bound:>10,.0f}"
+                    f"{rule:<14}{batch:>6}{ours:>10,.0f}{theirs:>10,.0f}{bound:>10,.0f}"
                     f"{ours / theirs:>13.2f}x{ours / bound:>13.0%}",
                     flush=True,
                 )

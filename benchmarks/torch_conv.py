@@ -18,8 +18,9 @@ LENET_MNIST = ((1, 6, 5), (6, 16, 5), (16, 120, 5))  # (C_in, C_out, k); pools a
 DENSE = ((120, 84), (84, 10))
 
 
-def make_lenet(rule, seed=0):
-    """``(model, parameters)`` of LeNet-MNIST (1x32x32 inputs, ReLU) trained by ``rule``.
+def make_lenet(rule, seed=0, dropout=0.0):
+    """``(model, parameters)`` of LeNet-MNIST (1x32x32 inputs, ReLU) trained by ``rule``, with
+    ``nn.functional.dropout`` of rate ``dropout`` after every hidden activation when it is > 0.
 
     ``model(x)`` takes ``N x 1 x 32 x 32`` and returns the logits.
     """
@@ -71,6 +72,8 @@ def make_lenet(rule, seed=0):
 
     def hidden_out(h, i):
         h = torch.relu(h)
+        if dropout:
+            h = F.dropout(h, dropout, training=True)
         return DirectFeedback.apply(h, direct[i], store) if rule == "dfa" else h
 
     def model(x):

@@ -110,3 +110,23 @@ def test_untrained_network_is_at_chance(digits):
     _, _, x_test, y_test = digits
     tr = make_trainer((64, HIDDEN, 10), "bp", "float32", **SETTINGS)
     assert 1.0 - tr.evaluate(x_test, y_test)[1] < 0.3
+
+
+def test_drtp_projects_the_authors_target_sign_on_request(rng):
+    """``projection="+t"`` (the authors' code) reverses every hidden update of the default ``-t``
+    exactly, for the same seed; the output layer's gradient is the same."""
+    from tests.conftest import make_data
+
+    sizes = (7, 9, 6, 4)
+    x, y = make_data(rng, 12, sizes)
+    default = make_trainer(sizes, "drtp", seed=3)
+    authors = make_trainer(sizes, "drtp", seed=3, rule_options={"projection": "+t"})
+    np.testing.assert_array_equal(authors.feedback, -default.feedback)
+    g_default, g_authors = default.gradients(x, y), authors.gradients(x, y)
+    n_out = default.arch.sizes[-2] * default.arch.sizes[-1]  # W of the output layer
+    w_end = default.arch.n_weights
+    hidden_w = slice(0, w_end - n_out)
+    np.testing.assert_array_equal(g_authors[hidden_w], -g_default[hidden_w])
+    np.testing.assert_array_equal(g_authors[w_end - n_out : w_end], g_default[w_end - n_out : w_end])
+    with pytest.raises(ValueError, match="projection must be -t or \\+t"):
+        make_trainer(sizes, "drtp", rule_options={"projection": "t"})
