@@ -215,3 +215,18 @@ def test_quick_biotorch_lenet_cifar10_on_a_synthetic_cifar_file(tmp_path):
         assert config["layers"].startswith("conv:32:3") and config["image_shape"] == [3, 32, 32]
     result = cli("reproduce", "biotorch-lenet-cifar10", "-o", tmp_path / "c")
     assert result.exit_code == 1 and "needs cifar10: pass --data cifar10.h5" in result.stderr
+
+
+def test_quick_akrout_mnist(tmp_path, mnist_rows):
+    """kp's and wm's last-layer feedback falls well below fa's angle to W^T within 3 epochs."""
+    if mnist_rows == default_dataset_path():
+        pytest.skip("needs MNIST in ../shared/data/mnist: the digits give too few steps for the angles")
+    out, text = check_quick("akrout-mnist", tmp_path, "--data", mnist_rows)
+    assert "well below fa's" in text and "| 784-500-10 | kp |" in text and "| 1.55% |" in text
+    for run in sorted(out.glob("rule-*.h5")):
+        config = read_outcome(run)["config"]
+        assert (config["batch_size"], config["shuffle"], config["activation"]) == (128, False, "logistic")
+        if config["rule"] == "wm":
+            assert (
+                config["rule_options"]["mirror_decay"] == 0.0 and config["rule_options"]["mirror_lr"] == 1.28
+            )

@@ -190,7 +190,28 @@ def checks(exp, res, runs, quick):
         out += _lenet_checks(exp, {rule: value for (_, rule), value in mean.items()}, quick)
     elif exp.name == "biotorch-lenet-cifar10":
         out += _lenet_cifar_checks(exp, {rule: value for (_, rule), value in mean.items()}, quick)
+    elif exp.name in ("akrout-mnist", "akrout-cifar10"):
+        out += _akrout_checks({rule: value for (_, rule), value in mean.items()}, runs, quick)
     return out
+
+
+def _akrout_checks(mean, runs, quick):
+    """Akrout et al.'s findings: kp and wm as accurate as bp and their feedback close to ``W^T``,
+    fa behind with its feedback far from it (the hidden layer's feedback angle at the end)."""
+    angle = {rule: _angle(runs, rule, -1, "feedback_angle") for rule in ("fa", "kp", "wm")}
+    if quick:
+        below = max(angle["kp"], angle["wm"]) <= angle["fa"] - 10
+        return [(f"kp's and wm's feedback angles ({angle['kp']:.1f}°, {angle['wm']:.1f}°) well below fa's "
+                 f"({angle['fa']:.1f}°: 10° or more)", below)]  # fmt: skip
+    bp = mean["bp"]
+    return [
+        (f"kp {mean['kp']:.2f}% and wm {mean['wm']:.2f}% within 0.3 points of bp {bp:.2f}%",
+         max(abs(mean["kp"] - bp), abs(mean["wm"] - bp)) <= 0.3),
+        (f"fa {mean['fa']:.2f}% at least 0.4 points above bp {bp:.2f}%", mean["fa"] >= bp + 0.4),
+        (f"last-layer feedback angle: kp {angle['kp']:.1f}° and wm {angle['wm']:.1f}° under 10°",
+         max(angle["kp"], angle["wm"]) < 10),
+        (f"fa's last-layer feedback angle {angle['fa']:.1f}° above 30°", angle["fa"] > 30),
+    ]  # fmt: skip
 
 
 def _lenet_cifar_checks(exp, mean, quick):
@@ -235,9 +256,9 @@ def _lenet_checks(exp, mean, quick):
     return out
 
 
-def _angle(runs, rule, index):
-    """Mean over seeds of the first hidden layer's update angle at epoch ``index``."""
-    values = [r["history"]["update_angle"][index, 0] for r in runs if r["rule"] == rule]
+def _angle(runs, rule, index, key="update_angle"):
+    """Mean over seeds of the first hidden layer's ``key`` angle (update or feedback) at epoch ``index``."""
+    values = [r["history"][key][index, 0] for r in runs if r["rule"] == rule]
     return float(np.mean(values))
 
 
