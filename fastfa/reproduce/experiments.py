@@ -175,6 +175,29 @@ AKROUT_NOTE = (
     "was set up)."
 )
 
+
+def akrout_experiment(data, title, n_in, n_hidden, published, quick, note=""):
+    """``akrout-<data>``: bp, fa, kp and wm on ``n_in``-``n_hidden``-10 with Akrout et al.'s settings."""
+    net = f"{n_in}-{n_hidden}-10"
+    return Experiment(
+        name=f"akrout-{data}",
+        title=f"{title} {net} logistic: bp, fa, kp and wm with Akrout et al.'s settings",
+        reference=AKROUT_REFERENCE,
+        data=data,
+        rules=("bp", "fa", "kp", "wm"),
+        nets={net: (n_hidden,)},
+        base=AKROUT_BASE,
+        epochs=400,
+        metric="test_error",
+        published={(net, rule): f"{value:.2f}%" for rule, value in published.items()},
+        seeds=3,
+        rule_options={"wm": AKROUT_WM},
+        rule_settings={rule: {"lr": lr} for rule, lr in AKROUT_LRS.items()},
+        quick=dict(seeds=1, base=dict(lr=1.0), **quick),
+        note=AKROUT_NOTE + note,
+    )
+
+
 EXPERIMENTS = {
     e.name: e
     for e in (
@@ -338,41 +361,18 @@ EXPERIMENTS = {
             quick=dict(seeds=1, epochs=2, data_rows=(512, 256), base=dict(lr=0.01)),
             note=LENET_CIFAR_NOTE,
         ),
-        Experiment(
-            name="akrout-mnist",
-            title="MNIST 784-500-10 logistic: bp, fa, kp and wm with Akrout et al.'s settings",
-            reference=AKROUT_REFERENCE,
-            data="mnist",
-            rules=("bp", "fa", "kp", "wm"),
-            nets={"784-500-10": (500,)},
-            base=AKROUT_BASE,
-            epochs=400,
-            metric="test_error",
-            published={("784-500-10", rule): f"{value:.2f}%" for rule, value in AKROUT_MNIST.items()},
-            seeds=3,
-            rule_options={"wm": AKROUT_WM},
-            rule_settings={rule: {"lr": lr} for rule, lr in AKROUT_LRS.items()},
-            quick=dict(seeds=1, epochs=3, data_rows=(10000, 2000), base=dict(lr=1.0)),
-            note=AKROUT_NOTE,
+        akrout_experiment(
+            "mnist", "MNIST", 784, 500, AKROUT_MNIST, quick=dict(epochs=3, data_rows=(10000, 2000))
         ),
-        Experiment(
-            name="akrout-cifar10",
-            title="CIFAR-10 3072-1000-10 logistic: bp, fa, kp and wm with Akrout et al.'s settings",
-            reference=AKROUT_REFERENCE,
-            data="cifar10",
-            rules=("bp", "fa", "kp", "wm"),
-            nets={"3072-1000-10": (1000,)},
-            base=AKROUT_BASE,
-            epochs=400,
-            metric="test_error",
-            published={("3072-1000-10", rule): f"{value:.2f}%" for rule, value in AKROUT_CIFAR10.items()},
-            seeds=3,
-            rule_options={"wm": AKROUT_WM},
-            rule_settings={rule: {"lr": lr} for rule, lr in AKROUT_LRS.items()},
-            quick=dict(seeds=1, epochs=2, data_rows=(512, 256)),
-            note=AKROUT_NOTE
-            + " CIFAR-10's images are flattened to 3072 inputs scaled to [0, 1] (`fastfa data "
-            "cifar10`); defined for users who have it, not run here.",
-        ),
+        akrout_experiment(
+            "cifar10",
+            "CIFAR-10",
+            3072,
+            1000,
+            AKROUT_CIFAR10,
+            quick=dict(epochs=2, data_rows=(512, 256)),
+            note=" CIFAR-10's images are flattened to 3072 inputs scaled to [0, 1] (`fastfa data cifar10`); "
+            "defined for users who have it, not run here.",
+        ),  # fmt: skip
     )
 }
