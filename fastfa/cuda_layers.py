@@ -156,7 +156,7 @@ class CudaLayerEngine(DeviceEngine):
 
     def _step(self, v, x, t, lr, mu, decay, nesterov, step):
         """One step (update number ``step``, from 1) on the device batch ``(x, t)`` with the views
-        ``v`` of :meth:`_views`: :func:`fastfa.kernels.layers.train_batch_layers` as kernel launches.
+        ``v`` of :meth:`_views`: :func:`fastfa.kernels.layer_epoch.train_batch_layers` as kernel launches.
 
         Adds the batch's summed loss and error count to the device totals.
         """

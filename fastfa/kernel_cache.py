@@ -23,9 +23,9 @@ def epoch_kernel(trainer):
         from fastfa.kernels import cpu
 
         return cpu.train_epoch
-    from fastfa.kernels import layers
+    from fastfa.kernels import layer_epoch
 
-    return layers.train_epoch_layers
+    return layer_epoch.train_epoch_layers
 
 
 #: Where the epoch kernels of both engines take ``(magnitude, learning, grads)``, each None where

@@ -20,7 +20,7 @@ from fastfa import compiled_rules, standardize
 from fastfa.augment import Augmentation, pad_values
 from fastfa.config import TrainConfig
 from fastfa.cuda_engine import DeviceRows
-from fastfa.kernels import codes
+from fastfa.kernels import codes, layer_epoch
 from fastfa.kernels import cpu as kernels
 from fastfa.kernels import layers as layer_kernels
 from fastfa.network import Architecture, LayerNetwork
@@ -359,7 +359,7 @@ class Trainer(FeedbackMatrices):
         magnitude, learning, grads = self.optional_buffers()
         if not self.arch.is_dense:
             with kernel_threads() as threads:
-                loss, errors = layer_kernels.train_epoch_layers(
+                loss, errors = layer_epoch.train_epoch_layers(
                     x, labels, targets, order, batch, self.params, self.feedback, magnitude, learning,
                     self.grads, self.state, self.arch.table.ltab, with_threads(self.icfg, threads),
                     self._fcfg(), self.plugin_signal, self.plugin_feedback_step, self.dropout,
@@ -426,7 +426,7 @@ class Trainer(FeedbackMatrices):
                 outputs,
                 sparse_marker(x),
             )
-        return layer_kernels.evaluate_layers(
+        return layer_epoch.evaluate_layers(
             x,
             labels,
             targets,

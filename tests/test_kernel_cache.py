@@ -75,10 +75,10 @@ def test_the_argument_positions_name_the_epoch_kernels_parameters():
     """OPTIONAL_ARGS and the plugin positions point at the parameters they mean in both engines."""
     import inspect
 
-    from fastfa.kernels import cpu, layers
+    from fastfa.kernels import cpu, layer_epoch
 
     dense = list(inspect.signature(cpu.train_epoch.py_func).parameters)
-    table = list(inspect.signature(layers.train_epoch_layers.py_func).parameters)
+    table = list(inspect.signature(layer_epoch.train_epoch_layers.py_func).parameters)
     for names in (dense, table):
         assert names[kernel_cache.OPTIONAL_ARGS] == ["magnitude", "learning", "grads"]
     assert dense[kernel_cache.PLUGIN_ARGS] == ["plugin", "feedback_plugin"]

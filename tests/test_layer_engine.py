@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fastfa.kernels import codes as c
-from fastfa.kernels import cpu
+from fastfa.kernels import cpu, layer_epoch
 from fastfa.kernels import layers as lk
 from fastfa.layers import layer_table, parse_layers, plan_network
 from fastfa.workspace import sparse_marker
@@ -204,7 +204,7 @@ def test_training_steps_lower_the_loss_for_every_signal():
         fcfg[c.F_LR], fcfg[c.F_MOMENTUM] = 0.01, 0.9
         grads, state = np.zeros(table.n_params), np.zeros((2, table.n_params))
         for step in range(1, 31):
-            lk.train_batch_layers(
+            layer_epoch.train_batch_layers(
                 params,
                 feedback,
                 np.abs(feedback),
@@ -260,7 +260,7 @@ def test_kolen_pollack_feedback_receives_the_kernels_update():
 
     for step in range(1, 4):
         before = gaps()
-        lk.train_batch_layers(
+        layer_epoch.train_batch_layers(
             params, feedback, None, feedback, grads, state, table.ltab, icfg, fcfg, x, t, *bufs.values(),
             None, None, None, step,
         )  # fmt: skip
