@@ -61,6 +61,9 @@ def check_supported(trainer):
     if "cuda" not in rule.devices:
         raise ValueError(f"rule {rule.name!r} has no cuda support (devices: {', '.join(rule.devices)})")
     problems = []
+    options = trainer.rule_options
+    if options.get("mirror_response", "linear") != "linear" or options.get("mirror_rounds", 0):
+        problems.append("the weight mirror's mirror_response=activation or mirror_rounds")
     learned = rule.dynamics in LEARNED_FEEDBACK and rule.signal == "layerwise"
     if rule.signal not in SIGNALS or not (rule.dynamics == "fixed" or learned):
         problems.append(f"signal {rule.signal!r} with {rule.dynamics!r} feedback")

@@ -38,13 +38,15 @@ def learning_rate(schedule, lr, epoch, *, epochs, step_size=10, gamma=0.1, lr_mi
     raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
 
 
-def float_config(*, lr, momentum, weight_decay, beta1, beta2, epsilon, mirror=(0.0, 0.0, 0.0)):
+def float_config(*, lr, momentum, weight_decay, beta1, beta2, epsilon, mirror=(0.0, 0.0, 0.0, 0.0)):
     """The float configuration vector of the kernels (see :mod:`fastfa.kernels.codes`).
 
-    ``mirror`` is ``(learning rate, decay, noise)`` of weight-mirror feedback.
+    ``mirror`` is ``(learning rate, decay, noise, response)`` of weight-mirror feedback (response 1:
+    the layer's bias and activation on the noise's response, 0: linear).
     """
     fcfg = np.zeros(codes.N_FCFG)
-    fcfg[codes.F_MIRROR_LR], fcfg[codes.F_MIRROR_DECAY], fcfg[codes.F_MIRROR_NOISE] = mirror
+    mirror_slots = (codes.F_MIRROR_LR, codes.F_MIRROR_DECAY, codes.F_MIRROR_NOISE, codes.F_MIRROR_RESPONSE)
+    fcfg[list(mirror_slots[: len(mirror)])] = mirror
     fcfg[codes.F_LR] = lr
     fcfg[codes.F_MOMENTUM] = momentum
     fcfg[codes.F_WEIGHT_DECAY] = weight_decay

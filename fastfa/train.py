@@ -31,6 +31,8 @@ from fastfa.trainer_feedback import FeedbackMatrices
 from fastfa.workspace import Workspace, sparse_marker, with_threads
 
 TASKS = ("classification", "regression")
+#: Keeps the noise of the weight mirror's rounds before training apart from its per-batch noise
+MIRROR_ROUNDS_STREAM = 0x726F756E6473
 EVAL_ROWS = 256  # rows per chunk when evaluating or predicting
 
 
@@ -82,6 +84,7 @@ class Trainer(FeedbackMatrices):
         if config.augments:
             _check_augmentation(config, n_inputs)
         self.dropout = _keep_probabilities(config, self.arch)
+        _check_mirror_variant(self.rule, self.rule_options, self.arch)
         self.dtype = np.dtype(config.dtype)
         self.plugin_signal = compiled_rules.compiled_signal(self.rule, self.dtype)
         self.plugin_feedback_step = compiled_rules.compiled_feedback_step(self.rule, self.dtype)
@@ -238,8 +241,12 @@ class Trainer(FeedbackMatrices):
             beta1=c.beta1,
             beta2=c.beta2,
             epsilon=c.epsilon,
-            mirror=tuple(
-                float(self.rule_options.get(k, 0.0)) for k in ("mirror_lr", "mirror_decay", "mirror_noise")
+            mirror=(
+                *(
+                    float(self.rule_options.get(k, 0.0))
+                    for k in ("mirror_lr", "mirror_decay", "mirror_noise")
+                ),
+                1.0 if self.rule_options.get("mirror_response") == "activation" else 0.0,
             ),
         )
 
@@ -326,6 +333,19 @@ class Trainer(FeedbackMatrices):
         targets = targets[order] if targets.size else targets
         return rows, labels, targets, np.arange(len(order))
 
+    def _mirror_rounds(self, rounds):
+        """Weight-mirror rounds before the first update (``mirror_rounds``, as Akrout et al.'s code
+        mirrors before training): each feeds a batch of noise through every layer and lets the
+        feedback learn from it, the noise keyed by ``(seed ^ MIRROR_ROUNDS_STREAM, round)``."""
+        ws = self._train_ws
+        seed = int(self.config.seed) ^ MIRROR_ROUNDS_STREAM
+        with kernel_threads() as threads:
+            for k in range(1, rounds + 1):
+                kernels.mirror_feedback(
+                    self.params, self.feedback, self.sizes, self.acts, self._fcfg(), seed, k,
+                    self.config.batch_size, ws.hidden, ws.deltas, threads,
+                )  # fmt: skip
+
     def optional_buffers(self):
         """``(magnitude, learning, grads)`` as the epoch kernels take them: None where this run
         cannot use them, so that numba compiles only the paths it takes (docs/engine.md, "The first
@@ -357,6 +377,8 @@ class Trainer(FeedbackMatrices):
             return loss, errors
         ws = self._train_ws
         magnitude, learning, grads = self.optional_buffers()
+        if self.step == 0 and self.rule_options.get("mirror_rounds", 0):
+            self._mirror_rounds(int(self.rule_options["mirror_rounds"]))
         if not self.arch.is_dense:
             with kernel_threads() as threads:
                 loss, errors = layer_epoch.train_epoch_layers(
@@ -550,3 +572,28 @@ def _keep_probabilities(config, arch):
     keep = np.ones(n_layers, dtype=np.float64)
     keep[dropping] = [1.0 - r for r in (rates * len(dropping) if len(rates) == 1 else rates)]
     return keep
+
+
+def _check_mirror_variant(rule, options, arch):
+    """Akrout et al.'s weight-mirror variant (``mirror_response="activation"``, ``mirror_rounds``)
+    runs on dense networks whose mirrored layers feed elementwise units (no softmax above them)."""
+    if rule.dynamics != "mirror":
+        return
+    response, rounds = options.get("mirror_response", "linear"), options.get("mirror_rounds", 0)
+    if response not in ("linear", "activation"):
+        raise ValueError(
+            f"rule {rule.name!r}: mirror_response must be linear or activation, got {response!r}"
+        )
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+        raise ValueError(f"rule {rule.name!r}: mirror_rounds must be a whole number >= 0, got {rounds!r}")
+    if response == "linear" and not rounds:
+        return
+    if not arch.is_dense:
+        raise ValueError(
+            f"rule {rule.name!r}: mirror_response=activation and mirror_rounds run on dense networks only"
+        )
+    if codes.SOFTMAX in arch.codes()[1:]:
+        raise ValueError(
+            f"rule {rule.name!r}: mirror_response=activation needs elementwise units above the mirrored "
+            "layers, not a softmax output (use --output-activation logistic)"
+        )

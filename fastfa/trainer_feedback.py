@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastfa.kernels import codes
+from fastfa.kernels import codes, layer_feedback
 from fastfa.kernels import cpu as kernels
-from fastfa.kernels import layers as layer_kernels
 
 
 class FeedbackMatrices:
@@ -74,7 +73,7 @@ class FeedbackMatrices:
         if self.arch.is_dense:
             kernels.refresh_feedback(self.params, feedback, magnitude, self.sizes, self.icfg, step)
         else:
-            layer_kernels.refresh_layer_feedback(
+            layer_feedback.refresh_layer_feedback(
                 self.params, feedback, magnitude, self.arch.table.ltab, self.icfg, step
             )
 

@@ -11,6 +11,11 @@ with the defaults (``mirror_noise = 1``, ``mirror_decay = 1``) to ``W^T`` itself
 ``mirror_lr`` (``eta``) trades speed for noise: the feedback averages over about
 ``1 / (eta lam)`` updates.
 
+Akrout et al.'s code differs in two ways, each an option: its response goes through the layer
+above's bias and activation, ``y = f(xi W_{l+1} + b_{l+1})`` (``mirror_response="activation"``;
+``"linear"`` by default), and it mirrors ``N / batch`` rounds before training
+(``mirror_rounds``, 0 by default). Both run on dense networks on the CPU.
+
 Feedback initialisation: as :mod:`fastfa_plugins.fa` (``feedback_init``,
 ``feedback_scale``). The noise is uniform with the given standard deviation
 (Akrout et al. use Gaussian noise; only its covariance enters the mean step).
@@ -31,5 +36,12 @@ rule = Rule(
     init_feedback=random_feedback,
     dynamics="mirror",
     devices=("cpu", "cuda"),
-    options={**RANDOM_FEEDBACK_OPTIONS, "mirror_lr": 0.0002, "mirror_decay": 1.0, "mirror_noise": 1.0},
+    options={
+        **RANDOM_FEEDBACK_OPTIONS,
+        "mirror_lr": 0.0002,
+        "mirror_decay": 1.0,
+        "mirror_noise": 1.0,
+        "mirror_response": "linear",
+        "mirror_rounds": 0,
+    },
 )

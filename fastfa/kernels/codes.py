@@ -83,7 +83,8 @@ F_EPSILON = 5
 F_MIRROR_LR = 6  # weight mirror: learning rate of the feedback
 F_MIRROR_DECAY = 7  # weight mirror: decay of the feedback
 F_MIRROR_NOISE = 8  # weight mirror: standard deviation of the injected noise
-N_FCFG = 9
+F_MIRROR_RESPONSE = 9  # weight mirror: 1 for the layer's bias and activation on the response, 0 linear
+N_FCFG = 10
 
 # layer kinds of a layer table (fastfa.kernels.layers); flatten is no layer there: an
 # N x C x H x W block of activations is already its N x (C H W) matrix

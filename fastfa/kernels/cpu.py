@@ -261,7 +261,9 @@ def train_batch(
         shift_feedback(params, learning, sizes, 1.0 - fcfg[F_LR] * fcfg[F_WEIGHT_DECAY], 1.0)
     elif learning is not None and dynamics == DYNAMICS_MIRROR:
         m = x.shape[0]
-        mirror_feedback(params, learning, sizes, fcfg, icfg[I_SEED], step, m, hidden, deltas, icfg[I_THREADS])
+        mirror_feedback(
+            params, learning, sizes, acts, fcfg, icfg[I_SEED], step, m, hidden, deltas, icfg[I_THREADS]
+        )
     if feedback_plugin is not None:
         plugin_feedback_step(
             feedback_plugin, 1, params, feedback, sizes, icfg, fcfg, step, x.shape[0], hidden, deltas

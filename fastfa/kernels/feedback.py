@@ -12,13 +12,15 @@ from fastfa.kernels.codes import (
     F_MIRROR_DECAY,
     F_MIRROR_LR,
     F_MIRROR_NOISE,
+    F_MIRROR_RESPONSE,
     F_WEIGHT_DECAY,
     I_DYNAMICS,
     I_SEED,
     I_SIGNAL,
     SIGNAL_LAYERWISE,
 )
-from fastfa.kernels.layout import activation_view, feedback_view, weight_view
+from fastfa.kernels.elementwise import activate
+from fastfa.kernels.layout import activation_view, bias_view, feedback_view, weight_view
 from fastfa.kernels.products import NO_TRANS, TRANS, product
 
 # ------------------------------------------------------------------------ feedback
@@ -95,7 +97,7 @@ def shift_feedback(params, feedback, sizes, keep, weight):
 
 
 @kernel
-def mirror_feedback(params, feedback, sizes, fcfg, seed, step, m, hidden, deltas, threads):
+def mirror_feedback(params, feedback, sizes, acts, fcfg, seed, step, m, hidden, deltas, threads):
     """Weight mirror: every hidden layer's feedback learns ``W_{l+1}`` from injected noise.
 
     With noise ``xi`` (``m`` rows over layer ``l``'s units, independent entries of
@@ -104,7 +106,9 @@ def mirror_feedback(params, feedback, sizes, fcfg, seed, step, m, hidden, deltas
 
         ``F_l <- (1 - eta lam) F_l + (eta / m) xi^T y``,
 
-    whose mean step is ``eta (sigma^2 W_{l+1} - lam F_l)``: ``F_l`` tends to
+    whose mean step is ``eta (sigma^2 W_{l+1} - lam F_l)``. With ``F_MIRROR_RESPONSE`` set the
+    response goes through the layer above's bias and activation, ``y = f(xi W_{l+1} + b_{l+1})``,
+    as in Akrout et al.'s code (``mirror_response="activation"``). For linear responses ``F_l`` tends to
     ``(sigma^2 / lam) W_{l+1}``, i.e. ``B = F^T`` to ``W^T`` (Akrout et al. 2019's
     mirror mode, with uniform instead of Gaussian noise; only its covariance
     matters). The noise comes from the counter-based generator, keyed by the run's
@@ -112,7 +116,7 @@ def mirror_feedback(params, feedback, sizes, fcfg, seed, step, m, hidden, deltas
     are written into the workspaces ``hidden`` and ``deltas`` (layer ``l``'s and layer
     ``l + 1``'s rows), which the batch no longer needs once its update is done.
     """
-    eta, lam = fcfg[F_MIRROR_LR], fcfg[F_MIRROR_DECAY]
+    eta, lam, nonlinear = fcfg[F_MIRROR_LR], fcfg[F_MIRROR_DECAY], fcfg[F_MIRROR_RESPONSE] != 0.0
     half_width = fcfg[F_MIRROR_NOISE] * math.sqrt(3.0)
     base = 0
     for layer in range(sizes.size - 2):
@@ -125,6 +129,8 @@ def mirror_feedback(params, feedback, sizes, fcfg, seed, step, m, hidden, deltas
         base += m * n_l
         y = activation_view(deltas, sizes, layer + 1, m)
         product(1.0, xi, NO_TRANS, weight_view(params, sizes, layer + 1), NO_TRANS, 0.0, y, threads)
+        if nonlinear:  # Akrout et al.'s code: y = f(xi W + b) through the layer above's own units
+            activate(y, bias_view(params, sizes, layer + 1), acts[layer + 1], threads)
         f = feedback_view(feedback, sizes, SIGNAL_LAYERWISE, layer)
         product(eta / m, xi, TRANS, y, NO_TRANS, 1.0 - eta * lam, f, threads)
 

@@ -53,6 +53,7 @@ def load_runs(exp, tasks, dataset):
     energy = target_energy(dataset) if exp.metric == "nse" else None
     for run, task in zip(runs, tasks, strict=True):
         run["net"] = task.point.get("net", next(iter(exp.nets)))
+        run["rule"] = task.point["rule"]  # the experiment's label (a rule, or an alias of one)
         if energy is not None:
             if "test_loss" in run["history"]:
                 run["history"]["nse"] = 2 * run["history"]["test_loss"] / energy
@@ -198,18 +199,22 @@ def checks(exp, res, runs, quick):
 def _akrout_checks(mean, runs, quick):
     """Akrout et al.'s findings: kp and wm as accurate as bp and their feedback close to ``W^T``,
     fa behind with its feedback far from it (the hidden layer's feedback angle at the end)."""
-    angle = {rule: _angle(runs, rule, -1, "feedback_angle") for rule in ("fa", "kp", "wm")}
-    if quick:
-        below = max(angle["kp"], angle["wm"]) <= angle["fa"] - 10
-        return [(f"kp's and wm's feedback angles ({angle['kp']:.1f}°, {angle['wm']:.1f}°) well below fa's "
-                 f"({angle['fa']:.1f}°: 10° or more)", below)]  # fmt: skip
+    learned = [rule for rule in ("kp", "wm", "wm-akrout") if rule in mean]
+    angle = {rule: _angle(runs, rule, -1, "feedback_angle") for rule in ("fa", *learned)}
+    listed = ", ".join(f"{rule} {angle[rule]:.1f}°" for rule in learned)
+    if quick:  # wm-akrout's sigmoid response averages its noise out only over many more steps
+        fast = [r for r in learned if r != "wm-akrout"]
+        below = max(angle[r] for r in fast) <= angle["fa"] - 10
+        shown = ", ".join(f"{rule} {angle[rule]:.1f}°" for rule in fast)
+        return [
+            (f"learned feedback angles ({shown}) well below fa's ({angle['fa']:.1f}°: 10° or more)", below)
+        ]
     bp = mean["bp"]
+    errors = ", ".join(f"{rule} {mean[rule]:.2f}%" for rule in learned)
     return [
-        (f"kp {mean['kp']:.2f}% and wm {mean['wm']:.2f}% within 0.3 points of bp {bp:.2f}%",
-         max(abs(mean["kp"] - bp), abs(mean["wm"] - bp)) <= 0.3),
+        (f"{errors}: each within 0.3 points of bp {bp:.2f}%", max(abs(mean[r] - bp) for r in learned) <= 0.3),
         (f"fa {mean['fa']:.2f}% at least 0.4 points above bp {bp:.2f}%", mean["fa"] >= bp + 0.4),
-        (f"last-layer feedback angle: kp {angle['kp']:.1f}° and wm {angle['wm']:.1f}° under 10°",
-         max(angle["kp"], angle["wm"]) < 10),
+        (f"last-layer feedback angle under 10°: {listed}", max(angle[r] for r in learned) < 10),
         (f"fa's last-layer feedback angle {angle['fa']:.1f}° above 30°", angle["fa"] > 30),
     ]  # fmt: skip
 

@@ -140,7 +140,14 @@ def build_tasks(exp, dataset, out_dir, *, seeds=None, epochs=None, quick=False):
             for seed in range(seeds):
                 point = {"rule": rule, **({"net": net} if several else {}), "seed": seed}
                 own = {} if quick else exp.rule_settings.get(rule, {})
-                settings = {**base, **own, "rule": rule, **network_settings(layers, exp.images), "seed": seed}
+                trained_by = exp.aliases.get(rule, rule)
+                settings = {
+                    **base,
+                    **own,
+                    "rule": trained_by,
+                    **network_settings(layers, exp.images),
+                    "seed": seed,
+                }
                 if rule in exp.rule_options:
                     settings["rule_options"] = dict(exp.rule_options[rule])
                 name = run_name(point)
