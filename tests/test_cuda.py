@@ -294,11 +294,11 @@ def test_chunks_stay_on_the_device_between_epochs(data_bytes, rng, monkeypatch):
     """``fastfa train``'s loop over chunks: a split that fits on the device is read and copied
     once, then gathered there in each epoch's order; one that does not is read every epoch.
     Both train as the CPU engine does."""
-    from fastfa import cuda_engine
+    from fastfa import device_engine
     from fastfa.fitting import Progress, train_epoch
 
     if data_bytes is not None:
-        monkeypatch.setattr(cuda_engine, "DATA_BYTES", data_bytes)  # room for one chunk only
+        monkeypatch.setattr(device_engine, "DATA_BYTES", data_bytes)  # room for one chunk only
     x = rng.uniform(-1, 1, (10, 6)).astype(np.float32)
     y = rng.integers(0, 3, 10)
     config = TrainConfig(hidden=(5,), rule="fa", batch_size=2, lr=0.1, momentum=0.9, seed=3)
