@@ -8,7 +8,7 @@ import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from fastfa.kernels import codes
-from fastfa.layers import dense_sizes, layers_text, parse_layers
+from fastfa.layers import dense_layers, dense_sizes, layers_text, parse_layers, with_batch_norm
 from fastfa.network import check_init
 from fastfa.optim import SCHEDULES
 
@@ -115,6 +115,10 @@ class TrainConfig:
         Dropout rates of the hidden layers' outputs in training (:mod:`fastfa.kernels.dropout`;
         Srivastava et al. 2014): one rate for every hidden layer, or one per hidden layer
         (on a layer list, per layer with weights below the output); empty for none.
+    batch_norm : bool
+        Batch normalisation (:mod:`fastfa.kernels.batch_norm`; Ioffe and Szegedy 2015) on every
+        hidden layer with weights: the shorthand for ``+bn`` on each of them, which ``layers``
+        then holds (a dense network becomes the layer list of its ``hidden`` sizes).
     """
 
     hidden: tuple = (100,)
@@ -150,6 +154,7 @@ class TrainConfig:
     crop_padding: int = 0
     flip: bool = False
     dropout: tuple = ()
+    batch_norm: bool = False
 
     def __post_init__(self):
         hidden = (self.hidden,) if isinstance(self.hidden, numbers.Integral) else tuple(self.hidden)
@@ -225,6 +230,10 @@ class TrainConfig:
                 f"image shape must be three positive integers (C, H, W), got {self.image_shape!r}"
             )
         object.__setattr__(self, "image_shape", tuple(int(s) for s in shape))
+        object.__setattr__(self, "batch_norm", bool(self.batch_norm))
+        if self.batch_norm:
+            layers = parse_layers(self.layers) if self.layers else dense_layers(self.hidden)
+            object.__setattr__(self, "layers", layers_text(with_batch_norm(layers)))
         if not self.layers:
             return
         layers = parse_layers(self.layers)  # LayerError is a ValueError with a one-line message

@@ -38,6 +38,8 @@ LAYER_PLUGIN_ARGS = slice(14, 16)
 #: Where the epoch kernels take the layers' dropout keep probabilities (None without), dense and layer
 DROPOUT_ARG = 13
 LAYER_DROPOUT_ARG = 16
+#: Where the layer engine's epoch kernel takes the batch-norm buffers (None without batch norm)
+LAYER_NORM_ARG = 17
 
 
 def none_pattern(trainer):
@@ -50,6 +52,8 @@ def none_pattern(trainer):
     plugins = (trainer.plugin_signal is None, trainer.plugin_feedback_step is None)
     pattern.update(zip(range(where.start, where.stop), plugins))
     pattern[DROPOUT_ARG if trainer.arch.is_dense else LAYER_DROPOUT_ARG] = trainer.dropout is None
+    if not trainer.arch.is_dense:
+        pattern[LAYER_NORM_ARG] = not trainer.arch.has_norm
     return pattern
 
 

@@ -14,6 +14,9 @@ comma-separated item per layer:
 ``gap``                           global average pooling (one value per channel)
 ``flatten``                       images to vectors (implied before the first dense layer)
 ``dense:N``                       ``N`` units, then the hidden activation
+``...+bn``                        after ``conv`` or ``dense``: batch normalisation of the
+                                  layer's pre-activation, before its activation
+                                  (:mod:`fastfa.kernels.batch_norm`)
 ================================  =====================================================
 
 Images are ``C x H x W`` (channels first, as PyTorch and the kernels of
@@ -26,7 +29,7 @@ networks of published benchmarks.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 #: Layer kinds, in the order the help lists them.
 KINDS = ("conv", "maxpool", "avgpool", "gap", "flatten", "dense")
@@ -72,6 +75,10 @@ class Layer:
         Step between windows (conv: 1; pooling: the window side).
     padding : int
         Zero padding on every side (conv only).
+    norm : bool
+        Batch normalisation of the pre-activation (conv and dense only; text suffix ``+bn``):
+        the layer's bias is then the shift ``beta`` after the normalisation, and a scale
+        ``gamma`` per channel (conv) or unit (dense) joins the parameters.
     """
 
     kind: str
@@ -79,6 +86,7 @@ class Layer:
     kernel: int = 0
     stride: int = 1
     padding: int = 0
+    norm: bool = False
 
     @property
     def has_params(self):
@@ -89,7 +97,10 @@ class Layer:
         return self.kind in SPATIAL
 
     def text(self):
-        """The canonical text form, e.g. ``conv:6:5`` or ``maxpool:3:2``."""
+        """The canonical text form, e.g. ``conv:6:5``, ``dense:100+bn`` or ``maxpool:3:2``."""
+        return self._base_text() + ("+bn" if self.norm else "")
+
+    def _base_text(self):
         if self.kind == "conv":
             tail = [self.stride, self.padding] if self.padding else [self.stride] if self.stride != 1 else []
             return ":".join(map(str, ["conv", self.size, self.kernel, *tail]))
@@ -132,16 +143,31 @@ class Layer:
         return (self.size if self.kind == "conv" else c, side(h), side(w))
 
     def n_params(self, shape):
-        """Weights plus biases for an input of ``shape`` (0 for pooling and flatten)."""
+        """Weights plus biases (and batch norm's scales) for an input of ``shape`` (0 for pooling
+        and flatten)."""
+        scales = self.size if self.norm else 0
         if self.kind == "conv":
-            return self.size * (shape[0] * self.kernel * self.kernel + 1)
+            return self.size * (shape[0] * self.kernel * self.kernel + 1) + scales
         if self.kind == "dense":
-            return self.size * (math.prod(shape) + 1)
+            return self.size * (math.prod(shape) + 1) + scales
         return 0
 
 
 def _parse_item(item):
     """One :class:`Layer` from its text form."""
+    base, plus, suffix = item.strip().partition("+")
+    layer = _parse_base(base)
+    if not plus:
+        return layer
+    if suffix.strip().lower() != "bn":
+        raise LayerError(f"layer {item.strip()!r}: the only suffix is +bn (batch normalisation)")
+    if not layer.has_params:
+        raise LayerError(f"layer {item.strip()!r}: batch normalisation (+bn) needs a conv or dense layer")
+    return replace(layer, norm=True)
+
+
+def _parse_base(item):
+    """One :class:`Layer` from its text form without a suffix."""
     kind, *numbers = item.strip().split(":")
     kind = kind.strip().lower()
     if kind == "avgpool" and numbers == ["global"]:
@@ -200,14 +226,20 @@ def layers_text(layers):
     return ",".join(layer.text() for layer in layers)
 
 
-def dense_layers(hidden):
-    """The layer list of a dense network with hidden sizes ``hidden``."""
-    return tuple(Layer("dense", int(n)) for n in hidden)
+def dense_layers(hidden, norm=False):
+    """The layer list of a dense network with hidden sizes ``hidden`` (each batch-normalised
+    with ``norm``)."""
+    return tuple(Layer("dense", int(n), norm=norm) for n in hidden)
+
+
+def with_batch_norm(layers):
+    """``layers`` with batch normalisation on every conv and dense layer (``--batch-norm``)."""
+    return tuple(replace(layer, norm=True) if layer.has_params else layer for layer in layers)
 
 
 def dense_sizes(layers):
-    """Hidden sizes when every layer is dense, else ``None``."""
-    if all(layer.kind == "dense" for layer in layers):
+    """Hidden sizes when every layer is dense without batch norm, else ``None``."""
+    if all(layer.kind == "dense" and not layer.norm for layer in layers):
         return tuple(layer.size for layer in layers)
     return None
 
@@ -317,7 +349,14 @@ class Table:
         int64, one row per layer (flatten dropped), columns ``L_*`` of :mod:`fastfa.kernels.codes`.
     n_weights, n_params, n_feedback : int
         Sizes of the weight part of the parameter buffer, of the whole buffer and of the
-        feedback buffer.
+        feedback buffer. The buffer is ``[W..., b..., N...]``: weights, biases, then for each
+        batch-normalised layer a block ``N`` of ``3 C`` entries: the scales ``gamma``, the running
+        means and the running variances (:mod:`fastfa.kernels.batch_norm`). No gradient reaches
+        the running statistics (their gradient entries stay zero, so no optimiser moves them);
+        keeping them in the buffer makes best-epoch snapshots, run files, resumes and the CUDA
+        engines' copies carry them with the parameters.
+    n_norm : int
+        Entries of the batch-norm scratch: ``4 C`` per normalised layer.
     out_size, arg_size : int
         Per-sample entries of the activation (and delta) buffers and of the argmax buffer.
     """
@@ -328,6 +367,7 @@ class Table:
     n_feedback: int
     out_size: int
     arg_size: int
+    n_norm: int = 0  # entries of the batch-norm scratch (4 per normalised channel)
 
     def buffers(self, batch, dtype, threads=1):
         """Workspaces for batches of up to ``batch`` rows, allocated once per trainer.
@@ -405,10 +445,14 @@ def layer_table(plan, activation, output_activation, signal):
 
     layers = [(layer, shape) for layer, shape in zip(plan.layers, plan.shapes) if layer.kind != "flatten"]
     rows = np.zeros((len(layers), c.N_LFIELDS), dtype=np.int64)
-    weights = [layer.n_params(shape) - _bias_count(layer, shape) for layer, shape in layers]
+    weights = [
+        layer.n_params(shape) - _bias_count(layer, shape) * (2 if layer.norm else 1)
+        for layer, shape in layers
+    ]
     n_weights = sum(weights)
     n_out = plan.shapes[-1][0]
-    w_off, b_off, fb_off, out_off, arg_off = 0, n_weights, 0, 0, 0
+    g_off = n_weights + sum(_bias_count(layer, shape) for layer, shape in layers)
+    w_off, b_off, fb_off, out_off, arg_off, norm_off = 0, n_weights, 0, 0, 0, 0
     for index, (layer, shape_in) in enumerate(layers):
         row = rows[index]
         shape_out = layer.output_shape(shape_in)
@@ -428,6 +472,11 @@ def layer_table(plan, activation, output_activation, signal):
         row[c.L_OUT_OFF] = out_off
         out_off += math.prod(shape_out)
         row[c.L_W_OFF] = row[c.L_B_OFF] = row[c.L_FB_OFF] = row[c.L_ARG_OFF] = -1
+        row[c.L_NORM_OFF] = row[c.L_G_OFF] = -1
+        if layer.norm:
+            row[c.L_NORM_OFF], row[c.L_G_OFF] = norm_off, g_off
+            norm_off += 4 * layer.size
+            g_off += 3 * layer.size
         if layer.has_params:
             row[c.L_W_OFF], row[c.L_B_OFF] = w_off, b_off
             w_off += weights[index]
@@ -442,7 +491,7 @@ def layer_table(plan, activation, output_activation, signal):
         if layer.kind == "maxpool":
             row[c.L_ARG_OFF] = arg_off
             arg_off += math.prod(shape_out)
-    return Table(rows, n_weights, b_off, fb_off, out_off, arg_off)
+    return Table(rows, n_weights, g_off, fb_off, out_off, arg_off, norm_off)
 
 
 def _bias_count(layer, shape):

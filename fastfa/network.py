@@ -226,10 +226,28 @@ class LayerNetwork:
         return [params[row[codes.L_B_OFF] : row[codes.L_B_OFF] + shape[0 if len(shape) == 4 else 1]]
                 for row, shape in zip(rows, self.table.weight_shapes())]  # fmt: skip
 
+    @property
+    def has_norm(self):
+        """Whether any layer batch-normalises (:mod:`fastfa.kernels.batch_norm`)."""
+        return self.table.n_norm > 0
+
+    def norm_blocks(self, params):
+        """``{l: view}`` for every batch-normalised layer ``l`` (counted as :meth:`weights` counts):
+        a ``3 x C`` view of its scales ``gamma``, running means and running variances."""
+        rows = [row for row in self.table.ltab if row[codes.L_W_OFF] >= 0]
+        return {
+            index: params[row[codes.L_G_OFF] : row[codes.L_G_OFF] + 3 * row[codes.L_C_OUT]].reshape(3, -1)
+            for index, row in enumerate(rows)
+            if row[codes.L_G_OFF] >= 0
+        }
+
     def init_params(self, rng, init, dtype):
         """A new flat parameter buffer: weights from ``init`` with each layer's fans
-        (conv: ``C_in k^2`` and ``C_out k^2``, as PyTorch counts them), biases zero."""
+        (conv: ``C_in k^2`` and ``C_out k^2``, as PyTorch counts them), biases zero; batch norm's
+        scales and running variances one, its running means zero."""
         params = np.zeros(self.n_params, dtype=dtype)
         for w, (_, shape, fan_in, fan_out) in zip(self.weights(params), self.param_layers()):
             w[...] = init_matrix(rng, shape, init, fan_in=fan_in, fan_out=fan_out)
+        for block in self.norm_blocks(params).values():
+            block[0] = block[2] = 1.0
         return params

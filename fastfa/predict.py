@@ -35,6 +35,7 @@ from fastfa import files
 from fastfa.datasets.csvfile import _is_number, _read_text
 from fastfa.files import atomic_path, check_regular
 from fastfa.fitting import default_chunk_rows
+from fastfa.kernels.batch_norm import EPSILON
 from fastfa.layers import layers_text
 
 OUTPUT_SUFFIXES = (".csv", ".npy", ".h5")
@@ -273,6 +274,7 @@ def export_npz(trainer, out, meta=None):
 
     Keys: ``W0 .. W{L-1}`` (``n_l x n_{l+1}``; conv kernels ``C_out x C_in x k x k``), ``b0 ..``,
     ``B0 ..`` (feedback in paper orientation, one per hidden layer, when the rule has them),
+    ``bn{l}`` (a batch-normalised layer's scales, running means and running variances, ``3 x C``),
     ``layers`` and ``image_shape`` (conv networks: every layer, the output layer and an implied
     flatten included, in :mod:`fastfa.layers` text, and the inputs' ``(C, H, W)``), ``mean`` and ``std``
     (standardisation, when the run has it), ``sizes``, ``activation`` (hidden layers),
@@ -304,6 +306,8 @@ def export_npz(trainer, out, meta=None):
     if not arch.is_dense:  # the layer list and the input images' shape (C, H, W)
         arrays["layers"] = np.array(layers_text(arch.plan.layers))
         arrays["image_shape"] = np.asarray(arch.plan.shapes[0], dtype=np.int64)
+        for layer, block in arch.norm_blocks(trainer.params).items():
+            arrays[f"bn{layer}"] = np.array(block)
     with atomic_path(out, suffix=".npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
 
@@ -350,7 +354,9 @@ def numpy_layers(model, h):
 
     conv ``C:K:S:P``: ``a[n, o, y, x] = b[o] + sum_{c,i,j} W[o, c, i, j] x_pad[n, c, y S + i, x S + j]``
     (PyTorch's ``Conv2d``), then the hidden activation; ``maxpool``/``avgpool`` ``K:S``: the max or
-    mean of each ``K x K`` window; ``gap``: the mean of each map; ``flatten``; ``dense``.
+    mean of each ``K x K`` window; ``gap``: the mean of each map; ``flatten``; ``dense``. A layer
+    with batch norm (``+bn``, arrays ``bn{l}``) computes ``a`` without ``b``, then
+    ``gamma (a - running mean) / sqrt(running variance + 1e-5) + b`` per channel before its activation.
     """
     from numpy.lib.stride_tricks import sliding_window_view
 
@@ -363,13 +369,14 @@ def numpy_layers(model, h):
         last = position == len(layers) - 1
         if layer.kind in ("conv", "dense"):
             w, b = model[f"W{index}"].astype(np.float64), model[f"b{index}"].astype(np.float64)
+            norm = model[f"bn{index}"].astype(np.float64) if layer.norm else None
             index += 1
         if layer.kind == "conv":
             p, s = layer.padding, layer.stride
             padded = np.pad(h, ((0, 0), (0, 0), (p, p), (p, p)))
             windows = sliding_window_view(padded, (layer.kernel, layer.kernel), axis=(2, 3))[:, :, ::s, ::s]
-            a = np.einsum("ncyxij,ocij->noyx", windows, w) + b[:, None, None]
-            h = _activation(model, a, last)
+            a = np.einsum("ncyxij,ocij->noyx", windows, w)
+            h = _activation(model, _shift(a, b, norm, (slice(None), None, None)), last)
         elif layer.kind in ("maxpool", "avgpool"):
             windows = sliding_window_view(h, (layer.kernel, layer.kernel), axis=(2, 3))[
                 :, :, :: layer.stride, :: layer.stride
@@ -380,5 +387,14 @@ def numpy_layers(model, h):
         elif layer.kind == "flatten":
             h = h.reshape(len(h), -1)
         else:
-            h = _activation(model, h.reshape(len(h), -1) @ w + b, last)
+            h = _activation(model, _shift(h.reshape(len(h), -1) @ w, b, norm, (slice(None),)), last)
     return h
+
+
+def _shift(a, b, norm, channel):
+    """``a + b``, or with batch norm (``norm``: scales, running means, running variances)
+    ``gamma (a - mean) / sqrt(var + eps) + b``; ``channel`` indexes a per-channel vector into ``a``."""
+    if norm is None:
+        return a + b[channel]
+    gamma, mean, var = norm
+    return gamma[channel] * (a - mean[channel]) / np.sqrt(var[channel] + EPSILON) + b[channel]

@@ -8,7 +8,8 @@ Layout of a run file (HDF5, DESIGN.md section 3)::
                       dataset, versions (JSON: fastfa, numpy, numba, h5py, python),
                       created, updated
     /model/W{l}       forward weights, shape (n_l, n_{l+1})
-    /model/b{l}       biases
+    /model/b{l}       biases (a batch-normalised layer's: its shift beta)
+    /model/bn{l}      batch norm of layer l, if any: (3, C) scales gamma, running means, variances
     /feedback/B{l}    feedback matrices in paper orientation (n_src, n_l), if any
     /feedback/M{l}    magnitudes |B0| of sign-concordant rules, if any
     /optimizer/state  (2, n_params): SGD carried momentum mu*v, or Adam moments
@@ -129,6 +130,8 @@ def save_run(path, trainer, history, *, dataset="", complete=False, progress=Non
         for layer, (w, b) in enumerate(zip(trainer.weights, trainer.biases)):
             model.create_dataset(f"W{layer}", data=w)
             model.create_dataset(f"b{layer}", data=b)
+        for layer, block in norm_blocks(trainer).items():
+            model.create_dataset(f"bn{layer}", data=block)
         fb = f.create_group("feedback")
         fb.attrs["rule"] = trainer.rule.name
         for layer, b in enumerate(trainer.feedback_matrices):
@@ -307,9 +310,18 @@ def _config(path, attrs):
     return config, sizes, task
 
 
+def norm_blocks(trainer):
+    """``{l: (3, C) view}`` of the batch-normalised layers' scales and running statistics."""
+    return {} if trainer.arch.is_dense else trainer.arch.norm_blocks(trainer.params)
+
+
 def _check_finite(path, trainer):
     """Every parameter, feedback and optimiser value must be finite (a diverged run is never saved)."""
     groups = [("model/W", trainer.weights), ("model/b", trainer.biases)]
+    blocks = norm_blocks(trainer)
+    groups.append(
+        ("model/bn", [blocks.get(layer, np.zeros(0)) for layer in range(max(blocks, default=-1) + 1)])
+    )
     groups.append(("feedback/B", trainer.feedback_matrices))
     for prefix, views in groups:
         for layer, view in enumerate(views):
@@ -379,6 +391,10 @@ def load_run(path):
             for layer, (w, b) in enumerate(zip(trainer.weights, trainer.biases)):
                 _fill(w, f, f"model/W{layer}", path)
                 _fill(b, f, f"model/b{layer}", path)
+            for layer, block in norm_blocks(trainer).items():
+                _fill(block, f, f"model/bn{layer}", path)
+                if not np.all(block[2] >= 0):
+                    raise RunFileError(f"{path}: model/bn{layer} holds a negative running variance")
             for layer, view in enumerate(trainer.feedback_matrices):
                 _fill(view, f, f"feedback/B{layer}", path)
             if trainer.magnitude.size:

@@ -28,7 +28,12 @@ from fastfa.optim import float_config, learning_rate
 from fastfa.rules import DIRECT_SIGNALS, get_rule
 from fastfa.threads import kernel_threads
 from fastfa.trainer_feedback import FeedbackMatrices
-from fastfa.trainer_options import check_augmentation, check_mirror_variant, keep_probabilities
+from fastfa.trainer_options import (
+    check_augmentation,
+    check_batch_norm,
+    check_mirror_variant,
+    keep_probabilities,
+)
 from fastfa.workspace import Workspace, sparse_marker, with_threads
 
 TASKS = ("classification", "regression")
@@ -85,6 +90,7 @@ class Trainer(FeedbackMatrices):
         if config.augments:
             check_augmentation(config, n_inputs)
         self.dropout = keep_probabilities(config, self.arch)
+        check_batch_norm(config, self.arch)
         check_mirror_variant(self.rule, self.rule_options, self.arch)
         self.dtype = np.dtype(config.dtype)
         self.plugin_signal = compiled_rules.compiled_signal(self.rule, self.dtype)
@@ -386,7 +392,7 @@ class Trainer(FeedbackMatrices):
                     x, labels, targets, order, batch, self.params, self.feedback, magnitude, learning,
                     self.grads, self.state, self.arch.table.ltab, with_threads(self.icfg, threads),
                     self._fcfg(), self.plugin_signal, self.plugin_feedback_step, self.dropout,
-                    *ws.layer_buffers(sparse), ws.x, ws.t, self.step,
+                    ws.norm(self.arch, True), *ws.layer_buffers(sparse), ws.x, ws.t, self.step,
                 )  # fmt: skip
             self.step += -(-len(order) // batch)
             return loss, errors
@@ -460,6 +466,7 @@ class Trainer(FeedbackMatrices):
             ws.x,
             ws.t,
             outputs,
+            ws.norm(self.arch, False),
         )
 
     def gradients(self, x, y, signal=None):
@@ -488,12 +495,15 @@ class Trainer(FeedbackMatrices):
                 icfg = with_threads(icfg, threads)
                 buffers = ws.layer_buffers(sparse_marker(xb))
                 plugin = self.plugin_signal if signal is None else None
+                norm = ws.norm(self.arch, True)
+                # batch norm's running statistics (in the parameters) would move: leave them be
+                params = self.params if norm is None else self.params.copy()
                 layer_kernels.backward_layers(
-                    self.params, self.feedback, ltab, icfg, xb, tb, *buffers, plugin, None, 0
+                    params, self.feedback, ltab, icfg, xb, tb, *buffers, plugin, None, 0, norm
                 )
                 first = layer_kernels.first_learning_layer(ltab, icfg)
                 layer_kernels.layer_gradients(
-                    xb, ws.hidden, ws.deltas, grads, ltab, first, ws.scratch, *buffers[-2:], threads
+                    xb, ws.hidden, ws.deltas, grads, ltab, first, ws.scratch, *buffers[-2:], threads, norm
                 )
             return grads
         with kernel_threads() as threads:

@@ -1,5 +1,5 @@
-"""A trainer's optional features, checked against its network: augmentation, dropout and the
-weight mirror's variant (one-line ``ValueError`` for what cannot run), and dropout's keep
+"""A trainer's optional features, checked against its network: augmentation, dropout, batch norm
+and the weight mirror's variant (one-line ``ValueError`` for what cannot run), and dropout's keep
 probabilities as the kernels take them."""
 
 from __future__ import annotations
@@ -67,3 +67,17 @@ def check_mirror_variant(rule, options, arch):
             f"rule {rule.name!r}: mirror_response=activation needs elementwise units above the mirrored "
             "layers, not a softmax output (use --output-activation logistic)"
         )
+
+
+def check_batch_norm(config, arch):
+    """Batch norm needs more than one value per channel in a training batch: with one, every
+    value is its channel's mean and the layer's output would be its shift alone."""
+    if arch.is_dense or not arch.has_norm:
+        return
+    for index, (layer, shape) in enumerate(zip(arch.plan.layers, arch.plan.shapes[1:]), start=1):
+        positions = int(np.prod(shape[1:])) if len(shape) == 3 else 1
+        if layer.norm and config.batch_size * positions < 2:
+            raise ValueError(
+                f"layer {index} ({layer.text()}) normalises one value per channel at batch size "
+                f"{config.batch_size}: batch norm needs a batch of 2 or more"
+            )

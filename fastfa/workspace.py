@@ -66,6 +66,16 @@ class Workspace:
             buffers = arch.table.buffers(capacity, dtype, threads=numba.config.NUMBA_NUM_THREADS)
             self.scratch = buffers["workspace"]
             self._layer_buffers = (self.hidden, self.deltas, *list(buffers.values())[2:])
+            if arch.has_norm:  # batch norm: normalised values and per-batch statistics
+                self.normed = np.zeros(capacity * width, dtype=dtype)
+                self.norm_scratch = np.zeros(arch.table.n_norm, dtype=dtype)
+
+    def norm(self, arch, training):
+        """What the :mod:`fastfa.kernels.layers` passes take as ``norm``: None without batch norm,
+        else ``(scratch, normed values, 1 in training or 0 in evaluation)``."""
+        if arch.is_dense or not arch.has_norm:
+            return None
+        return self.norm_scratch, self.normed, int(training)
 
     def layer_buffers(self, sparse):
         """The buffers every :mod:`fastfa.kernels.layers` pass takes, in its argument order

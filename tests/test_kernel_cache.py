@@ -84,3 +84,4 @@ def test_the_argument_positions_name_the_epoch_kernels_parameters():
     assert dense[kernel_cache.PLUGIN_ARGS] == ["plugin", "feedback_plugin"]
     assert dense[kernel_cache.DROPOUT_ARG] == table[kernel_cache.LAYER_DROPOUT_ARG] == "dropout"
     assert table[kernel_cache.LAYER_PLUGIN_ARGS] == ["plugin", "feedback_plugin"]
+    assert table[kernel_cache.LAYER_NORM_ARG] == "norm"

@@ -72,11 +72,12 @@ def engine_gradients(table, params, feedback, bufs, x, t, icfg):
         None,
         None,
         0,
+        None,
     )
     first = lk.first_learning_layer(table.ltab, icfg)
     lk.layer_gradients(
         x, bufs["hidden"], bufs["deltas"], grads, table.ltab, first, bufs["workspace"], bufs["sparse"],
-        bufs["ops"], 1,
+        bufs["ops"], 1, None,
     )  # fmt: skip
     return grads, loss, errors
 
@@ -84,7 +85,7 @@ def engine_gradients(table, params, feedback, bufs, x, t, icfg):
 def test_forward_matches_the_reference():
     table, params, _, bufs, x, _, _ = build()
     names = ("hidden", "indices", "zeros", "workspace", "averages", "sparse", "ops")
-    y = lk.forward_layers(params, table.ltab, x, *[bufs[k] for k in names], 1, None, 0, 0)
+    y = lk.forward_layers(params, table.ltab, x, *[bufs[k] for k in names], 1, None, 0, 0, None)
     pre, post = ref.forward(table.ltab, params, x)
     assert_close(y, post[-1], np.float64)
     for layer in range(len(table.ltab)):
@@ -227,6 +228,7 @@ def test_training_steps_lower_the_loss_for_every_signal():
                 None,
                 None,
                 None,
+                None,
                 step,
             )
         assert ref.mean_loss(table.ltab, params, x, t) < 0.85 * before, signal
@@ -262,7 +264,7 @@ def test_kolen_pollack_feedback_receives_the_kernels_update():
         before = gaps()
         layer_epoch.train_batch_layers(
             params, feedback, None, feedback, grads, state, table.ltab, icfg, fcfg, x, t, *bufs.values(),
-            None, None, None, step,
+            None, None, None, None, step,
         )  # fmt: skip
         for old, new in zip(before, gaps()):
             np.testing.assert_allclose(new, (1 - 0.05 * 0.01) * old, rtol=1e-12, atol=1e-14)

@@ -62,6 +62,7 @@ RUN_OPTIONS = (
     "crop_padding",
     "flip",
     "dropout",
+    "batch_norm",
     "chunk_rows",
 )
 # option name -> TrainConfig field, where they differ (--model is a named --layers)
@@ -303,6 +304,13 @@ class ProgressBar:
     help="Drop each hidden unit in training with this probability (one rate, or one per hidden layer; "
     "masks drawn from the seed and the update number, so resume stays exact). On a layer list: the "
     "layers with weights.",
+)
+@click.option(
+    "--batch-norm/--no-batch-norm",
+    default=False,
+    show_default=True,
+    help="Batch normalisation of every hidden layer's pre-activation (as +bn on each layer of --layers): "
+    "batch statistics in training, running ones in evaluation; every rule's signal passes through it.",
 )
 @click.option("-b", "--batch-size", type=int, default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

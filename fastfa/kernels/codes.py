@@ -114,4 +114,6 @@ L_W_OFF = 14  # offset of the weights in the parameter buffer (-1: no parameters
 L_B_OFF = 15  # offset of the biases
 L_FB_OFF = 16  # offset of this layer's feedback matrix or kernel (-1: none)
 L_ARG_OFF = 17  # per-sample offset of a max-pool's argmax in the index buffer (times the batch size)
-N_LFIELDS = 18
+L_NORM_OFF = 18  # batch norm: offset of the layer's block in the batch-norm scratch (4 C entries; -1: none)
+L_G_OFF = 19  # batch norm: offset of the layer's gamma, running mean and variance (3 C) in the parameters
+N_LFIELDS = 20

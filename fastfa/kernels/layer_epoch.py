@@ -77,6 +77,7 @@ def train_batch_layers(
     plugin,
     feedback_plugin,
     dropout,
+    norm,
     step,
 ):
     """One training step on batch ``(x, t)``: refresh feedback, signals, gradients, update.
@@ -86,7 +87,9 @@ def train_batch_layers(
     the refresh and the feedback's learning step out of the compile. ``plugin`` and
     ``feedback_plugin`` are a compiled plugin's hidden signal and feedback step
     (:func:`backward_layers`, :func:`~fastfa.kernels.layer_feedback.plugin_layer_feedback_step`),
-    None for the built-in rules; ``dropout`` each layer's keep probability, None without dropout.
+    None for the built-in rules; ``dropout`` each layer's keep probability, None without dropout;
+    ``norm`` the batch-norm buffers in training mode, None without batch norm
+    (:func:`~fastfa.kernels.layers.forward_layers`).
 
     Returns ``(summed loss, error count)`` measured before the update.
     """
@@ -94,11 +97,11 @@ def train_batch_layers(
         refresh_layer_feedback(params, feedback, magnitude, ltab, icfg, step)
     loss, errors = backward_layers(
         params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace, averages, sparse, ops,
-        plugin, dropout, step,
+        plugin, dropout, step, norm,
     )  # fmt: skip
     first = first_learning_layer(ltab, icfg)
     threads = icfg[I_THREADS]
-    layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, sparse, ops, threads)
+    layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, sparse, ops, threads, norm)
     dynamics = icfg[I_DYNAMICS]
     kolen_pollack = learning is not None and dynamics == DYNAMICS_KOLEN_POLLACK
     if kolen_pollack:
@@ -153,6 +156,7 @@ def train_epoch_layers(
     plugin,
     feedback_plugin,
     dropout,
+    norm,
     hidden,
     deltas,
     indices,
@@ -169,7 +173,7 @@ def train_epoch_layers(
 
     As :func:`fastfa.kernels.cpu.train_epoch`: ``step`` counts the updates made before
     this call; returns ``(summed loss, error count)``, each batch measured before its update.
-    ``plugin``, ``feedback_plugin`` and ``dropout``: as :func:`train_batch_layers` takes them.
+    ``plugin``, ``feedback_plugin``, ``dropout`` and ``norm``: as :func:`train_batch_layers` takes them.
     """
     n_in = ltab[0, L_IN_SIZE]
     n_out = ltab[ltab.shape[0] - 1, L_OUT_SIZE]
@@ -203,6 +207,7 @@ def train_epoch_layers(
             plugin,
             feedback_plugin,
             dropout,
+            norm,
             step,
         )
         total_loss += loss
@@ -213,9 +218,10 @@ def train_epoch_layers(
 @kernel
 def evaluate_layers(
     x_all, labels, targets, params, ltab, icfg, hidden, deltas, indices, zeros, workspace, averages,
-    sparse, ops, xbuf, tbuf, outputs,
+    sparse, ops, xbuf, tbuf, outputs, norm,
 ):  # fmt: skip
-    """Summed loss and error count on every row of ``x_all`` (as :func:`fastfa.kernels.cpu.evaluate`)."""
+    """Summed loss and error count on every row of ``x_all`` (as :func:`fastfa.kernels.cpu.evaluate`;
+    ``norm``: the batch-norm buffers in evaluation mode, None without batch norm)."""
     n_in = ltab[0, L_IN_SIZE]
     last = ltab.shape[0] - 1
     n_out = ltab[last, L_OUT_SIZE]
@@ -230,7 +236,21 @@ def evaluate_layers(
         xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
         threads = icfg[I_THREADS]
         y = forward_layers(
-            params, ltab, xb, hidden, indices, zeros, workspace, averages, sparse, ops, threads, None, 0, 0
+            params,
+            ltab,
+            xb,
+            hidden,
+            indices,
+            zeros,
+            workspace,
+            averages,
+            sparse,
+            ops,
+            threads,
+            None,
+            0,
+            0,
+            norm,
         )
         e = output_rows(deltas, ltab, last, m)
         loss, errors = score_rows(y, tb, e, ltab[last, L_ACT], icfg, has_targets, outputs, start)

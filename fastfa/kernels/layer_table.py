@@ -14,11 +14,13 @@ from fastfa.kernels.codes import (
     L_C_IN,
     L_C_OUT,
     L_FB_OFF,
+    L_G_OFF,
     L_H_IN,
     L_H_OUT,
     L_IN_SIZE,
     L_KERNEL,
     L_KIND,
+    L_NORM_OFF,
     L_OUT_OFF,
     L_OUT_SIZE,
     L_PAD,
@@ -134,3 +136,39 @@ def weight_count(ltab, layer):
         k = ltab[layer, L_KERNEL]
         return ltab[layer, L_C_OUT] * ltab[layer, L_C_IN] * k * k
     return 0
+
+
+@kernel
+def has_norm(ltab, layer):
+    """Whether layer ``layer`` batch-normalises its pre-activation (:mod:`fastfa.kernels.batch_norm`)."""
+    return ltab[layer, L_NORM_OFF] >= 0
+
+
+@kernel
+def channel_blocks(buffer, ltab, layer, m):
+    """Layer ``layer``'s block of an activation buffer as ``m x C x S`` (``S = H W``; dense: 1)."""
+    start = m * ltab[layer, L_OUT_OFF]
+    c = ltab[layer, L_C_OUT]
+    return buffer[start : start + m * ltab[layer, L_OUT_SIZE]].reshape((m, c, ltab[layer, L_OUT_SIZE] // c))
+
+
+@kernel
+def norm_scale(buffer, ltab, layer):
+    """A batch-normalised layer's scales ``gamma`` (one per channel or unit) in a parameter buffer."""
+    start = ltab[layer, L_G_OFF]
+    return buffer[start : start + ltab[layer, L_C_OUT]]
+
+
+@kernel
+def norm_running(params, ltab, layer):
+    """A batch-normalised layer's running means and variances (``2 C`` entries after its scales)."""
+    start = ltab[layer, L_G_OFF] + ltab[layer, L_C_OUT]
+    return params[start : start + 2 * ltab[layer, L_C_OUT]]
+
+
+@kernel
+def norm_batch(batch, ltab, layer):
+    """A batch-normalised layer's scratch block (``4 C`` entries: mean, inverse deviation, the
+    shift's and the scale's gradients)."""
+    start = ltab[layer, L_NORM_OFF]
+    return batch[start : start + 4 * ltab[layer, L_C_OUT]]

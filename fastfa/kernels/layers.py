@@ -44,6 +44,7 @@ from fastfa.kernels.base import (
     inlined_kernel,
     kernel,
 )
+from fastfa.kernels.batch_norm import normalise, normalise_backward
 from fastfa.kernels.codes import (
     I_CLASSIFICATION,
     I_LOSS,
@@ -88,14 +89,19 @@ from fastfa.kernels.layer_ops import (
 from fastfa.kernels.layer_table import (
     argmax_images,
     as_input_images,
+    channel_blocks,
     conv_kernel,
     covers_input,
     dense_matrix,
     direct_matrix,
+    has_norm,
     has_params,
     input_rows,
     kernel_matrix,
     layer_bias,
+    norm_batch,
+    norm_running,
+    norm_scale,
     output_images,
     output_rows,
 )
@@ -113,8 +119,39 @@ from fastfa.kernels.products import (
 
 
 @kernel
+def normalise_layer(params, ltab, layer, m, hidden, norm, threads):
+    """Batch norm of layer ``layer``'s pre-activation in ``hidden``, in place (``norm``: see
+    :func:`forward_layers`; :func:`fastfa.kernels.batch_norm.normalise`)."""
+    batch, normed, training = norm
+    normalise(
+        channel_blocks(hidden, ltab, layer, m),
+        channel_blocks(normed, ltab, layer, m),
+        norm_scale(params, ltab, layer),
+        layer_bias(params, ltab, layer),
+        norm_running(params, ltab, layer),
+        norm_batch(batch, ltab, layer),
+        training,
+        threads,
+    )
+
+
+@kernel
 def forward_layers(
-    params, ltab, x, hidden, indices, zeros, workspace, averages, sparse, ops, threads, dropout, seed, step
+    params,
+    ltab,
+    x,
+    hidden,
+    indices,
+    zeros,
+    workspace,
+    averages,
+    sparse,
+    ops,
+    threads,
+    dropout,
+    seed,
+    step,
+    norm,
 ):
     """Every layer's output for the batch ``x`` (``m x n_in``) into ``hidden``; returns the last block.
 
@@ -127,6 +164,10 @@ def forward_layers(
     engine takes them; :meth:`fastfa.layers.Table.buffers`). ``dropout`` is None (evaluation,
     and training without dropout: then not compiled) or each layer's keep probability, and
     units are dropped with the masks of update ``step`` (:mod:`fastfa.kernels.dropout`).
+    ``norm`` is None without batch norm (then not compiled), else ``(batch, normed, training)``:
+    a scratch of :attr:`fastfa.layers.Table.n_norm` entries, a buffer shaped as ``hidden`` for the
+    normalised values, and 1 in training (batch statistics; the running ones, in ``params``, move)
+    or 0 in evaluation (:mod:`fastfa.kernels.batch_norm`).
     """
     m = x.shape[0]
     out = x
@@ -135,6 +176,9 @@ def forward_layers(
         kind = ltab[layer, L_KIND]
         h_in = input_rows(x, hidden, ltab, layer, m)
         out = output_rows(hidden, ltab, layer, m)
+        bias = layer_bias(params, ltab, layer)
+        if norm is not None and has_norm(ltab, layer):  # None without batch norm: then not compiled
+            bias = zeros[: bias.size]  # the shift comes after the normalisation
         if kind == KIND_DENSE:
             w = dense_matrix(params, ltab, layer, ltab[layer, L_W_OFF])
             nonzero = count_nonzero(x) if layer == 0 and sparse is not None else 0
@@ -142,22 +186,28 @@ def forward_layers(
                 sparse_product(x, w, out, nonzero, threads)
             else:
                 product(1.0, h_in, NO_TRANS, w, NO_TRANS, 0.0, out, threads)
-            activate(out, layer_bias(params, ltab, layer), ltab[layer, L_ACT], threads)
+            if norm is not None and has_norm(ltab, layer):
+                normalise_layer(params, ltab, layer, m, hidden, norm, threads)
+            activate(out, bias, ltab[layer, L_ACT], threads)
         elif kind == KIND_CONV and covers_input(ltab, layer):  # out = h_in W^T + b, as a dense layer
             w = kernel_matrix(params, ltab, layer, ltab[layer, L_W_OFF])
             product(1.0, h_in, NO_TRANS, w, TRANS, 0.0, out, threads)
-            activate(out, layer_bias(params, ltab, layer), ltab[layer, L_ACT], threads)
+            if norm is not None and has_norm(ltab, layer):
+                normalise_layer(params, ltab, layer, m, hidden, norm, threads)
+            activate(out, bias, ltab[layer, L_ACT], threads)
         elif kind == KIND_CONV:
             ops[OP_CONV_FORWARD](
                 as_input_images(h_in, ltab, layer),
                 conv_kernel(params, ltab, layer, ltab[layer, L_W_OFF]),
-                layer_bias(params, ltab, layer),
+                bias,
                 ltab[layer, L_STRIDE],
                 ltab[layer, L_PAD],
                 output_images(hidden, ltab, layer, m),
                 workspace,
                 threads,
             )
+            if norm is not None and has_norm(ltab, layer):
+                normalise_layer(params, ltab, layer, m, hidden, norm, threads)
             if ltab[layer, L_ACT] != IDENTITY:
                 activate(out, zeros[: out.shape[1]], ltab[layer, L_ACT], threads)
         elif kind == KIND_MAXPOOL:
@@ -185,10 +235,12 @@ def forward_layers(
 
 
 @kernel
-def derive_layer(delta, hidden, ltab, layer, m, dropout, seed, step, threads):
+def derive_layer(delta, hidden, ltab, layer, m, dropout, seed, step, threads, params, norm):
     """``delta *= f'(a)`` for layer ``layer`` (``delta`` its ``m x size`` block), with the
     dropout mask of update ``step`` where the layer drops units
-    (:func:`~fastfa.kernels.dropout.derive_dropped`)."""
+    (:func:`~fastfa.kernels.dropout.derive_dropped`), then back through its batch norm where it
+    has one (:func:`~fastfa.kernels.batch_norm.normalise_backward`; ``norm`` as
+    :func:`forward_layers` takes it)."""
     h = output_rows(hidden, ltab, layer, m)
     if dropout is not None and dropout[layer] < 1.0:  # None without dropout: then not compiled
         base = 0
@@ -197,12 +249,21 @@ def derive_layer(delta, hidden, ltab, layer, m, dropout, seed, step, threads):
         derive_dropped(delta, h, ltab[layer, L_ACT], dropout[layer], seed, step, base)
     else:
         derive(delta, h, ltab[layer, L_ACT], threads)
+    if norm is not None and has_norm(ltab, layer):  # None without batch norm: then not compiled
+        batch, normed, training = norm
+        normalise_backward(
+            delta.reshape(channel_blocks(normed, ltab, layer, m).shape),
+            channel_blocks(normed, ltab, layer, m),
+            norm_scale(params, ltab, layer),
+            norm_batch(batch, ltab, layer),
+            threads,
+        )
 
 
 @inlined_kernel
 def send_down(
     params, feedback, ltab, layer, signal, hidden, deltas, indices, workspace, averages, ops, m, threads,
-    dropout, seed, step,
+    dropout, seed, step, norm,
 ):  # fmt: skip
     """``delta_{layer-1}`` from ``delta_layer`` through layer ``layer`` (see the module notes)."""
     kind = ltab[layer, L_KIND]
@@ -240,14 +301,14 @@ def send_down(
             threads,
         )
     if has_params(ltab, layer - 1):
-        derive_layer(dst, hidden, ltab, layer - 1, m, dropout, seed, step, threads)
+        derive_layer(dst, hidden, ltab, layer - 1, m, dropout, seed, step, threads, params, norm)
     return src
 
 
 @kernel
 def backward_layers(
     params, feedback, ltab, icfg, x, t, hidden, deltas, indices, zeros, workspace, averages, sparse, ops,
-    plugin, dropout, step,
+    plugin, dropout, step, norm,
 ):  # fmt: skip
     """Forward pass, output error and the rule's signal ``delta_l`` at every layer that learns.
 
@@ -256,7 +317,8 @@ def backward_layers(
     below the output, called with the layer's index in the table, ``b = D_l`` and empty
     ``above`` and ``w_above``; None (the built-in rules) leaves it out of the compile.
     ``dropout`` and ``step``: as :func:`forward_layers` takes them (a dropped unit's signal is
-    zero). Returns ``(summed loss, error count)`` of the forward pass.
+    zero); ``norm`` as :func:`forward_layers` takes it (in training mode: batch statistics).
+    Returns ``(summed loss, error count)`` of the forward pass.
     """
     m = x.shape[0]
     last = ltab.shape[0] - 1
@@ -278,6 +340,7 @@ def backward_layers(
         dropout,
         seed,
         step,
+        norm,
     )
     e = output_rows(deltas, ltab, last, m)
     loss, errors = output_error(y, t, ltab[last, L_ACT], icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0 / m)
@@ -290,7 +353,7 @@ def backward_layers(
         for layer in range(last, lowest, -1):
             send_down(
                 params, feedback, ltab, layer, signal, hidden, deltas, indices, workspace, averages, ops,
-                m, threads, dropout, seed, step,
+                m, threads, dropout, seed, step, norm,
             )  # fmt: skip
         return loss, errors
     n_out = e.shape[1]
@@ -308,7 +371,7 @@ def backward_layers(
             product(1.0 / m, np.sign(e), NO_TRANS, d, TRANS, 0.0, delta, threads)
         elif signal == SIGNAL_TARGET:
             product(-1.0 / m, t, NO_TRANS, d, TRANS, 0.0, delta, threads)
-        derive_layer(delta, hidden, ltab, layer, m, dropout, seed, step, threads)
+        derive_layer(delta, hidden, ltab, layer, m, dropout, seed, step, threads, params, norm)
     return loss, errors
 
 
@@ -321,9 +384,11 @@ def first_learning_layer(ltab, icfg):
 
 
 @kernel
-def layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, sparse, ops, threads):
+def layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, sparse, ops, threads, norm):
     """Weight and bias gradients of every layer with parameters from ``first`` on, into ``grads``
-    (``sparse``: as in :func:`forward_layers`)."""
+    (``sparse`` and ``norm``: as in :func:`forward_layers`); a batch-normalised layer's shift and
+    scale get the gradients its backward pass left in the scratch
+    (:func:`~fastfa.kernels.batch_norm.normalise_backward`)."""
     m = x.shape[0]
     for layer in range(first, ltab.shape[0]):
         kind = ltab[layer, L_KIND]
@@ -363,3 +428,9 @@ def layer_gradients(x, hidden, deltas, grads, ltab, first, workspace, sparse, op
                 workspace,
                 threads,
             )
+        if norm is not None and has_norm(ltab, layer):  # None without batch norm: then not compiled
+            batch, normed, training = norm
+            block = norm_batch(batch, ltab, layer)
+            channels = block.size // 4
+            layer_bias(grads, ltab, layer)[:] = block[2 * channels : 3 * channels]
+            norm_scale(grads, ltab, layer)[:] = block[3 * channels :]
