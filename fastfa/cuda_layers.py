@@ -18,6 +18,8 @@ engine. With ``h_{-1} = x`` and ``delta_L = e / m`` at the output:
   weights), ``K_l`` being ``W_l`` (backprop) or the layer's feedback of ``W_l``'s shape;
 - direct signals: ``delta_l = (s D_l^T) * f'(a_l)`` for every hidden layer with weights, ``s``
   the output error ``e`` (direct), ``sign(e) / m`` (direct-sign) or ``-t / m`` (target);
+- batch norm (``+bn``) between a layer's linear part and its activation, and back through it
+  after the derivative, as :mod:`fastfa.kernels.batch_norm` (:mod:`fastfa.kernels.cuda_batch_norm`);
 - gradients ``h_{l-1}^T delta_l`` (dense) or the correlation of the layer's input with
   ``delta_l`` (conv), biases the sums of ``delta_l``; then SGD (heavy ball or Nesterov) or
   Adam on the layers that learn, weight decay on the weights only;
@@ -79,6 +81,12 @@ class CudaLayerEngine(DeviceEngine):
         self.deltas = zeros(self.capacity * table.out_size)
         self.indices = zeros(max(1, self.capacity * table.arg_size), np.int64)  # max-pool argmaxes
         self.zeros = zeros(int(ltab[:, codes.L_OUT_SIZE].max()))  # conv activations add no bias
+        if table.n_norm:  # batch norm: normalised values and per-batch statistics
+            from fastfa.kernels import cuda_batch_norm
+
+            self.norm = cuda_batch_norm
+            self.normed = zeros(self.capacity * table.out_size)
+            self.norm_scratch = zeros(table.n_norm)
         with_params = [i for i, row in enumerate(self.rows) if row[codes.L_W_OFF] >= 0]
         self.first_with_params = with_params[0]
         self.first = len(ltab) - 1 if self.signal == "none" else 0  # the first layer that learns
@@ -135,6 +143,15 @@ class CudaLayerEngine(DeviceEngine):
             v.argmax = self.indices[at : at + m * size].reshape(image)
         if row[codes.L_W_OFF] < 0:
             return v
+        v.norm = bool(row[codes.L_G_OFF] >= 0)
+        if v.norm:  # m x C x S blocks, the scales (and their gradients), running statistics, scratch
+            channels, g, n_off = image[1], int(row[codes.L_G_OFF]), int(row[codes.L_NORM_OFF])
+            blocks = (m, channels, size // channels)
+            v.z3, v.d3 = v.h.reshape(blocks), v.d.reshape(blocks)
+            v.hat = self.normed[start : start + m * size].reshape(blocks)
+            v.gamma, v.g_gamma = (buf[g : g + channels] for buf in (params, self.grads))
+            v.running = params[g + channels : g + 3 * channels]
+            v.scratch = self.norm_scratch[n_off : n_off + 4 * channels]
         n_in, count = int(row[codes.L_IN_SIZE]), int(weight_count(self.ltab, i))
         w_off, b_off, f_off = int(row[codes.L_W_OFF]), int(row[codes.L_B_OFF]), int(row[codes.L_FB_OFF])
         dense = kind == codes.KIND_DENSE
@@ -193,12 +210,19 @@ class CudaLayerEngine(DeviceEngine):
         ``f(conv(h_in, W) + b)`` or pooling. The output layer (``last``) keeps ``h_in W`` for
         :meth:`_output_error`, which adds its bias and activation."""
         k, conv = self.k, self.conv
+        norm = v.params and v.norm
         if v.kind == codes.KIND_DENSE or v.covers:  # h_in W, or h_in W.reshape(C_out, C_in k k)^T
             k.gemm(1.0, h_in, False, v.w_mat, v.covers, 0.0, v.h)
+            if norm:  # gamma hat + beta; then f(z + 0)
+                self.norm.normalise(v.z3, v.hat, v.gamma, v.b, v.running, v.scratch, True)
             if not last:
-                k.launch_1d(k.bias_activation_kernel, v.h.size, v.h, v.b, v.act)
+                bias = self.zeros[: v.b.size] if norm else v.b
+                k.launch_1d(k.bias_activation_kernel, v.h.size, v.h, bias, v.act)
         elif v.kind == codes.KIND_CONV:
-            conv.conv_forward(h_in.reshape(v.in_image), v.w, v.b, v.stride, v.pad, v.h_img)
+            bias = self.zeros[: v.b.size] if norm else v.b
+            conv.conv_forward(h_in.reshape(v.in_image), v.w, bias, v.stride, v.pad, v.h_img)
+            if norm:
+                self.norm.normalise(v.z3, v.hat, v.gamma, v.b, v.running, v.scratch, True)
             if v.act != codes.IDENTITY:  # the bias is in: f(a + 0)
                 k.launch_1d(k.bias_activation_kernel, v.h.size, v.h, self.zeros[: v.h.shape[1]], v.act)
         elif v.kind == codes.KIND_MAXPOOL:
@@ -229,6 +253,8 @@ class CudaLayerEngine(DeviceEngine):
             )  # fmt: skip
         else:
             k.launch_1d(k.derivative_kernel, v.d.size, v.d, v.h, v.act)
+        if v.norm:  # dz -> da through batch norm (dbeta and dgamma into the scratch)
+            self.norm.normalise_backward(v.d3, v.hat, v.gamma, v.scratch)
 
     def _send_down(self, v, below, below_index):
         """Layer ``below``'s ``delta`` from layer ``v``'s (backprop and layerwise rules): through
@@ -295,12 +321,14 @@ class CudaLayerEngine(DeviceEngine):
         k = self.k
         if v.kind == codes.KIND_CONV and not v.covers:
             self.conv.conv_weight_grad(h_in.reshape(v.in_image), v.d_img, v.stride, v.pad, v.gw, v.gb)
-            return
-        if v.covers:
-            k.gemm(1.0, v.d, True, h_in, False, 0.0, v.gw_mat)
         else:
-            k.gemm(1.0, h_in, True, v.d, False, 0.0, v.gw_mat)
-        k.launch_1d(k.column_sum_kernel, v.gb.size, v.d, v.gb)
+            if v.covers:
+                k.gemm(1.0, v.d, True, h_in, False, 0.0, v.gw_mat)
+            else:
+                k.gemm(1.0, h_in, True, v.d, False, 0.0, v.gw_mat)
+            k.launch_1d(k.column_sum_kernel, v.gb.size, v.d, v.gb)
+        if v.norm:  # the shift's and scale's gradients, from the normalisation's backward
+            k.launch_1d(self.norm.norm_gradients_kernel, v.gb.size, v.scratch, v.gb, v.g_gamma)
 
     def _mirror_feedback(self, layers, inputs, step):
         """The weight mirror after update ``step`` (:func:`fastfa.kernels.layer_feedback.

@@ -7,7 +7,7 @@ with, for compute capability CC (default 9.0, Hopper), and the fused kernel in c
 that together take all its branches (:func:`fused_configurations`); with DIR it also writes
 each kernel's PTX there. The convolution and pooling kernels of
 :mod:`fastfa.kernels.cuda_conv` compile for float32 images, the CUDA engine's dtype
-(:func:`conv_kernel_signatures`). It needs libNVVM, found through
+(:func:`conv_kernel_signatures`), and so do the batch-norm kernels. It needs libNVVM, found through
 ``CUDA_HOME`` (the ``nvidia-cuda-nvcc-cu12`` wheel has it), and must run without
 ``NUMBA_ENABLE_CUDASIM``. Prints one line per kernel; exits 1 on the first failure.
 """
@@ -67,6 +67,19 @@ def conv_kernel_signatures(dtype):
         "maxpool_backward_kernel": (images, index, images),
         "avgpool_forward_kernel": (images, i, i, images),
         "avgpool_backward_kernel": (images, i, i, images),
+    }
+
+
+def norm_kernel_signatures():
+    """``{kernel name: argument types}`` of :mod:`fastfa.kernels.cuda_batch_norm` (float32, as the
+    CUDA layer engine launches them: ``m x C x S`` blocks and per-channel vectors)."""
+    from numba import types
+
+    blocks, vector, i = types.Array(types.float32, 3, "C"), types.Array(types.float32, 1, "C"), types.int64
+    return {
+        "normalise_kernel": (blocks, blocks) + (vector,) * 4 + (i,),
+        "normalise_backward_kernel": (blocks, blocks, vector, vector),
+        "norm_gradients_kernel": (vector,) * 3,
     }
 
 
@@ -153,6 +166,9 @@ def main(argv=None):
             (f"{name} ({dtype})", getattr(cuda_conv, name), sig)
             for name, sig in conv_kernel_signatures(dtype).items()
         ]
+    from fastfa.kernels import cuda_batch_norm
+
+    jobs += [(name, getattr(cuda_batch_norm, name), sig) for name, sig in norm_kernel_signatures().items()]
     jobs += [(name, kernel, sig) for name, (kernel, sig) in plugin_kernels().items()]
     for name, kernel, signature in jobs:
         try:

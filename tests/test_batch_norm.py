@@ -257,3 +257,29 @@ def test_batch_norm_over_one_value_per_channel_is_one_line(tmp_path):
     result = cli("train", "--layers", "conv:2:8+bn", "--image-shape", "1x8x8", "-b", "1", "-o", out)
     assert_one_line_error(result, "batch norm needs a batch of 2 or more")
     assert not out.exists()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("rule", ["bp", "dfa"])
+def test_the_cuda_layer_engine_normalises_as_the_cpu(rule):
+    """Batch norm's CUDA twins (one block per channel) train as the CPU kernels, to float32
+    rounding: weights, shifts, scales and running statistics after an epoch."""
+    from fastfa.config import TrainConfig
+    from fastfa.kernels import cuda as cuda_kernels
+    from fastfa.train import Trainer
+    from tests.conftest import make_data
+
+    if not cuda_kernels.available():
+        pytest.skip("no CUDA GPU or simulator")
+    x, y = make_data(np.random.default_rng(4), 8, (36, 3))
+    config = TrainConfig(
+        layers="conv:2:3+bn,maxpool:2,dense:5+bn", image_shape=(1, 6, 6), rule=rule, batch_size=4, lr=0.1,
+        momentum=0.9,
+    )  # fmt: skip
+    cpu_trainer, cuda_trainer = Trainer(config, 36, 3), Trainer(config, 36, 3)
+    cuda_trainer.use_device("cuda")
+    for trainer in (cpu_trainer, cuda_trainer):
+        trainer.train_epoch(x.astype(np.float32), y)
+    blocks = cpu_trainer.arch.norm_blocks(cpu_trainer.params)
+    assert not np.allclose(blocks[1][1], 0.0)  # the running means moved
+    assert_close(cuda_trainer.params, cpu_trainer.params.astype(np.float64), "float32")
