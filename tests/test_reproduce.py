@@ -116,6 +116,24 @@ def test_quick_biotorch_lenet(tmp_path, mnist_rows):
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("rule-*.h5")} == stamps
 
 
+def test_quick_liao_normalisation(tmp_path, mnist_rows):
+    if mnist_rows == default_dataset_path():
+        pytest.skip("needs MNIST in ../shared/data/mnist: the network takes 1x28x28 digits")
+    out, text = check_quick("liao-normalisation", tmp_path, "--data", mnist_rows)
+    for variant in ("sgd", "bn", "manhattan", "bn+manhattan"):
+        for rule in ("bp", "usf", "frsf", "brsf"):
+            assert text.count(f"| {variant} | {rule} |") == 2  # the test errors and the validation curves
+    assert "with batch norm every rule ahead of plain SGD" in text
+    configs = {
+        run.name: read_outcome(run)["config"] for run in out.glob("*.h5") if run.name.startswith("rule-")
+    }
+    assert len(configs) == 16
+    bn = configs["rule-usf_net-bn+manhattan_seed-0.h5"]
+    assert bn["optimizer"] == "manhattan" and bn["batch_norm"] and bn["layers"].count("+bn") == 6
+    plain = configs["rule-usf_net-sgd_seed-0.h5"]
+    assert plain["optimizer"] == "sgd" and "+bn" not in plain["layers"]
+
+
 def test_lenet_needs_images(tmp_path):
     result = cli("reproduce", "biotorch-lenet-mnist", "--quick", "--data", default_dataset_path(),
                  "-o", tmp_path / "lenet")  # fmt: skip

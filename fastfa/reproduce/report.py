@@ -193,6 +193,32 @@ def checks(exp, res, runs, quick):
         out += _lenet_cifar_checks(exp, {rule: value for (_, rule), value in mean.items()}, quick)
     elif exp.name in ("akrout-mnist", "akrout-cifar10"):
         out += _akrout_checks({rule: value for (_, rule), value in mean.items()}, runs, quick)
+    elif exp.name == "liao-normalisation":
+        out += _liao_checks(mean, quick)
+    return out
+
+
+def _liao_checks(mean, quick):
+    """Liao et al.'s finding on the mean test errors (percent) per ``(variant, rule)``: sign-concordant
+    feedback without batch norm or Batch Manhattan fails or lags far behind (2 points or more behind its
+    own bn+manhattan run), and with both comes close to bp (within 1 point of bp's best variant)."""
+    rules = sorted({rule for _, rule in mean}, key=lambda rule: (rule != "bp", rule))
+    if quick:  # the direction: batch norm speeds every rule's first epochs up
+        finite = all(np.isfinite(v) for v in mean.values())
+        pairs = ", ".join(f"{rule} {mean[('bn', rule)]:.1f}% vs {mean[('sgd', rule)]:.1f}%" for rule in rules)
+        return [
+            (f"all {len(mean)} runs finished with a test error", finite),
+            (f"with batch norm every rule ahead of plain SGD ({pairs})",
+             all(mean[("bn", rule)] < mean[("sgd", rule)] for rule in rules)),
+        ]  # fmt: skip
+    best_bp = min(value for (variant, rule), value in mean.items() if rule == "bp")
+    out = []
+    for rule in rules[1:]:
+        plain, both = mean[("sgd", rule)], mean[("bn+manhattan", rule)]
+        out.append((f"{rule}: plain SGD {plain:.2f}% at least 2 points behind bn+manhattan {both:.2f}%",
+                    plain >= both + 2.0))  # fmt: skip
+        out.append((f"{rule}: bn+manhattan {both:.2f}% within 1 point of bp's best {best_bp:.2f}%",
+                    both <= best_bp + 1.0))  # fmt: skip
     return out
 
 

@@ -164,7 +164,10 @@ def milestone_epochs(fractions, epochs):
 
 def network_settings(layers, images=()):
     """TrainConfig settings of a network: hidden sizes, or a layer list or preset name on ``images``
-    (given, so that a rerun finds the settings its run files hold)."""
+    (given, so that a rerun finds the settings its run files hold), or a dict of settings with the
+    layer list (a network trained a particular way)."""
+    if isinstance(layers, dict):
+        return {**layers, **network_settings(layers["layers"], images)}
     if isinstance(layers, str):
         return {"hidden": [], "layers": layers, "image_shape": list(images)}
     return {"hidden": list(layers)}
