@@ -19,7 +19,9 @@ a noisy shared machine.
 
 ``--dropout P`` times every rule twice, as asked and with dropout of rate ``P`` on every hidden
 layer (fastfa's ``--dropout``, PyTorch's ``F.dropout`` after each hidden activation; rows
-``fa+dropP``), so the table shows what dropout costs each of them.
+``fa+dropP``), so the table shows what dropout costs each of them; ``--batch-norm`` does the same
+with batch norm before every hidden activation (fastfa's ``--batch-norm``, PyTorch's
+``nn.BatchNorm2d`` and ``nn.BatchNorm1d``; rows ``fa+bn``).
 
 Data: MNIST from ``../shared/data/mnist`` padded to 32x32 when present, otherwise a synthetic
 stand-in with the same sparsity. Afterwards: the start-up of a LeNet run (cold and warm kernel
@@ -49,6 +51,11 @@ def _parse(argv):
         type=float,
         default=0.0,
         help="also time each rule with this dropout rate on every hidden layer",
+    )
+    parser.add_argument(
+        "--batch-norm",
+        action="store_true",
+        help="also time each rule with batch norm before every hidden activation (nn.BatchNorm2d/1d)",
     )
     parser.add_argument("--serve", choices=["fastfa", "torch"], help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -112,17 +119,20 @@ def flops_per_sample(rule):
 
 
 def with_dropout(rule):
-    """``"fa+drop0.5"`` -> ``("fa", 0.5)``: a rule as the workers are asked for it, and its dropout rate."""
-    name, _, rate = rule.partition("+drop")
-    return name, float(rate or 0.0)
+    """``"fa+drop0.5"`` -> ``("fa", 0.5, False)``, ``"fa+bn"`` -> ``("fa", 0.0, True)``: a rule as the
+    workers are asked for it, its dropout rate and whether it batch-normalises."""
+    name, bn, _ = rule.partition("+bn")
+    name, _, rate = name.partition("+drop")
+    return name, float(rate or 0.0), bool(bn)
 
 
 def fastfa_rate(rule, batch, x, y, repeats):
     from fastfa import TrainConfig, Trainer
 
-    rule, rate = with_dropout(rule)
+    rule, rate, bn = with_dropout(rule)
     config = TrainConfig(
         dropout=(rate,) if rate else (),
+        batch_norm=bn,
         layers="lenet-mnist",
         image_shape=(1, 32, 32),
         rule=rule,
@@ -146,8 +156,8 @@ def torch_rate(rule, batch, x, y, repeats):
 
     from benchmarks.torch_conv import make_lenet
 
-    rule, rate = with_dropout(rule)
-    model, params = make_lenet(rule, dropout=rate)
+    rule, rate, bn = with_dropout(rule)
+    model, params = make_lenet(rule, dropout=rate, batch_norm=bn)
     optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
     xt, yt = torch.from_numpy(x).reshape(-1, 1, 32, 32), torch.from_numpy(y)
 
@@ -281,6 +291,8 @@ def main():
         asked = args.rules.split(",")
         if args.dropout:  # each rule plain and with dropout, in turn
             asked = [r for rule in asked for r in (rule, f"{rule}+drop{args.dropout:g}")]
+        if args.batch_norm:  # ... and with batch norm
+            asked = [r for rule in asked for r in ((rule, f"{rule}+bn") if "+drop" not in rule else (rule,))]
         for batch in (int(b) for b in args.batches.split(",")):
             for rule in asked:
                 bound = gflops * 1e9 / flops_per_sample(with_dropout(rule)[0])

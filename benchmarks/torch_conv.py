@@ -18,9 +18,11 @@ LENET_MNIST = ((1, 6, 5), (6, 16, 5), (16, 120, 5))  # (C_in, C_out, k); pools a
 DENSE = ((120, 84), (84, 10))
 
 
-def make_lenet(rule, seed=0, dropout=0.0):
+def make_lenet(rule, seed=0, dropout=0.0, batch_norm=False):
     """``(model, parameters)`` of LeNet-MNIST (1x32x32 inputs, ReLU) trained by ``rule``, with
-    ``nn.functional.dropout`` of rate ``dropout`` after every hidden activation when it is > 0.
+    ``nn.functional.dropout`` of rate ``dropout`` after every hidden activation when it is > 0,
+    and with ``batch_norm`` an ``nn.BatchNorm2d`` (conv) or ``nn.BatchNorm1d`` (the hidden dense
+    layer) before every hidden activation, in training mode.
 
     ``model(x)`` takes ``N x 1 x 32 x 32`` and returns the logits.
     """
@@ -70,7 +72,11 @@ def make_lenet(rule, seed=0, dropout=0.0):
             return scales[i] * torch.sign(w.detach())
         return fixed
 
+    norms = [torch.nn.BatchNorm2d(c_out) for _, c_out, _ in LENET_MNIST] + [torch.nn.BatchNorm1d(DENSE[0][1])]
+
     def hidden_out(h, i):
+        if batch_norm:
+            h = norms[i](h.flatten(1) if i == len(norms) - 1 else h)
         h = torch.relu(h)
         if dropout:
             h = F.dropout(h, dropout, training=True)
@@ -100,4 +106,5 @@ def make_lenet(rule, seed=0, dropout=0.0):
             h.register_hook(lambda g: store.__setitem__("e", g))
         return h
 
-    return model, conv_w + conv_b + dense_w + dense_b
+    norm_params = [p for norm in norms for p in norm.parameters()] if batch_norm else []
+    return model, conv_w + conv_b + dense_w + dense_b + norm_params
