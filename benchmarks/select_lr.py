@@ -1,11 +1,14 @@
-"""Choose each rule's initial learning rate for biotorch-lenet-mnist from validation pilots.
+"""Choose each rule's initial learning rate for an experiment from validation pilots.
 
     python -m benchmarks.select_lr runs/lenet-lr
 
-Reads the runs of ``benchmarks/lenet_lr.toml``, prints each rule's best validation error (and
-the epoch it was reached) at every rate, marks runs that diverged (a ``.failed.json`` record
-instead of a finished run), and chooses per rule the rate with the lowest validation error.
-Test figures are printed for the record only, after the choice: they play no part in it.
+Reads the runs of a learning-rate sweep (``benchmarks/lenet_lr.toml``; ``liao_lr_sgd.toml`` and
+``liao_lr_manhattan.toml``, whose grids also vary ``batch_norm``), prints each rule's best
+validation error (and the epoch it was reached) at every rate, marks runs that diverged (a
+``.failed.json`` record instead of a finished run), and chooses per rule the rate with the lowest
+validation error. A grid with other axes besides ``rule`` and ``lr`` gets a row, and a choice, for
+every combination of them (``bp, batch_norm=True``). Test figures are printed for the record only,
+after the choice: they play no part in it.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from fastfa.runs import is_run_file, load_run
 
 
 def pilots(folder):
-    """``{rule: {lr: (best valid error, best epoch, final test error) or None if it failed}}``."""
+    """``{row: {lr: (best valid error, best epoch, final test error) or None if it failed}}``, a row
+    being the rule and the grid's other axes but the rate and the seed (:func:`row_label`)."""
     grid = json.loads((Path(folder) / "sweep.json").read_text())
     table = defaultdict(dict)
     for run in grid["runs"]:
-        rule, lr = run["point"]["rule"], float(run["point"]["lr"])
+        rule, lr = row_label(run["point"]), float(run["point"]["lr"])
         path = Path(folder) / f"{run['name']}.h5"
         if (Path(folder) / f"{run['name']}.failed.json").exists():
             table[rule][lr] = None
@@ -34,6 +38,12 @@ def pilots(folder):
         if meta["complete"]:
             table[rule][lr] = pilot_result(history, meta)
     return table
+
+
+def row_label(point):
+    """``"bp"``, or ``"bp, batch_norm=True"`` for a grid with more axes than the rule and the rate."""
+    others = [f"{key}={value}" for key, value in point.items() if key not in ("rule", "lr", "seed")]
+    return ", ".join([point["rule"], *others])
 
 
 def cell(row, lr):

@@ -43,8 +43,9 @@ class Experiment:
     rule_options : dict
         Rule -> its options (e.g. the scale of fa's feedback matrices).
     rule_settings : dict
-        Rule -> TrainConfig settings that replace ``base``'s for that rule in a full run (e.g. a
-        learning rate chosen per rule on validation rows); ``--quick`` keeps ``base``'s.
+        Rule, or ``(net label, rule)``, -> TrainConfig settings that replace ``base``'s and the
+        network's for that rule in a full run (e.g. a learning rate chosen per rule on validation
+        rows); ``--quick`` keeps ``base``'s.
     metric : str
         ``"nse"`` (normalised squared error on the test split) or ``"test_error"``.
     epochs : int

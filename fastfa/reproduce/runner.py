@@ -139,13 +139,13 @@ def build_tasks(exp, dataset, out_dir, *, seeds=None, epochs=None, quick=False):
         for net, layers in exp.nets.items():
             for seed in range(seeds):
                 point = {"rule": rule, **({"net": net} if several else {}), "seed": seed}
-                own = {} if quick else exp.rule_settings.get(rule, {})
+                own = {} if quick else exp.rule_settings.get((net, rule), exp.rule_settings.get(rule, {}))
                 trained_by = exp.aliases.get(rule, rule)
                 settings = {
                     **base,
+                    **network_settings(layers, exp.images),
                     **own,
                     "rule": trained_by,
-                    **network_settings(layers, exp.images),
                     "seed": seed,
                 }
                 if rule in exp.rule_options:
