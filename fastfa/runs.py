@@ -393,7 +393,7 @@ def load_run(path):
                 _fill(b, f, f"model/b{layer}", path)
             for layer, block in norm_blocks(trainer).items():
                 _fill(block, f, f"model/bn{layer}", path)
-                if not np.all(block[2] >= 0):
+                if np.any(block[2] < 0):
                     raise RunFileError(f"{path}: model/bn{layer} holds a negative running variance")
             for layer, view in enumerate(trainer.feedback_matrices):
                 _fill(view, f, f"feedback/B{layer}", path)

@@ -247,6 +247,33 @@ def test_a_run_with_batch_norm_resumes_bit_for_bit_and_exports(tmp_path, digits)
     np.testing.assert_allclose(numpy_forward(model, x_test), expected, rtol=1e-10, atol=1e-12)
 
 
+def test_a_run_file_with_broken_batch_norm_statistics_is_one_line(tmp_path):
+    import shutil
+
+    import h5py
+
+    from fastfa.datasets import default_dataset_path
+    from tests.test_cli import cli, ok
+    from tests.test_cli_data import assert_one_line_error
+
+    run = tmp_path / "run.h5"
+    ok(cli("train", "--hidden", "8", "--batch-norm", "--epochs", "1", "-q", "--in-memory", "-o", run))
+    for value, fragment in (
+        (-1.0, "model/bn0 holds a negative running variance"),
+        (np.nan, "model/bn0 holds NaN"),
+    ):
+        broken = tmp_path / f"broken{value}.h5"
+        shutil.copy(run, broken)
+        with h5py.File(broken, "r+") as f:
+            f["model/bn0"][2, 3] = value
+        assert_one_line_error(cli("evaluate", broken, default_dataset_path()), fragment)
+        with h5py.File(broken, "r+") as f:
+            del f["model/bn0"]
+        assert_one_line_error(
+            cli("evaluate", broken, default_dataset_path()), "corrupt or incomplete run file"
+        )
+
+
 def test_batch_norm_over_one_value_per_channel_is_one_line(tmp_path):
     from tests.test_cli import cli
     from tests.test_cli_data import assert_one_line_error
