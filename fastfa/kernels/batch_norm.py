@@ -27,8 +27,6 @@ one sent on down). The per-batch quantities sit in a scratch block of ``4 C`` en
 layer: ``mu``, ``1 / sqrt(var + eps)``, ``dbeta``, ``dgamma``.
 """
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
@@ -48,50 +46,73 @@ NORM_GRAIN = 1 << 14
 
 
 @channel_kernel
+def channel_sums(a, lo, hi, shift, square):
+    """Per channel ``c`` in ``lo:hi``: the float64 sum over rows and positions of ``a - shift[c - lo]``,
+    or of its square. Row by row in memory order, through one-dimensional views indexed from 0
+    (numba then drops its negative-index checks and LLVM vectorises the loops)."""
+    m, n_channels, positions = a.shape
+    rows = a.reshape((m, n_channels * positions))
+    out = np.zeros(hi - lo)
+    for i in range(m):
+        row = rows[i, lo * positions : hi * positions]
+        if positions == 1:  # dense layers: one value per channel and row
+            for k in range(hi - lo):
+                d = row[k] - shift[k]
+                out[k] += d * d if square else d
+            continue
+        for k in range(hi - lo):
+            values = row[k * positions : (k + 1) * positions]
+            total = 0.0
+            for s in range(positions):
+                d = values[s] - shift[k]
+                total += d * d if square else d
+            out[k] += total
+    return out
+
+
+@channel_kernel
 def normalise_channels(a, hat, gamma, beta, running, batch, training, lo, hi):
-    """:func:`normalise` for the channels ``lo:hi``. Every pass walks the block in memory order
-    (row, channel, position), each channel's sums in float64."""
+    """:func:`normalise` for the channels ``lo:hi`` (in memory order, sums in float64)."""
     m, n_channels, positions = a.shape
     n = m * positions
-    mean = np.zeros(hi - lo)
-    var = np.zeros(hi - lo)
+    zero = np.zeros(hi - lo)
     if training:
-        for i in range(m):
-            for c in range(lo, hi):
-                total = 0.0
-                for s in range(positions):
-                    total += a[i, c, s]
-                mean[c - lo] += total
-        mean /= n
-        for i in range(m):
-            for c in range(lo, hi):
-                squares = 0.0
-                for s in range(positions):
-                    d = a[i, c, s] - mean[c - lo]
-                    squares += d * d
-                var[c - lo] += squares
-        var /= n
+        mean = channel_sums(a, lo, hi, zero, False) / n
+        var = channel_sums(a, lo, hi, mean, True) / n
         unbiased = n / (n - 1) if n > 1 else 1.0
         for c in range(lo, hi):
-            running[c] = (1.0 - MOMENTUM) * running[c] + MOMENTUM * mean[c - lo]
-            running[n_channels + c] = (1.0 - MOMENTUM) * running[n_channels + c] + MOMENTUM * var[
-                c - lo
-            ] * unbiased
+            old_mean, old_var = running[c], running[n_channels + c]
+            running[c] = (1.0 - MOMENTUM) * old_mean + MOMENTUM * mean[c - lo]
+            running[n_channels + c] = (1.0 - MOMENTUM) * old_var + MOMENTUM * var[c - lo] * unbiased
     else:
+        mean, var = zero.copy(), zero.copy()
         for c in range(lo, hi):
             mean[c - lo] = running[c]
             var[c - lo] = running[n_channels + c]
+    inv = 1.0 / np.sqrt(var + EPSILON)
     for c in range(lo, hi):
-        var[c - lo] = 1.0 / math.sqrt(var[c - lo] + EPSILON)  # from here on: the inverse deviation
         batch[c] = mean[c - lo]
-        batch[n_channels + c] = var[c - lo]
+        batch[n_channels + c] = inv[c - lo]
+    gain, shift = gamma[lo:hi], beta[lo:hi]
+    rows, normed = a.reshape((m, n_channels * positions)), hat.reshape((m, n_channels * positions))
     for i in range(m):
-        for c in range(lo, hi):
-            mu, inv, g, b = mean[c - lo], var[c - lo], gamma[c], beta[c]
+        row, out = rows[i, lo * positions : hi * positions], normed[i, lo * positions : hi * positions]
+        if positions == 1:
+            for k in range(hi - lo):
+                v = (row[k] - mean[k]) * inv[k]
+                out[k] = v
+                row[k] = gain[k] * v + shift[k]
+            continue
+        for k in range(hi - lo):
+            mu, scale, g, b = mean[k], inv[k], gain[k], shift[k]
+            values, normal = (
+                row[k * positions : (k + 1) * positions],
+                out[k * positions : (k + 1) * positions],
+            )
             for s in range(positions):
-                v = (a[i, c, s] - mu) * inv
-                hat[i, c, s] = v
-                a[i, c, s] = g * v + b
+                v = (values[s] - mu) * scale
+                normal[s] = v
+                values[s] = g * v + b
 
 
 @parallel_kernel
@@ -131,27 +152,47 @@ def normalise_backward_channels(delta, hat, gamma, batch, lo, hi):
     :func:`normalise_channels`."""
     m, n_channels, positions = delta.shape
     n = m * positions
+    rows, normed = delta.reshape((m, n_channels * positions)), hat.reshape((m, n_channels * positions))
     dbeta = np.zeros(hi - lo)
     dgamma = np.zeros(hi - lo)
     for i in range(m):
-        for c in range(lo, hi):
+        row, values = rows[i, lo * positions : hi * positions], normed[i, lo * positions : hi * positions]
+        if positions == 1:
+            for k in range(hi - lo):
+                dbeta[k] += row[k]
+                dgamma[k] += row[k] * values[k]
+            continue
+        for k in range(hi - lo):
+            signal, normal = (
+                row[k * positions : (k + 1) * positions],
+                values[k * positions : (k + 1) * positions],
+            )
             shift = 0.0
             scale = 0.0
             for s in range(positions):
-                shift += delta[i, c, s]
-                scale += delta[i, c, s] * hat[i, c, s]
-            dbeta[c - lo] += shift
-            dgamma[c - lo] += scale
+                shift += signal[s]
+                scale += signal[s] * normal[s]
+            dbeta[k] += shift
+            dgamma[k] += scale
     for c in range(lo, hi):
         batch[2 * n_channels + c] = dbeta[c - lo]
         batch[3 * n_channels + c] = dgamma[c - lo]
+    scale = gamma[lo:hi] * batch[n_channels + lo : n_channels + hi]
+    shift, slope = dbeta / n, dgamma / n
     for i in range(m):
-        for c in range(lo, hi):
-            scale = gamma[c] * batch[n_channels + c]
-            shift = dbeta[c - lo] / n
-            slope = dgamma[c - lo] / n
+        row, values = rows[i, lo * positions : hi * positions], normed[i, lo * positions : hi * positions]
+        if positions == 1:
+            for k in range(hi - lo):
+                row[k] = scale[k] * (row[k] - shift[k] - values[k] * slope[k])
+            continue
+        for k in range(hi - lo):
+            a, b, c = scale[k], shift[k], slope[k]
+            signal, normal = (
+                row[k * positions : (k + 1) * positions],
+                values[k * positions : (k + 1) * positions],
+            )
             for s in range(positions):
-                delta[i, c, s] = scale * (delta[i, c, s] - shift - hat[i, c, s] * slope)
+                signal[s] = a * (signal[s] - b - normal[s] * c)
 
 
 @parallel_kernel
