@@ -3,7 +3,8 @@
 Run ``python -m benchmarks.results --mnist-dir DIR [--out runs/results]`` (DIR holds MNIST's
 four IDX files; ``--data mnist.h5`` takes a converted file instead). The runs go to ``--out``
 (rerunning resumes them); the tables, the claims checked and the figures go to
-``docs/results.md`` and ``docs/results/``.
+``docs/results.md`` and ``docs/results/``. ``--only NAME[,NAME]`` reruns those experiments and
+replaces (or adds) their sections, leaving the others' as they are.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main(argv=None):
         data = Path(args.out) / "mnist.h5"
         if not data.exists():
             convert_mnist(args.mnist_dir, data)
-    sections = []
+    sections = existing_sections(DOCS / "results.md")
     for name in args.only.split(","):
         out = Path(args.out) / name
         markdown, claims, paths = reproduce(name, out, data=data)
@@ -46,7 +47,7 @@ def main(argv=None):
         runs = load(sorted(out.glob("rule-*.h5")))
         seconds = sum(float(np.sum(r["history"]["seconds"])) for r in runs)
         spent = f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
-        sections.append(
+        sections[name] = (
             markdown + f"\n({len(runs)} runs, {spent} of training in all, one thread each, on the "
             "2-core development machine.)\n"
         )
@@ -57,7 +58,26 @@ def main(argv=None):
         "Each section is `fastfa reproduce NAME` at full size: its table (mean ± std over seeds, next\n"
         "to the published number), the paper's claims checked on our numbers, and its figures.\n\n"
     )
-    (DOCS / "results.md").write_text(header + "\n".join(sections))
+    ordered = [sections[name] for name in EXPERIMENTS if name in sections]
+    (DOCS / "results.md").write_text(header + "\n".join(ordered))
+
+
+def existing_sections(path):
+    """``{experiment name: its section}`` of an existing results.md (each from its ``## NAME``
+    heading to the next), so that ``--only`` keeps the sections it does not rerun."""
+    if not path.exists():
+        return {}
+    sections, name, lines = {}, None, []
+    for line in path.read_text().splitlines(keepends=True):
+        if line.startswith("## ") and line[3:].strip() in EXPERIMENTS:
+            if name is not None:
+                sections[name] = "".join(lines).rstrip("\n") + "\n"
+            name, lines = line[3:].strip(), []
+        if name is not None:
+            lines.append(line)
+    if name is not None:
+        sections[name] = "".join(lines).rstrip("\n") + "\n"
+    return sections
 
 
 if __name__ == "__main__":
