@@ -57,6 +57,16 @@ def none_pattern(trainer):
     return pattern
 
 
+def has_entries(dispatcher, dtype):
+    """Whether ``dispatcher``'s cache index holds any compilation for arrays of ``dtype`` (a
+    cheaper, coarser :func:`is_cached` for before a trainer exists); True when in doubt."""
+    try:
+        index = dispatcher._cache._cache_file._load_index()
+        return any(str(dtype) in str(key[0]) for key in index)
+    except Exception:  # noqa: BLE001 (numba internals: when in doubt, assume cached)
+        return True
+
+
 def is_cached(trainer):
     """True unless the trainer's epoch kernel has no cached compilation for its dtype and for the
     pattern of None among its optional arguments (each pattern compiles on its own)."""

@@ -12,6 +12,8 @@ import sys
 
 # The CUDA tests (tests/test_cuda.py, marker "cuda") run on numba's CPU simulator unless
 # FASTFA_TEST_GPU=1 asks for a real GPU; the variable must be set before numba is imported.
+# The first-run compile helper (fastfa/first_run.py) would take a core from the parallel tests
+os.environ.setdefault("FASTFA_COMPILE_HELPER", "0")
 if os.environ.get("FASTFA_TEST_GPU") != "1":
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 

@@ -360,6 +360,10 @@ def train(ctx, data, **opts):
     check_inputs(opts["plugins"])
     for path in opts["plugins"]:
         load_plugin_file(path)
+    if opts["device"] == "cpu" and not (opts["layers"] or opts["model"] or opts["batch_norm"]):
+        from fastfa import first_run  # a dense network: its later kernels compile in a second process
+
+        first_run.start_if_cold(opts["dtype"])
 
     if opts["threads"] is not None:
         if opts["threads"] < 1:

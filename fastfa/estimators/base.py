@@ -211,6 +211,10 @@ class _BaseMLP(_MLPParams):
             config = self._config(p, len(x_train), seed, image_shape)
             trainer = Trainer(config, x.shape[1], self._n_outputs(y_enc, attrs), self._task)
             trainer.use_device(p["device"])
+            if trainer.arch.is_dense and trainer.device == "cpu":  # the first fit: a compile helper
+                from fastfa import first_run
+
+                first_run.start_if_cold(str(trainer.dtype))
             # set the fitted state only once everything has been checked
             for key, value in attrs.items():
                 setattr(self, key, value)
