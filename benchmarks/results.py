@@ -59,17 +59,19 @@ def main(argv=None):
         "to the published number), the paper's claims checked on our numbers, and its figures.\n\n"
     )
     ordered = [sections[name] for name in EXPERIMENTS if name in sections]
+    ordered += [text for name, text in sections.items() if name not in EXPERIMENTS]  # e.g. measured costs
     (DOCS / "results.md").write_text(header + "\n".join(ordered))
 
 
 def existing_sections(path):
-    """``{experiment name: its section}`` of an existing results.md (each from its ``## NAME``
-    heading to the next), so that ``--only`` keeps the sections it does not rerun."""
+    """``{heading: its section}`` of an existing results.md (each from its ``## NAME`` heading to the
+    next), so that ``--only`` keeps the sections it does not rerun, and sections written by hand
+    (headings that are not experiments) too."""
     if not path.exists():
         return {}
     sections, name, lines = {}, None, []
     for line in path.read_text().splitlines(keepends=True):
-        if line.startswith("## ") and line[3:].strip() in EXPERIMENTS:
+        if line.startswith("## "):
             if name is not None:
                 sections[name] = "".join(lines).rstrip("\n") + "\n"
             name, lines = line[3:].strip(), []
