@@ -23,6 +23,7 @@ from fastfa.datasets import ArraySplit, write_dataset
 from fastfa.kernels import (
     codes,
     cuda_base,
+    cuda_batch_norm,
     cuda_conv,
     cuda_dropout,
     cuda_elementwise,
@@ -34,7 +35,13 @@ from fastfa.kernels import (
 from fastfa.kernels import cuda as kernels
 from fastfa.rules import Rule
 from tests.conftest import assert_close
-from tests.ptx_compile import PLUGIN_FILES, conv_kernel_signatures, fused_configurations, kernel_signatures
+from tests.ptx_compile import (
+    PLUGIN_FILES,
+    conv_kernel_signatures,
+    fused_configurations,
+    kernel_signatures,
+    norm_kernel_signatures,
+)
 from tests.test_cli import cli, ok
 from tests.test_kernels import OUTPUT_ERROR_CASES
 
@@ -456,7 +463,10 @@ def test_kernels_compile_for_a_real_gpu():
     assert every_kernel <= set(dir(kernels))  # fastfa.kernels.cuda gives them all
     conv_kernels = {name for name in dir(cuda_conv) if name.endswith("_kernel")}
     assert set(conv_kernel_signatures("float32")) == conv_kernels
+    norm_kernels = {name for name in dir(cuda_batch_norm) if name.endswith("_kernel")}
+    assert set(norm_kernel_signatures()) == norm_kernels
     compiled = len(every_kernel) - 1 + len(fused_configurations()) + len(conv_kernels) + 2 * len(PLUGIN_FILES)
+    compiled += len(norm_kernels)
     assert done.stdout.count("lines of PTX") == compiled
 
 
