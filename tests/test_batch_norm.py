@@ -17,42 +17,29 @@ import pytest
 from fastfa.kernels import codes as c
 from fastfa.kernels import layers as lk
 from fastfa.kernels.batch_norm import MOMENTUM
-from fastfa.layers import LayerError, layer_table, parse_layers, plan_network
-from tests import naive
+from fastfa.layers import LayerError, parse_layers
 from tests import naive_layers as ref
+from tests import test_layer_engine as layer_engine
 from tests.conftest import assert_close
 
 #: conv with batch norm, pooling, a convolution covering its input (run as one GEMM) and a
 #: dense layer, each normalised
 NET = "conv:3:3:1:1+bn,maxpool:2,conv:4:3+bn,dense:5+bn"
 IMAGE = (2, 6, 6)
-N_OUT = 3
-M = 5
+M = layer_engine.M
 
 
 def build(signal=c.SIGNAL_BACKPROP, act=c.TANH, seed=0):
-    """``(table, params, feedback, buffers, norm, x, t, icfg)`` of a random net and batch, with
-    scales, running means and running variances away from their initial values."""
-    n_in = math.prod(IMAGE)
-    table = layer_table(plan_network(parse_layers(NET), n_in, N_OUT, IMAGE), act, c.SOFTMAX, signal)
-    rng = np.random.default_rng(seed)
-    params = rng.uniform(-0.6, 0.6, table.n_params)
+    """``(table, params, feedback, buffers, norm, x, t, icfg)`` of a random net and batch
+    (tests/test_layer_engine.py's), with scales, running means and running variances away from their
+    initial values and the running variances positive."""
+    table, params, feedback, bufs, x, t, icfg = layer_engine.build(NET, IMAGE, signal, act, seed)
+    rng = np.random.default_rng(seed + 100)
     for row in table.ltab:
         if row[c.L_G_OFF] >= 0:
             n, g = row[c.L_C_OUT], row[c.L_G_OFF]
             params[g : g + n] = rng.uniform(0.5, 1.5, n)
             params[g + 2 * n : g + 3 * n] = rng.uniform(0.5, 2.0, n)
-    feedback = rng.uniform(-0.6, 0.6, max(table.n_feedback, 1))[: table.n_feedback]
-    x = rng.uniform(-1.0, 1.0, (M, n_in))
-    t = naive.one_hot(rng.integers(0, N_OUT, M), N_OUT)
-    icfg = np.zeros(c.N_ICFG, dtype=np.int64)
-    icfg[c.I_SIGNAL], icfg[c.I_LOSS], icfg[c.I_CLASSIFICATION], icfg[c.I_THREADS] = (
-        signal,
-        c.CROSS_ENTROPY,
-        1,
-        1,
-    )
-    bufs = table.buffers(M, np.float64)
     norm = (np.zeros(table.n_norm), np.zeros_like(bufs["hidden"]), 1)
     return table, params, feedback, bufs, norm, x, t, icfg
 

@@ -14,24 +14,19 @@ import math
 from numba import cuda, float64
 
 from fastfa.kernels.batch_norm import EPSILON, MOMENTUM
+from fastfa.kernels.cuda_conv import REDUCE, _block_sum
 
-#: Threads of each channel's block (a power of two, for the tree reduction)
-NORM_THREADS = 128
+#: Threads of each channel's block: the conv kernels' reduction width (a power of two)
+NORM_THREADS = REDUCE
 
 
 @cuda.jit(device=True, inline=True)
-def _block_sum(shared, value):
-    """The sum of ``value`` over the block's threads (every thread gets it)."""
-    tid = cuda.threadIdx.x
-    shared[tid] = value
+def _total(shared, value):
+    """The sum of ``value`` over the block's threads, for every thread (:func:`cuda_conv._block_sum
+    <fastfa.kernels.cuda_conv._block_sum>`'s fixed tree); ``shared`` is free again afterwards."""
+    shared[cuda.threadIdx.x] = value
     cuda.syncthreads()
-    half = NORM_THREADS // 2
-    while half > 0:
-        if tid < half:
-            shared[tid] += shared[tid + half]
-        cuda.syncthreads()
-        half //= 2
-    total = shared[0]
+    total = _block_sum(shared)
     cuda.syncthreads()
     return total
 
@@ -51,12 +46,12 @@ def normalise_kernel(a, hat, gamma, beta, running, batch, training):
         part = 0.0
         for k in range(tid, n, NORM_THREADS):
             part += a[k // positions, c, k % positions]
-        mean = _block_sum(shared, part) / n
+        mean = _total(shared, part) / n
         part = 0.0
         for k in range(tid, n, NORM_THREADS):
             d = a[k // positions, c, k % positions] - mean
             part += d * d
-        var = _block_sum(shared, part) / n
+        var = _total(shared, part) / n
     else:
         mean = float64(running[c])
         var = float64(running[n_channels + c])
@@ -91,8 +86,8 @@ def normalise_backward_kernel(delta, hat, gamma, batch):
         i, s = k // positions, k % positions
         part_beta += delta[i, c, s]
         part_gamma += delta[i, c, s] * hat[i, c, s]
-    dbeta = _block_sum(shared, part_beta)
-    dgamma = _block_sum(shared, part_gamma)
+    dbeta = _total(shared, part_beta)
+    dgamma = _total(shared, part_gamma)
     if tid == 0:
         batch[2 * n_channels + c] = dbeta
         batch[3 * n_channels + c] = dgamma

@@ -236,22 +236,9 @@ def evaluate_layers(
         xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
         threads = icfg[I_THREADS]
         y = forward_layers(
-            params,
-            ltab,
-            xb,
-            hidden,
-            indices,
-            zeros,
-            workspace,
-            averages,
-            sparse,
-            ops,
-            threads,
-            None,
-            0,
-            0,
+            params, ltab, xb, hidden, indices, zeros, workspace, averages, sparse, ops, threads, None, 0, 0,
             norm,
-        )
+        )  # fmt: skip
         e = output_rows(deltas, ltab, last, m)
         loss, errors = score_rows(y, tb, e, ltab[last, L_ACT], icfg, has_targets, outputs, start)
         total_loss += loss

@@ -137,22 +137,9 @@ def normalise_layer(params, ltab, layer, m, hidden, norm, threads):
 
 @kernel
 def forward_layers(
-    params,
-    ltab,
-    x,
-    hidden,
-    indices,
-    zeros,
-    workspace,
-    averages,
-    sparse,
-    ops,
-    threads,
-    dropout,
-    seed,
-    step,
+    params, ltab, x, hidden, indices, zeros, workspace, averages, sparse, ops, threads, dropout, seed, step,
     norm,
-):
+):  # fmt: skip
     """Every layer's output for the batch ``x`` (``m x n_in``) into ``hidden``; returns the last block.
 
     ``indices`` receives the max-pool argmaxes, ``zeros`` is a zero vector at least as long as
@@ -326,22 +313,9 @@ def backward_layers(
     signal = icfg[I_SIGNAL]
     seed = icfg[I_SEED]
     y = forward_layers(
-        params,
-        ltab,
-        x,
-        hidden,
-        indices,
-        zeros,
-        workspace,
-        averages,
-        sparse,
-        ops,
-        threads,
-        dropout,
-        seed,
-        step,
-        norm,
-    )
+        params, ltab, x, hidden, indices, zeros, workspace, averages, sparse, ops, threads, dropout, seed,
+        step, norm,
+    )  # fmt: skip
     e = output_rows(deltas, ltab, last, m)
     loss, errors = output_error(y, t, ltab[last, L_ACT], icfg[I_LOSS], icfg[I_CLASSIFICATION], e, 1.0 / m)
     if signal == SIGNAL_NONE:
