@@ -96,6 +96,13 @@ LINEAR_B = {"feedback_init": 0.5}  # B ~ U[-0.5, 0.5] (Lillicrap et al.'s linear
 #: size in each; 0.2 was chosen on validation rows (benchmarks/nokland_dfa_scale.toml, see nokland-depth)
 DFA_D = {"feedback_init": 0.2}
 
+#: What the conv experiments on MNIST share: ReLU, glorot, momentum 0.9, batch 64, the rate divided by
+#: 10 at the milestones, 10% of the training rows held out to select the model on
+CONV_MNIST_BASE = dict(
+    activation="relu", init="glorot", momentum=0.9, batch_size=64, schedule="multistep", gamma=0.1,
+    valid_fraction=0.1,
+)  # fmt: skip
+
 #: BioTorch's LeNet MNIST test errors in percent (Benchmarks.md; 100 epochs, selected on the reported data)
 BIOTORCH_LENET_MNIST = {"bp": 0.91, "fa": 1.7, "dfa": 1.61, "usf": 0.94, "brsf": 0.91, "frsf": 0.97}
 #: The initial rate of each rule in biotorch-lenet-mnist, chosen on validation rows (8-epoch pilots,
@@ -359,17 +366,7 @@ EXPERIMENTS = {
             data="mnist",
             rules=("bp", "fa", "dfa", "usf", "brsf", "frsf"),
             nets={"lenet-mnist": "lenet-mnist"},
-            base=dict(
-                activation="relu",
-                init="glorot",
-                optimizer="sgd",
-                momentum=0.9,
-                weight_decay=1e-3,
-                batch_size=64,
-                schedule="multistep",
-                gamma=0.1,
-                valid_fraction=0.1,
-            ),
+            base=dict(CONV_MNIST_BASE, optimizer="sgd", weight_decay=1e-3),
             epochs=20,
             milestones=(0.5, 0.75),
             images=(1, 32, 32),
@@ -420,16 +417,7 @@ EXPERIMENTS = {
             data="mnist",
             rules=("bp", "usf", "frsf", "brsf"),
             nets=LIAO_VARIANTS,
-            base=dict(
-                activation="relu",
-                init="glorot",
-                momentum=0.9,
-                weight_decay=1e-4,
-                batch_size=64,
-                schedule="multistep",
-                gamma=0.1,
-                valid_fraction=0.1,
-            ),
+            base=dict(CONV_MNIST_BASE, weight_decay=1e-4),
             epochs=10,
             milestones=(0.5, 0.75),
             images=(1, 28, 28),
