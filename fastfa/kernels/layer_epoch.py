@@ -185,31 +185,9 @@ def train_epoch_layers(
         xb, tb = load_rows(x_all, labels, targets, order, start, m, xbuf, tbuf, n_in, n_out)
         step += 1
         loss, errors = train_batch_layers(
-            params,
-            feedback,
-            magnitude,
-            learning,
-            grads,
-            state,
-            ltab,
-            icfg,
-            fcfg,
-            xb,
-            tb,
-            hidden,
-            deltas,
-            indices,
-            zeros,
-            workspace,
-            averages,
-            sparse,
-            ops,
-            plugin,
-            feedback_plugin,
-            dropout,
-            norm,
-            step,
-        )
+            params, feedback, magnitude, learning, grads, state, ltab, icfg, fcfg, xb, tb, hidden, deltas,
+            indices, zeros, workspace, averages, sparse, ops, plugin, feedback_plugin, dropout, norm, step,
+        )  # fmt: skip
         total_loss += loss
         total_errors += errors
     return total_loss, total_errors
