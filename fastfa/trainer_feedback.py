@@ -3,8 +3,8 @@ views of them in the papers' orientation, and the sign-concordant refresh.
 
 A mixin of :class:`~fastfa.train.Trainer` (which holds ``rule``, ``arch``, ``config``, ``rng``,
 ``dtype``, ``params`` and the kernels' configuration); kept apart so that the trainer's module
-holds the training and evaluation passes. Layouts: :mod:`fastfa.kernels.cpu` (dense networks)
-and :mod:`fastfa.kernels.layer_table` (layer lists).
+holds the training passes (evaluation: :mod:`fastfa.trainer_inference`). Layouts:
+:mod:`fastfa.kernels.cpu` (dense networks) and :mod:`fastfa.kernels.layer_table` (layer lists).
 """
 
 from __future__ import annotations
