@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from fastfa.config import TrainConfig
-from fastfa.kernels.dropout import is_kept
+from fastfa.kernels.codes import RELU
+from fastfa.kernels.dropout import derive_dropped, derive_dropped_rows, drop_rows, drop_units, is_kept
 from fastfa.train import Trainer
 from tests import naive
 from tests.conftest import make_data
@@ -57,6 +58,22 @@ def naive_step_gradients(weights, biases, x, labels, drop_masks, keeps, act="tan
                 / keeps[below]
             )
     return grads_w, grads_b
+
+
+def test_threads_split_the_rows_without_changing_a_draw(rng):
+    """The threaded passes number each unit as the serial ones do: the same masks, bit for bit."""
+    h = np.maximum(rng.standard_normal((96, 400)), 0)  # 38,400 units: two threads' worth of work
+    delta = rng.standard_normal(h.shape)
+    one, two = h.copy(), h.copy()
+    drop_units(one, 0.6, 11, 5, 1234)
+    drop_rows(two, 0.6, 11, 5, 1234, 2)
+    np.testing.assert_array_equal(one, two)
+    assert 0.5 < np.mean(one != 0) / np.mean(h != 0) < 0.7
+    d_one, d_two = delta.copy(), delta.copy()
+    derive_dropped(d_one, one, RELU, 0.6, 11, 5, 1234)
+    derive_dropped_rows(d_two, one, RELU, 0.6, 11, 5, 1234, 2)
+    np.testing.assert_array_equal(d_one, d_two)
+    np.testing.assert_array_equal(d_one != 0, one != 0)
 
 
 @pytest.mark.parametrize("rates", [(0.3,), (0.5, 0.2)])

@@ -17,7 +17,7 @@ from fastfa.kernels.codes import (
     SIGNAL_NONE,
     SIGNAL_TARGET,
 )
-from fastfa.kernels.dropout import derive_dropped, drop_units
+from fastfa.kernels.dropout import derive_dropped_rows, drop_rows
 from fastfa.kernels.elementwise import activate, column_sums, derive, output_error
 from fastfa.kernels.layout import activation_view, bias_view, feedback_view, weight_view
 from fastfa.kernels.products import (
@@ -60,7 +60,7 @@ def forward(params, sizes, acts, x, hidden, sparse, threads, dropout, seed, step
         activate(h, bias_view(params, sizes, layer), acts[layer], threads)
         if dropout is not None:  # None without dropout: then not compiled
             if dropout[layer] < 1.0:
-                drop_units(h, dropout[layer], seed, step, base)
+                drop_rows(h, dropout[layer], seed, step, base, threads)
             base += h.size
         h_in = h
     return h_in
@@ -90,7 +90,7 @@ def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse, 
     it replaces the built-in signals, and the derivative is applied after it as after them.
     ``dropout`` and ``step``: as :func:`forward` takes them; a dropped unit's signal is zero and
     a kept one's is divided by its keep probability
-    (:func:`~fastfa.kernels.dropout.derive_dropped`).
+    (:func:`~fastfa.kernels.dropout.derive_dropped_rows`).
     """
     m = x.shape[0]
     last = sizes.size - 2
@@ -133,7 +133,7 @@ def backward(params, feedback, sizes, acts, icfg, x, t, hidden, deltas, sparse, 
             base = 0
             for below in range(layer):
                 base += m * sizes[below + 1]
-            derive_dropped(delta, h, acts[layer], dropout[layer], icfg[I_SEED], step, base)
+            derive_dropped_rows(delta, h, acts[layer], dropout[layer], icfg[I_SEED], step, base, threads)
         else:
             derive(delta, h, acts[layer], threads)
     return loss, errors

@@ -11,11 +11,15 @@ The dropped activations ``h~`` are what the activation buffer holds after the fo
 next layer's product and its weight gradient read them unchanged. The signal then needs
 ``f'(a_l)`` of the *undropped* ``h = h~ keep`` of the kept units (a dropped unit's signal is zero
 whatever its ``h``): ``delta_l = s * f'(a_l) * m / keep`` (:func:`derive_dropped`).
+
+Both passes split a layer's rows over threads (:func:`drop_rows`, :func:`derive_dropped_rows`):
+each unit's draw depends on its number only, so the result is the same for any thread count.
 """
 
 import numpy as np
+from numba import prange
 
-from fastfa.kernels.base import flush_subnormal, kernel
+from fastfa.kernels.base import PASS_GRAIN, flush_subnormal, kernel, parallel_kernel, parts_for, split
 from fastfa.kernels.codes import LOGISTIC, RELU, TANH
 from fastfa.kernels.feedback import counter_uniform
 
@@ -66,3 +70,30 @@ def derive_dropped(delta, h, act, keep, seed, step, base):
                 delta[i, j] = flush_subnormal(delta[i, j] * _slope(h[i, j] * keep, act) * scale, tiny)
             else:
                 delta[i, j] = 0.0
+
+
+@parallel_kernel
+def drop_rows(h, keep, seed, step, base, threads):
+    """:func:`drop_units` with the rows of ``h`` split over threads (row ``i``'s units are numbered
+    from ``base + i n`` whichever thread draws them)."""
+    m, n = h.shape
+    parts = parts_for(threads, m * n, PASS_GRAIN, m)
+    if parts == 1:  # a parallel region costs microseconds even for one part
+        drop_units(h, keep, seed, step, base)
+        return
+    for part in prange(parts):
+        lo, hi = split(part, parts, m)
+        drop_units(h[lo:hi], keep, seed, step, base + lo * n)
+
+
+@parallel_kernel
+def derive_dropped_rows(delta, h, act, keep, seed, step, base, threads):
+    """:func:`derive_dropped` with the rows split over threads."""
+    m, n = delta.shape
+    parts = parts_for(threads, m * n, PASS_GRAIN, m)
+    if parts == 1:
+        derive_dropped(delta, h, act, keep, seed, step, base)
+        return
+    for part in prange(parts):
+        lo, hi = split(part, parts, m)
+        derive_dropped(delta[lo:hi], h[lo:hi], act, keep, seed, step, base + lo * n)

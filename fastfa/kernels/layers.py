@@ -70,7 +70,7 @@ from fastfa.kernels.codes import (
     SIGNAL_NONE,
     SIGNAL_TARGET,
 )
-from fastfa.kernels.dropout import derive_dropped, drop_units
+from fastfa.kernels.dropout import derive_dropped_rows, drop_rows
 from fastfa.kernels.elementwise import (
     activate,
     column_sums,
@@ -216,7 +216,7 @@ def forward_layers(
             )
         if dropout is not None:  # None without dropout: then not compiled
             if dropout[layer] < 1.0:
-                drop_units(out, dropout[layer], seed, step, base)
+                drop_rows(out, dropout[layer], seed, step, base, threads)
             base += out.size
     return out
 
@@ -225,7 +225,7 @@ def forward_layers(
 def derive_layer(delta, hidden, ltab, layer, m, dropout, seed, step, threads, params, norm):
     """``delta *= f'(a)`` for layer ``layer`` (``delta`` its ``m x size`` block), with the
     dropout mask of update ``step`` where the layer drops units
-    (:func:`~fastfa.kernels.dropout.derive_dropped`), then back through its batch norm where it
+    (:func:`~fastfa.kernels.dropout.derive_dropped_rows`), then back through its batch norm where it
     has one (:func:`~fastfa.kernels.batch_norm.normalise_backward`; ``norm`` as
     :func:`forward_layers` takes it)."""
     h = output_rows(hidden, ltab, layer, m)
@@ -233,7 +233,7 @@ def derive_layer(delta, hidden, ltab, layer, m, dropout, seed, step, threads, pa
         base = 0
         for below in range(layer):
             base += m * ltab[below, L_OUT_SIZE]
-        derive_dropped(delta, h, ltab[layer, L_ACT], dropout[layer], seed, step, base)
+        derive_dropped_rows(delta, h, ltab[layer, L_ACT], dropout[layer], seed, step, base, threads)
     else:
         derive(delta, h, ltab[layer, L_ACT], threads)
     if norm is not None and has_norm(ltab, layer):  # None without batch norm: then not compiled
