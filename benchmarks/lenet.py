@@ -297,12 +297,11 @@ def main():
             for rule in asked:
                 bound = gflops * 1e9 / flops_per_sample(with_dropout(rule)[0])
                 rates = pool.best(names, rule, batch, n, repeats=args.repeats)
-                ours, theirs = rates["fastfa"], rates.get("torch", float("nan"))
-                print(
-                    f"{rule:<14}{batch:>6}{ours:>10,.0f}{theirs:>10,.0f}{bound:>10,.0f}"
-                    f"{ours / theirs:>13.2f}x{ours / bound:>13.0%}",
-                    flush=True,
-                )
+                ours, theirs = rates["fastfa"], rates.get("torch")
+                torch_rate, ratio = (f"{theirs:>10,.0f}", f"{ours / theirs:>13.2f}x") if theirs else (
+                    f"{'-':>10}", f"{'-':>14}")  # fmt: skip
+                row = f"{rule:<14}{batch:>6}{ours:>10,.0f}{torch_rate}{bound:>10,.0f}{ratio}"
+                print(f"{row}{ours / bound:>13.0%}", flush=True)
     finally:
         pool.close()
     if not args.skip_startup:
