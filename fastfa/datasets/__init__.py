@@ -89,8 +89,9 @@ from fastfa.datasets.npz import convert_npz
 from fastfa.datasets.reader import CACHE_BYTES as CACHE_BYTES
 from fastfa.datasets.reader import DIGITS_FILE as DIGITS_FILE
 from fastfa.datasets.reader import HDF5_SIGNATURE as HDF5_SIGNATURE
-from fastfa.datasets.reader import ArraySplit, Dataset, Split, default_dataset_path, open_dataset
-from fastfa.datasets.reader import _Rows as _Rows
+from fastfa.datasets.reader import Dataset, Split, default_dataset_path, open_dataset
+from fastfa.datasets.rows import ArraySplit
+from fastfa.datasets.rows import _Rows as _Rows
 from fastfa.datasets.schema import FORMAT_VERSION as FORMAT_VERSION
 from fastfa.datasets.schema import OUT_DTYPES as OUT_DTYPES
 from fastfa.datasets.schema import REQUIRED_SPLITS as REQUIRED_SPLITS
