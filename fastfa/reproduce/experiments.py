@@ -228,8 +228,16 @@ def akrout_experiment(data, title, n_in, n_hidden, published, quick, note=""):
 LIAO_LAYERS = (
     "conv:4:3:1:1,conv:4:3:1:1,maxpool:2,conv:8:3:1:1,conv:8:3:1:1,maxpool:2,conv:16:3:1:1,conv:16:3:1:1,gap"
 )
-LIAO_SGD = {"optimizer": "sgd", "lr": 0.05}
+LIAO_SGD = {"optimizer": "sgd", "lr": 0.05}  # the rates of --quick; full runs: LIAO_LRS
 LIAO_MANHATTAN = {"optimizer": "manhattan", "lr": 3e-4}
+#: Each variant's and rule's initial rate, chosen on validation rows by 2-epoch pilots
+#: (benchmarks/liao_lr_sgd.toml, benchmarks/liao_lr_manhattan.toml; python -m benchmarks.select_lr)
+LIAO_LRS = {
+    "sgd": {"bp": 0.03, "usf": 0.3, "frsf": 0.1, "brsf": 0.03},
+    "bn": {"bp": 0.3, "usf": 0.3, "frsf": 0.3, "brsf": 0.3},
+    "manhattan": {"bp": 1e-3, "usf": 3e-4, "frsf": 3e-4, "brsf": 3e-4},
+    "bn+manhattan": {"bp": 3e-3, "usf": 1e-3, "frsf": 1e-3, "brsf": 1e-3},
+}
 LIAO_VARIANTS = {
     "sgd": {"layers": LIAO_LAYERS, **LIAO_SGD},
     "bn": {"layers": LIAO_LAYERS, "batch_norm": True, **LIAO_SGD},
@@ -423,6 +431,7 @@ EXPERIMENTS = {
             images=(1, 28, 28),
             metric="test_error",
             seeds=3,
+            rule_settings={(net, r): {"lr": lr} for net, lrs in LIAO_LRS.items() for r, lr in lrs.items()},
             quick=dict(seeds=1, epochs=2, data_rows=(3000, 1000)),
             note=LIAO_NOTE,
         ),
