@@ -39,6 +39,8 @@ class StopFlag:
 
 
 def format_epoch(record, epochs):
+    """One epoch's line: training loss and error, validation and test figures where the run has
+    them, the alignment angles where it measures them, and the epoch's seconds."""
     parts = [f"epoch {record['epoch']:>3}/{epochs}", f"train loss {record['train_loss']:.4f}"]
     if "train_error" in record and record.get("task") != "regression":
         parts.append(f"err {100 * record['train_error']:.2f}%")
